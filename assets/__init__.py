@@ -1,0 +1,1 @@
+"""Built-in assets: scenarios, style sheets and icons."""

@@ -1,0 +1,1 @@
+"""The console application and its command line."""

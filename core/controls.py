@@ -1,0 +1,190 @@
+"""Operator actions on the engine: account flags, requests that need a second person, approvals,
+and refusals returned with a reason (never half-applied)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core.events import ActionRecorded, ActionRefused
+from core.ledger import Reason
+from core.scenario_model import ActionSpec
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+WARNED, REDUCE_ONLY, FROZEN, WITHDRAWALS_FROZEN = 1, 2, 4, 8
+FLAG_NAMES = {
+    WARNED: "warned",
+    REDUCE_ONLY: "reduce_only",
+    FROZEN: "frozen",
+    WITHDRAWALS_FROZEN: "withdrawals_frozen",
+}
+# Actions that take effect only when a different supervisor approves them (maker-checker).
+NEEDS_APPROVAL = frozenset({"force_reduce", "inject", "adjust_settlement_price"})
+ACTING_ROLES = frozenset({"operator", "supervisor", "admin"})
+APPROVER_ROLE = "supervisor"
+
+
+class Refusal(Exception):
+    """An action refused: `code` is stable for machines, `reason` is for people."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: str
+    action: ActionSpec
+    status: str  # pending, approved, rejected
+
+
+class Controls:
+    """Applies a scenario's actions when their time comes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.pending_actions = list(engine.scenario.actions)
+        self.roles = {o.name: o.role for o in engine.scenario.operators}
+        self.flags = np.zeros(len(engine.book.account_ids), dtype=np.int8)
+        self.requests: dict[str, Request] = {}
+        self.adjustments: dict[str, tuple[str, object]] = {}  # family -> (request id, price)
+
+    def state_repr(self) -> str:
+        requests = sorted((r.id, r.status) for r in self.requests.values())
+        return f"{self.flags.tobytes().hex()}|{requests}|{sorted(self.adjustments.items())}"
+
+    def apply_due(self, now: datetime) -> None:
+        while self.pending_actions and self.pending_actions[0].at <= now:
+            self.apply(self.pending_actions.pop(0))
+
+    def apply(self, action: ActionSpec) -> bool:
+        """Apply one action; a refusal is recorded as an event and changes nothing."""
+        engine = self.engine
+        try:
+            detail = self._apply(action)
+        except Refusal as refusal:
+            engine.emit(
+                ActionRefused(engine.now, action.operator, action.action, refusal.reason, action.id)
+            )
+            return False
+        engine.emit(
+            ActionRecorded(
+                engine.now, action.operator, action.action, action.reason, detail, action.id
+            )
+        )
+        return True
+
+    def _apply(self, action: ActionSpec) -> str:
+        role = self.roles.get(action.operator)
+        if self.roles and role is None:
+            raise Refusal("unknown_operator", f"unknown operator {action.operator!r}")
+        if role is not None and role not in ACTING_ROLES:
+            raise Refusal("role", f"role {role} cannot {action.action}")
+        if not action.reason.strip():
+            raise Refusal("reason", "a reason is required")
+        if action.action in ("approve", "reject"):
+            return self._decide(action, role)
+        if action.action == "approve_clawback":
+            if role is not None and role != APPROVER_ROLE:
+                raise Refusal("role", f"approving a clawback needs the supervisor role, not {role}")
+            return self.engine.settlements.approve_clawback(action)
+        if action.action in NEEDS_APPROVAL:
+            if not action.id:
+                raise Refusal(
+                    "needs_id", f"{action.action} needs an id so a supervisor can approve it"
+                )
+            if action.id in self.requests:
+                raise Refusal("duplicate_request", f"request {action.id!r} exists already")
+            self._check_effect(action)
+            self.requests[action.id] = Request(action.id, action, "pending")
+            return f"request {action.id} awaits a supervisor"
+        return self._set_flags(action)
+
+    def _account_row(self, action: ActionSpec) -> int:
+        name = str(action.params.get("account"))
+        index = self.engine.book.account_index.get(name)
+        if index is None:
+            raise Refusal("unknown_account", f"unknown account {name!r}")
+        return index
+
+    def _set_flags(self, action: ActionSpec) -> str:
+        account = self._account_row(action)
+        before = int(self.flags[account])
+        change = {"warn": WARNED, "restrict": REDUCE_ONLY, "freeze": FROZEN | WITHDRAWALS_FROZEN}
+        if action.action in change:
+            if before & change[action.action] == change[action.action]:
+                raise Refusal(
+                    "no_effect", f"account {action.params['account']} is already {action.action}"
+                )
+            self.flags[account] = before | change[action.action]
+        elif action.action == "unfreeze":
+            if not before & (FROZEN | WITHDRAWALS_FROZEN | REDUCE_ONLY):
+                raise Refusal("no_effect", f"account {action.params['account']} is not frozen")
+            self.flags[account] = before & WARNED
+        elif action.action != "cancel_orders":
+            raise Refusal("unknown_action", f"unknown action {action.action!r}")
+        return f"flags {_names(before)} -> {_names(int(self.flags[account]))}"
+
+    def _check_effect(self, action: ActionSpec) -> None:
+        if action.action == "force_reduce":
+            self._position_row(action)
+
+    def _position_row(self, action: ActionSpec) -> int:
+        book = self.engine.book
+        account = self._account_row(action)
+        symbol = action.params["symbol"]
+        k = [i.symbol for i in book.instruments].index(str(symbol))
+        rows = np.flatnonzero(
+            (book.account == account) & (book.instrument == k) & (book.contracts > 0)
+        )
+        if rows.size == 0:
+            raise Refusal(
+                "no_position", f"account {action.params['account']} holds no {symbol} position"
+            )
+        return int(rows[0])
+
+    def _decide(self, action: ActionSpec, role: str | None) -> str:
+        request_id = str(action.params.get("request"))
+        request = self.requests.get(request_id)
+        if request is None:
+            raise Refusal("unknown_request", f"no request {request_id!r}")
+        if request.status != "pending":
+            raise Refusal("decided", f"request {request_id} is already {request.status}")
+        if action.operator == request.action.operator:
+            raise Refusal("self_approval", "self-approval: the approver must be a different person")
+        if role is not None and role != APPROVER_ROLE:
+            raise Refusal("role", f"approving needs the supervisor role, not {role}")
+        if action.action == "reject":
+            self.requests[request_id] = Request(request_id, request.action, "rejected")
+            return f"request {request_id} rejected"
+        detail = self._carry_out(request.action)
+        self.requests[request_id] = Request(request_id, request.action, "approved")
+        return f"request {request_id} approved: {detail}"
+
+    def _carry_out(self, action: ActionSpec) -> str:
+        engine = self.engine
+        if action.action == "inject":
+            currency = str(action.params["currency"])
+            amount = engine.scenario.currencies[currency].to_minor(action.params["amount"])  # type: ignore[arg-type]
+            engine.fund_in(currency, amount, Reason.INJECTION)
+            return f"injected {action.params['amount']} {currency} into the insurance fund"
+        if action.action == "force_reduce":
+            row = self._position_row(action)
+            engine.desk.force_reduce(row, int(action.params["contracts"]))  # type: ignore[call-overload]
+            return f"force-reduce of {action.params['contracts']} {action.params['symbol']} sent to the book"
+        family = str(action.params["family"])
+        self.adjustments[family] = (action.id or "", action.params["price"])
+        return (
+            f"settlement price of {family} set to {action.params['price']} for its next settlement"
+        )
+
+
+def _names(flags: int) -> str:
+    return ",".join(name for bit, name in FLAG_NAMES.items() if flags & bit) or "none"

@@ -1,0 +1,248 @@
+"""The run result (`risk-result/1`, shared spec/scenario.md): collected from the engine's events
+and its final state, with amounts as exact decimal strings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from core.engine import Engine
+from core.events import (
+    ActionRecorded,
+    ActionRefused,
+    AdlFill,
+    ClawbackComputed,
+    DeficitUncovered,
+    Event,
+    LiquidationFilled,
+    SettlementDone,
+)
+from core.ledger import CLEARING, INSURANCE_FUND, ROUNDING, fund_summary, trader
+from core.units import format_minor
+from core.views import price_str
+
+FORMAT = "risk-result/1"
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ResultCollector:
+    """Feeds on every tick's events; `result()` assembles the whole document."""
+
+    engine: Engine
+    events: list[Event] = field(default_factory=list)
+
+    def feed(self, events: Iterable[Event]) -> None:
+        self.events.extend(events)
+
+    def money(self, currency: str, minor: int) -> str:
+        return format_minor(minor, self.engine.scenario.currencies[currency].decimals)
+
+    def result(self) -> dict[str, Any]:
+        engine = self.engine
+        return {
+            "format": FORMAT,
+            "scenario": engine.scenario.name,
+            "positions_at_start": engine.positions_at_start,
+            "liquidations": [
+                self._liquidation(e) for e in self.events if isinstance(e, LiquidationFilled)
+            ],
+            "adl": [
+                {
+                    "time": iso(e.time),
+                    "account": e.account,
+                    "symbol": e.symbol,
+                    "contracts": e.contracts,
+                    "price": price_str(e.price),
+                    "against": e.against,
+                }
+                for e in self.events
+                if isinstance(e, AdlFill)
+            ],
+            "insurance_fund": self._fund(),
+            "deficit": {
+                code: {name: self.money(code, amount) for name, amount in totals.items()}
+                for code, totals in engine.deficit_totals.items()
+            },
+            "settlements": [
+                {
+                    "time": iso(e.time),
+                    "family": e.family,
+                    "price": price_str(e.price),
+                    "adjusted_from": price_str(e.adjusted_from),
+                    "expired": list(e.expired),
+                }
+                for e in self.events
+                if isinstance(e, SettlementDone)
+            ],
+            "clawbacks": [
+                self._clawback(e) for e in self.events if isinstance(e, ClawbackComputed)
+            ],
+            "final_balances": self._balances(with_upnl=False),
+            "final_equity": self._balances(with_upnl=True),
+            "ledger": self._ledger(),
+            "refused": [
+                {
+                    "time": iso(e.time),
+                    "operator": e.operator,
+                    "action": e.action,
+                    "reason": e.reason,
+                    "request": e.request,
+                }
+                for e in self.events
+                if isinstance(e, ActionRefused)
+            ],
+            "actions": [
+                {
+                    "time": iso(e.time),
+                    "operator": e.operator,
+                    "action": e.action,
+                    "reason": e.reason,
+                    "detail": e.detail,
+                    "request": e.request,
+                }
+                for e in self.events
+                if isinstance(e, ActionRecorded)
+            ],
+            "timeline": self._timeline(),
+            "state_hash": engine.state_hash(),
+        }
+
+    def _liquidation(self, e: LiquidationFilled) -> dict[str, Any]:
+        return {
+            "time": iso(e.started),
+            "finished": iso(e.time),
+            "account": e.account,
+            "symbol": e.symbol,
+            "side": e.side,
+            "contracts": e.contracts,
+            "partial": e.partial,
+            "fill_price": price_str(e.fill_price),
+            "bankruptcy_price": price_str(e.bankruptcy_price),
+            "surplus": self.money(e.currency, e.surplus),
+            "deficit": self.money(e.currency, e.deficit),
+            "covered_by_fund": self.money(e.currency, e.covered_by_fund),
+            "currency": e.currency,
+            "fills": e.fills,
+        }
+
+    def _fund(self) -> dict[str, Any]:
+        engine = self.engine
+        out = {}
+        for code in engine.currency_codes:
+            summary = fund_summary(engine.ledger, code)
+            out[code] = {
+                "start": self.money(code, engine.fund_start[code]),
+                "surplus_in": self.money(code, summary["surplus_in"]),
+                "deficit_out": self.money(code, summary["deficit_out"]),
+                "injections": self.money(code, summary["injections"]),
+                "end": self.money(code, summary["balance"]),
+            }
+        return out
+
+    def _clawback(self, e: ClawbackComputed) -> dict[str, Any]:
+        return {
+            "time": iso(e.time),
+            "family": e.family,
+            "currency": e.currency,
+            "deficit": self.money(e.currency, e.deficit),
+            "total_profit": self.money(e.currency, e.total_profit),
+            "ratio": e.ratio,
+            "unrecovered": self.money(e.currency, e.unrecovered),
+            "status": e.status,
+            "allocations": [
+                {
+                    "account": account,
+                    "profit": self.money(e.currency, profit),
+                    "amount": self.money(e.currency, amount),
+                }
+                for account, profit, amount in e.allocations
+            ],
+        }
+
+    def _balances(self, *, with_upnl: bool) -> dict[str, dict[str, str]]:
+        """The named accounts and every account a liquidation or ADL touched (not the whole crowd)."""
+        engine = self.engine
+        book = engine.book
+        touched = {a.id for a in engine.scenario.accounts}
+        for e in self.events:
+            if isinstance(e, LiquidationFilled | AdlFill):
+                touched.add(e.account)
+        upnl = np.zeros((len(book.account_ids), book.n_currencies))
+        if with_upnl:
+            np.add.at(upnl, (book.account, book.position_currency), engine.valuation.upnl)
+        held = np.zeros((len(book.account_ids), book.n_currencies), dtype=bool)
+        held[book.account, book.position_currency] = True
+        for a_spec in engine.scenario.accounts:
+            for code in a_spec.balances:
+                held[book.account_index[a_spec.id], engine.currency_codes.index(code)] = True
+        out: dict[str, dict[str, str]] = {}
+        for name in sorted(touched, key=book.account_index.__getitem__):
+            a = book.account_index[name]
+            row = {}
+            for c, code in enumerate(engine.currency_codes):
+                minor = engine.ledger.balance(trader(a), code)
+                if with_upnl:
+                    scale = engine.currencies[c].scale
+                    minor += int(np.floor(upnl[a, c] * scale))
+                if minor or held[a, c]:
+                    row[code] = self.money(code, minor)
+            out[name] = row
+        return out
+
+    def _ledger(self) -> dict[str, Any]:
+        engine = self.engine
+        return {
+            "balanced": all(engine.ledger.total(code) == 0 for code in engine.currency_codes),
+            "postings": engine.ledger.posting_count,
+            "rounding": {
+                code: self.money(code, engine.ledger.balance(ROUNDING, code))
+                for code in engine.currency_codes
+            },
+            "clearing": {
+                code: self.money(code, engine.ledger.balance(CLEARING, code))
+                for code in engine.currency_codes
+            },
+            "insurance_fund": {
+                code: self.money(code, engine.ledger.balance(INSURANCE_FUND, code))
+                for code in engine.currency_codes
+            },
+        }
+
+    def _timeline(self) -> list[dict[str, Any]]:
+        """A reader's summary: actions, fund movements over 0, deficits, settlements, clawbacks."""
+        lines = []
+        for e in self.events:
+            if isinstance(e, ActionRecorded):
+                text = f"{e.operator}: {e.action} - {e.detail} ({e.reason})"
+            elif isinstance(e, ActionRefused):
+                text = f"refused {e.operator}'s {e.action}: {e.reason}"
+            elif isinstance(e, LiquidationFilled) and (e.contracts >= 1000 or e.deficit):
+                text = (
+                    f"{e.account} {e.side} {e.contracts} {e.symbol} {'reduced' if e.partial else 'liquidated'}"
+                    f" at {price_str(e.fill_price)}, deficit {self.money(e.currency, e.deficit)} {e.currency}"
+                )
+            elif isinstance(e, DeficitUncovered) and e.amount >= 10 ** max(
+                0, self.engine.scenario.currencies[e.currency].decimals - 2
+            ):
+                text = f"uncovered deficit {self.money(e.currency, e.amount)} {e.currency} ({e.family})"
+            elif isinstance(e, SettlementDone):
+                text = f"settlement of {e.family} at {e.price}" + (
+                    f" (adjusted from {e.adjusted_from})" if e.adjusted_from else ""
+                )
+            elif isinstance(e, ClawbackComputed):
+                text = (
+                    f"clawback {e.status}: {self.money(e.currency, e.deficit)} {e.currency} over profit "
+                    f"{self.money(e.currency, e.total_profit)}, ratio {e.ratio}"
+                )
+            else:
+                continue
+            lines.append({"time": iso(e.time), "event": text})
+        return lines
