@@ -1,4 +1,4 @@
-"""The crowd generator: many seeded accounts and positions, built straight into PositionBook columns.
+"""The crowd generator: many seeded accounts and positions, straight into PositionBook columns.
 
 Vectorized (no loop per position); its `x-` parameters and their defaults are `CrowdParameters`.
 """
@@ -31,7 +31,7 @@ DEFAULT_LEVERAGE_WEIGHTS: tuple[tuple[int, float], ...] = (
 class CrowdParameters:
     """The generator's knobs, each read from the crowd's `x-` field named in its comment.
 
-    Sizes are in the instrument's quote currency (USD for BTC-USD inverse, USDT for BTC-USDT linear).
+    Sizes are in the instrument's quote currency (USD for BTC-USD inverse, USDT for BTC-USDT).
     """
 
     positions: int | None = None  # x-positions: total positions (default accounts * per account)
@@ -181,7 +181,7 @@ class CrowdColumns:
 
 
 def merge_columns(first: CrowdColumns, second: CrowdColumns) -> CrowdColumns:
-    """`second`'s accounts appended after `first`'s (its account rows shifted); ids must not clash."""
+    """`second`'s accounts after `first`'s (its account rows shifted); ids must not clash."""
     clash = set(first.account_ids).intersection(second.account_ids)
     if clash:
         raise ValueError(f"account ids in both sets: {sorted(clash)[:5]}")
@@ -203,7 +203,8 @@ def build_book(
 ) -> PositionBook:
     """One book of the scenario's named accounts followed by the crowd's."""
     columns = named if crowd is None else merge_columns(named, crowd)
-    return PositionBook(instruments, currencies, **columns.book_arguments())  # type: ignore[arg-type]
+    arguments = columns.book_arguments()
+    return PositionBook(instruments, currencies, **arguments)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +232,7 @@ def _instrument_facts(
 ) -> _InstrumentFacts:
     codes = [currency.code for currency in currencies]
     if instrument.settle_currency not in codes:
-        raise InputError("currencies", f"{instrument.settle_currency} of {instrument.symbol}")
+        raise InputError("currencies", f"no {instrument.settle_currency} for {instrument.symbol}")
     currency = codes.index(instrument.settle_currency)
     cv, tick = Fraction(instrument.contract_value), Fraction(instrument.tick_size)
     scale = currencies[currency].scale
@@ -281,7 +282,7 @@ def generate_crowd(
     params = CrowdParameters.from_fields(spec.parameters)
     n_accounts = spec.accounts
     if n_accounts < 0 or spec.seed < 0:
-        raise InputError("crowd", f"accounts and seed must not be negative, got {spec}")
+        raise InputError("crowd", f"accounts {n_accounts} and seed {spec.seed} must be >= 0")
     if n_accounts == 0:
         return CrowdColumns.empty(len(currencies))
     wanted = Decimal(n_accounts) * Decimal(str(params.positions_per_account))

@@ -16,7 +16,7 @@ from core.ledger import INT64_MAX, exact_int64_sum
 # The int64 fast path needs every residual D*p - q*T in [-T, 2T) to fit int64: T <= 2**62 (46
 # billion BTC in satoshi). Larger totals take an exact but slower Python-int path.
 FAST_TOTAL_LIMIT = 2**62
-# Below this profit a float64 estimate of D*p/T is off by less than one (see _divmod_direct).
+# Below this profit a float64 estimate of D*p/T is off by less than one (see _QuotientEstimate).
 _DIRECT_PROFIT_LIMIT = 2**51
 _SPLIT_BITS = 31
 # 32k int64 = 256 KB per temporary: a block's working set stays in L2 cache.
@@ -27,9 +27,9 @@ _BLOCK = 1 << 15
 class ClawbackAllocation:
     """What each account pays toward an uncovered deficit.
 
-    `amounts` is a read-only int64 array aligned with the profits; `ratio` is the deficit taken over
-    the total profit (0 when nobody profited); `unrecovered` is the deficit left over when it exceeds
-    all profit.
+    `amounts` is a read-only int64 array aligned with the profits; `ratio` is the deficit taken
+    over the total profit (0 when nobody profited); `unrecovered` is the deficit left over when it
+    exceeds all profit.
     """
 
     amounts: np.ndarray
@@ -114,10 +114,10 @@ def _result(amounts: np.ndarray, total: int, deficit: int) -> ClawbackAllocation
 def _allocate_fast(profits: np.ndarray, deficit: int, total: int, largest: int) -> np.ndarray:
     """Exact allocation with int64 arithmetic for 0 < D < T <= 2**62.
 
-    Each quotient q = floor(D*p/T) is estimated in float64, off by at most one (`_QuotientEstimate`);
-    the residual D*p - q*T is then in [-T, 2T), so int64 arithmetic wrapping modulo 2**64 gives it
-    exactly, and the few misses are corrected. The remainder units go to the largest residuals,
-    found with one partition. Work runs in blocks so temporaries stay in cache.
+    Each quotient q = floor(D*p/T) is estimated in float64, off by at most one (see
+    `_QuotientEstimate`); the residual D*p - q*T is then in [-T, 2T), so int64 arithmetic wrapping
+    modulo 2**64 gives it exactly, and the few misses are corrected. The remainder units go to the
+    largest residuals, found with one partition. Work runs in blocks so temporaries stay in cache.
     """
     size = profits.size
     quotients = np.empty(size, dtype=np.int64)
@@ -183,7 +183,7 @@ class _QuotientEstimate:
 
 
 def _allocate_wide(profits: np.ndarray, deficit: int, total: int) -> np.ndarray:
-    """Exact allocation when T > 2**62 (4.6e18 minor units): Python ints in object arrays, ~0.8 s/1M."""
+    """Exact allocation for T > 2**62 (4.6e18 minor units): object arrays of Python ints, slow."""
     products = profits.astype(object) * deficit
     quotients_obj = products // total
     remainders = products - quotients_obj * total
@@ -239,13 +239,9 @@ def adl_ranking(pnl_pct: np.ndarray, effective_leverage: np.ndarray) -> np.ndarr
 
 
 def adl_order(scores: np.ndarray, candidate_mask: np.ndarray | None = None) -> np.ndarray:
-    """Indices of candidates, highest score first, ties to the lower index (stable, deterministic)."""
+    """Indices of candidates, highest score first, ties to the lower index (deterministic)."""
     values = np.asarray(scores, dtype=np.float64)
-    candidates = (
-        np.arange(values.size)
-        if candidate_mask is None
-        else np.flatnonzero(np.asarray(candidate_mask, dtype=bool))
-    )
+    candidates = np.flatnonzero(_candidates(candidate_mask, values.shape))
     picked = values[candidates]
     if np.isnan(picked).any():
         raise InputError("scores", "NaN score among ADL candidates")
@@ -268,13 +264,8 @@ def adl_quintiles(
     group_ids = np.zeros(values.size, dtype=np.int64) if groups is None else np.asarray(groups)
     if group_ids.shape != values.shape:
         raise InputError("groups", "must be aligned with scores")
-    mask = (
-        np.ones(values.size, dtype=bool)
-        if candidate_mask is None
-        else np.asarray(candidate_mask, dtype=bool)
-    )
     quintiles = np.zeros(values.size, dtype=np.int8)
-    candidates = np.flatnonzero(mask)
+    candidates = np.flatnonzero(_candidates(candidate_mask, values.shape))
     if candidates.size == 0:
         return quintiles
     picked = values[candidates]
@@ -291,3 +282,12 @@ def adl_quintiles(
     place = np.arange(sorted_groups.size) - group_start
     quintiles[candidates[order]] = 5 - (5 * place) // group_size
     return quintiles
+
+
+def _candidates(candidate_mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if candidate_mask is None:
+        return np.ones(shape, dtype=bool)
+    mask = np.asarray(candidate_mask, dtype=bool)
+    if mask.shape != shape:
+        raise InputError("candidate_mask", "must be aligned with scores")
+    return mask

@@ -1,4 +1,4 @@
-"""Double-entry ledger in exact minor units: every movement of money is a posting between two accounts.
+"""Double-entry ledger in exact minor units: every movement of money is a posting between accounts.
 
 Trader balances live in one numpy int64 column per currency (index = trader id, checked for
 overflow); the few house accounts are Python ints. The sum over all accounts is zero, always.
@@ -229,7 +229,7 @@ class Ledger:
         return book.house.get(key.kind, 0)
 
     def trader_balances(self, currency: str) -> np.ndarray:
-        """Read-only int64 view of trader balances indexed by trader id (length = highest id + 1)."""
+        """Read-only int64 view of trader balances by trader id (length: highest id touched + 1)."""
         book = self._books.get(currency)
         if book is None:
             return np.zeros(0, dtype=np.int64)
@@ -257,7 +257,7 @@ class Ledger:
         return exact_int64_sum(book.traders[: book.used]) + sum(book.house.values())
 
     def check(self) -> None:
-        """Raise `LedgerImbalanceError` unless every currency sums to zero and no fund is negative."""
+        """Raise `LedgerImbalanceError` unless every currency sums to 0 and no fund is negative."""
         for currency, book in self._books.items():
             total = self.total(currency)
             if total != 0:
@@ -267,7 +267,7 @@ class Ledger:
                     raise LedgerImbalanceError(f"{currency} {kind.value} is negative")
 
     def flows(self, currency: str) -> dict[Flow, int]:
-        """Totals moved per (reason, from kind, to kind), e.g. the fund's surplus in, deficit out."""
+        """Totals moved per (reason, from kind, to kind), e.g. fund surplus in and deficit out."""
         book = self._books.get(currency)
         return dict(book.flows) if book else {}
 

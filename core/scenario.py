@@ -4,6 +4,7 @@ of core.scenario_model. Every problem raises `InputError` naming the field path.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable, Collection
@@ -134,7 +135,7 @@ class _Parser:
             policy=top.get("policy", _policy, default={}),
             operators=operators,
             actions=tuple(top.get("actions", _list_of, self.action, default=[])),
-            extras={key: value for key, value in top.values.items() if key.startswith("x-")},
+            extras=_x_fields(top),
         )
 
     def amounts(self, value: Any, path: str, **bounds: bool) -> dict[str, Decimal]:
@@ -220,7 +221,7 @@ class _Parser:
         return CrowdSpec(
             accounts=self.crowd_accounts,
             seed=fields.get("seed", _integer, minimum=0),
-            parameters={key: item for key, item in fields.values.items() if key.startswith("x-")},
+            parameters=_x_fields(fields),
         )
 
     def is_crowd_account(self, account_id: str) -> bool:
@@ -241,7 +242,7 @@ class _Parser:
         # Checked again with this action's own fields: a field of another action is unknown here.
         fields = _Fields(value, path, (*ACTION_COMMON_FIELDS, *ACTION_FIELDS[kind]), ("id",))
         moment = fields.get("at", _time)
-        if self.last_action_time and moment < self.last_action_time:
+        if self.last_action_time is not None and moment < self.last_action_time:
             previous = f"{self.last_action_time.isoformat()} or later (actions are in time order)"
             raise _expected(fields.at("at"), previous, fields.values["at"])
         self.last_action_time = moment
@@ -330,6 +331,13 @@ class _Fields:
         """The field (or its default) parsed by `parse(value, path, *args, **options)`."""
         fallback = self.defaults.get(key, default)
         return parse(self.values.get(key, fallback), self.at(key), *args, **options)
+
+
+def _x_fields(fields: _Fields) -> dict[str, Any]:
+    """The object's `x-` fields, copied so that later edits to the document cannot reach them."""
+    return copy.deepcopy(
+        {key: value for key, value in fields.values.items() if key.startswith("x-")}
+    )
 
 
 # ---------------------------------------------------------------- sections needing no references
@@ -486,13 +494,11 @@ def _boolean(value: Any, path: str) -> bool:
     return value
 
 
-def _integer(
-    value: Any, path: str, *, minimum: int | None = None, maximum: int | None = None
-) -> int:
+def _integer(value: Any, path: str, *, minimum: int = 0, maximum: int | None = None) -> int:
     """A whole count given as a JSON integer."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise _expected(path, "a JSON integer", value)
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    if value < minimum or (maximum is not None and value > maximum):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
         raise InputError(path, f"expected an integer {bounds}, found {value}")
     return value

@@ -1,4 +1,4 @@
-"""The crowd generator: determinism, exact netting and margins, heavy tails, tier-capped leverage."""
+"""The crowd generator: determinism, exact netting and margins, heavy tails, capped leverage."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""core.scenario: the spec's example loads with the right values; each malformed kind names its field."""
+"""core.scenario: the spec example loads with the right values; malformed input names its field."""
 
 from __future__ import annotations
 
@@ -278,7 +278,7 @@ MALFORMED: list[tuple[str, Mutation, str]] = [
     ("contracts not a number", put(f"{POSITION}.contracts", "ten"), f"{POSITION}.contracts"),
     ("tiers not an object", put("instruments[0].tiers", []), "instruments[0].tiers"),
     ("balances not an object", put("accounts[0].balances", ["BTC"]), "accounts[0].balances"),
-    ("bool for a boolean-free int", put("seed", True), "seed"),
+    ("boolean for an integer", put("seed", True), "seed"),
     (
         "partial_liquidation not bool",
         put("policy.partial_liquidation", "yes"),
