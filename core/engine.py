@@ -200,9 +200,15 @@ class Engine:
                 )
             )
 
-    def fund_out(self, currency: str, amount: int) -> None:
-        self.deficit_totals[currency]["total"] += amount
-        self.deficit_totals[currency]["covered_by_fund"] += amount
+    def fund_out(self, currency: str, amount: int, *, at_settlement: bool = False) -> None:
+        """The fund pays `amount` of a deficit: as it arises, or at settlement a deficit that was
+        left uncovered then (which moves from uncovered to covered)."""
+        totals = self.deficit_totals[currency]
+        if at_settlement:
+            totals["uncovered"] -= amount
+        else:
+            totals["total"] += amount
+        totals["covered_by_fund"] += amount
         if amount > 0:
             self.ledger.post(
                 INSURANCE_FUND,

@@ -66,11 +66,24 @@ class LiquidationDesk:
         allow, otherwise a takeover (cross rows are taken over with their whole account group)."""
         engine, book = self.engine, self.engine.book
         taken_groups: set[int] = set()
+        cross_rows = rows[~book.isolated[rows]]
+        rows_of_group: dict[int, list[int]] = {}
+        for row, group in zip(cross_rows.tolist(), book.group[cross_rows].tolist(), strict=True):
+            rows_of_group.setdefault(group, []).append(row)
+        partial = engine.scenario.policy.partial_liquidation
+        targets = {row: self._step_target(row) if partial else None for row in rows.tolist()}
+        # A cross account steps its positions above the lowest tier down first; it is taken over
+        # as a whole only once none can step (a takeover would also take the rows being reduced).
+        stepping_groups = {
+            int(book.group[row])
+            for row, target in targets.items()
+            if target is not None and not book.isolated[row] and book.contracts[row] > 0
+        }
         for row in rows.tolist():
             if book.contracts[row] == 0:
                 continue
             price = float(bankruptcy[row]) if np.isfinite(bankruptcy[row]) else None
-            target = self._step_target(row) if engine.scenario.policy.partial_liquidation else None
+            target = targets[row]
             if target is not None:
                 self._add_reduce(row, int(book.contracts[row]) - target, price, partial=True)
                 continue
@@ -80,10 +93,10 @@ class LiquidationDesk:
                 book.refresh(np.array([row]))
                 continue
             group = int(book.group[row])
-            if group in taken_groups:
+            if group in taken_groups or group in stepping_groups:
                 continue
             taken_groups.add(group)
-            self._take_over_group(group, bankruptcy)
+            self._take_over_group(group, np.array(rows_of_group[group], dtype=np.int64), bankruptcy)
 
     def _step_target(self, row: int) -> int | None:
         """Contracts at the top of the next lower tier, or None in the lowest tier."""
@@ -98,10 +111,12 @@ class LiquidationDesk:
         mark = self.engine.marks[book.instrument[row]]
         return int(Fraction(top) / inst.notional(1, Decimal(repr(float(mark)))))
 
-    def _take_over_group(self, group: int, bankruptcy: np.ndarray) -> None:
+    def _take_over_group(self, group: int, rows: np.ndarray, bankruptcy: np.ndarray) -> None:
+        """Take over the open cross `rows` of one account group; the liquidation flag is the
+        group's, so every open row of a flagged group is among the flagged rows."""
         engine, book = self.engine, self.engine.book
         account, currency = divmod(group, book.n_currencies)
-        rows = np.flatnonzero((book.group == group) & ~book.isolated & (book.contracts > 0))
+        rows = rows[book.contracts[rows] > 0]
         cash = int(book.balances[account, currency])
         weights = book.size_per_x[rows] * engine.x_marks[book.instrument[rows]]
         shares = _split_exact(cash, weights)
@@ -123,6 +138,9 @@ class LiquidationDesk:
                 CLEARING, trader(account), currency, -collateral, Reason.REALIZED_PNL
             )
         engine.add_period_pnl(row, -collateral)
+        for pending in self.orders:
+            if pending.kind == "reduce" and pending.row == row:
+                _cut(pending, 0)  # the takeover supersedes a reduction still being worked
         order = Order(
             kind="takeover",
             row=row,
@@ -228,6 +246,13 @@ class LiquidationDesk:
         elif engine.scenario.policy.fund_reservation:
             for order in self.orders:
                 self._reserve(order)
+        # Reductions of one position (force-reduces, steps) never add up to more than it holds.
+        left: dict[int, int] = {}
+        for order in self.orders:
+            if order.kind == "reduce":
+                budget = left.get(order.row, int(engine.book.contracts[order.row]))
+                _cut(order, min(order.remaining, budget))
+                left[order.row] = budget - order.remaining
         groups: dict[tuple[int, int, str], list[Order]] = {}
         for order in self.orders:
             if order.remaining > 0:
@@ -263,15 +288,16 @@ class LiquidationDesk:
         book = self.engine.book
         for order in orders:
             if order.kind == "reduce" and order.partial and order.bankruptcy_price is not None:
-                order.remaining = 0
+                _cut(order, 0)
                 row = order.row
                 if book.contracts[row] > 0 and book.isolated[row]:
                     self._take_over(row, int(book.iso_margin[row]), order.bankruptcy_price)
                     book.iso_margin[row] = 0
                     book.refresh(np.array([row]))
 
-    def fill(self, order: Order, contracts: int, price_units: int) -> None:
-        """Account for `contracts` of `order` closed at `price_units`."""
+    def fill(self, order: Order, contracts: int, price_units: int, *, adl: bool = False) -> None:
+        """Account for `contracts` of `order` closed at `price_units` (`adl`: against the ranked
+        opposite positions at the remainder's bankruptcy price)."""
         engine = self.engine
         order.remaining -= contracts
         order.fills += 1
@@ -302,12 +328,13 @@ class LiquidationDesk:
         from_reserve = min(deficit, order.reserved)
         order.reserved -= from_reserve
         self.reserved[currency] -= from_reserve
-        cover = from_reserve + max(0, min(deficit - from_reserve, self.fund_free(currency)))
+        # The released reservation is still in the fund's free balance now: count it once.
+        cover = max(0, min(deficit, self.fund_free(currency)))
         order.covered += cover
         engine.fund_out(currency, cover)
         uncovered = deficit - cover
         if uncovered:
-            if engine.scenario.policy.deficit == "adl":
+            if adl:
                 # Sub-unit rounding of the bankruptcy fill: the house's rounding account bears it.
                 engine.ledger.post(ROUNDING, CLEARING, currency, uncovered, Reason.ROUNDING)
             else:
@@ -383,7 +410,10 @@ class LiquidationDesk:
                 break
             take = min(order.remaining, int(book.contracts[row]))
             engine.close_for_trader(row, take, price_units)
-            self.fill(order, take, price_units)
+            for pending in self.orders:
+                if pending.kind == "reduce" and pending.row == row:
+                    _cut(pending, max(0, pending.remaining - take))  # ADL did that much
+            self.fill(order, take, price_units, adl=True)
             engine.emit(
                 AdlFill(
                     engine.now,
@@ -416,6 +446,13 @@ class LiquidationDesk:
         return units if units > 0 else None
 
 
+def _cut(order: Order, remaining: int) -> None:
+    """A reduction stops short: what it will no longer fill leaves its total too, so its report
+    (contracts filled, VWAP) counts only what did fill."""
+    order.total -= order.remaining - remaining
+    order.remaining = remaining
+
+
 def _split_exact(total: int, weights: np.ndarray) -> list[int]:
     """`total` split in proportion to float `weights`, summing exactly (the last takes the rest)."""
     if len(weights) == 0:
@@ -437,4 +474,3 @@ def _book_side(side: int) -> str:
 
 def _price_decimal(value: Fraction) -> Decimal:
     return Decimal(value.numerator) / Decimal(value.denominator)
-

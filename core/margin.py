@@ -76,9 +76,9 @@ def _liquidation_x(book: PositionBook, collateral: np.ndarray, x_now: np.ndarray
             else:
                 c = per_x * mmr
                 d = np.full(rows.size, amount)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 x = (base + b + d) / (c - a)
-            size = contracts if tiers.basis == "contracts" else per_x * x
+                size = contracts if tiers.basis == "contracts" else per_x * x
             consistent = np.isfinite(x) & (x > 0) & (size > floors[level]) & (size <= maxes[level])
             closer = np.isnan(chosen) | (np.abs(x - x_now[rows]) < np.abs(chosen - x_now[rows]))
             chosen = np.where(consistent & closer, x, chosen)

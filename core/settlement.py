@@ -118,6 +118,12 @@ class Settlements:
         if deficit <= 0:
             return
         engine.uncovered[(family, currency)] = 0
+        # The fund (with any injection since the deficit arose) pays first; only the rest is shared.
+        from_fund = max(0, min(deficit, engine.desk.fund_free(currency)))
+        engine.fund_out(currency, from_fund, at_settlement=True)
+        deficit -= from_fund
+        if deficit == 0:
+            return
         profits = engine.period_pnl[(family, currency)].copy()
         allocation = allocate_clawback(deficit, profits)
         digest = hashlib.sha256(allocation.amounts.tobytes() + f"{deficit}".encode()).hexdigest()

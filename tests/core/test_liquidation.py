@@ -1,0 +1,626 @@
+"""The liquidation process step by step (DESIGN.md section 4, seed 003), each on a small scenario
+built by hand with its expected figures worked out in the comments.
+
+Unless a test says otherwise: one linear contract `X` of 1 unit settled in USDT (6 decimals), tick
+0.01, the mark pinned to the path given (so the fair mid of a book is that mark too), a perpetual
+(no settlement), one tier at mmr 0.5%, band 1%, no book (liquidation orders fill at the mark).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from core.engine import Engine
+from core.events import (
+    ActionRecorded,
+    ActionRefused,
+    Event,
+    LiquidationFilled,
+    LiquidationStarted,
+)
+from core.ledger import INSURANCE_FUND, trader
+from core.result import ResultCollector
+from core.scenario import parse_scenario
+
+USDT = 10**6  # minor units per USDT
+
+
+def at(seconds: int) -> str:
+    return f"2018-07-31T00:{seconds // 60:02d}:{seconds % 60:02d}Z"
+
+
+def position(
+    account: str,
+    side: str,
+    contracts: int,
+    entry: str,
+    *,
+    margin: str | None = None,
+    leverage: str = "10",
+    balance: str = "0",
+) -> dict[str, Any]:
+    """An account holding one position in X: isolated with `margin`, else cross on `balance`."""
+    spec: dict[str, Any] = {
+        "symbol": "X",
+        "side": side,
+        "contracts": contracts,
+        "entry_price": entry,
+        "margin_mode": "isolated" if margin is not None else "cross",
+        "leverage": leverage,
+    }
+    if margin is not None:
+        spec["margin"] = margin
+    return {"id": account, "balances": {"USDT": balance}, "positions": [spec]}
+
+
+def scenario(
+    accounts: list[dict[str, Any]],
+    marks: list[tuple[int, str]],
+    *,
+    fund: str = "0",
+    policy: dict[str, Any] | None = None,
+    book: dict[str, str] | None = None,
+    tiers: dict[str, Any] | None = None,
+    cv: str = "1",
+    band: str = "0.01",
+    actions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    path = [[at(seconds), price] for seconds, price in marks]
+    doc: dict[str, Any] = {
+        "format": "risk-scenario/1",
+        "name": "hand-built",
+        "start": at(0),
+        "currencies": {"USDT": 6},
+        "instruments": [
+            {
+                "symbol": "X",
+                "type": "linear",
+                "contract_value": cv,
+                "settle_currency": "USDT",
+                "tick_size": "0.01",
+                "expiry": None,
+                "family": "X",
+                "index": "X",
+                "tiers": tiers
+                or {"basis": "contracts", "levels": [{"mmr": "0.005", "max_leverage": "100"}]},
+                "liquidation_band": band,
+            }
+        ],
+        "insurance_fund": {"USDT": fund},
+        "accounts": accounts,
+        "market": {"indices": {"X": path}, "marks": {"X": path}},
+        "policy": {
+            "deficit": "clawback",
+            "partial_liquidation": False,
+            "fund_reservation": False,
+            "settlement": {"every": "expiry"},
+            **(policy or {}),
+        },
+        "operators": [
+            {"name": "alice", "role": "operator"},
+            {"name": "bob", "role": "operator"},
+            {"name": "carol", "role": "supervisor"},
+            {"name": "vic", "role": "viewer"},
+        ],
+    }
+    if book is not None:
+        doc["market"]["books"] = {"X": book}
+    if actions is not None:
+        doc["actions"] = actions
+    return doc
+
+
+Probe = Callable[[Engine], Any]
+
+
+def run(
+    doc: dict[str, Any], probe: Probe | None = None
+) -> tuple[Engine, dict[str, Any], dict[int, list[Event]], dict[int, Any]]:
+    """Run to the end; returns the engine, the result, each tick's events and `probe(engine)`
+    taken after each tick."""
+    engine = Engine(parse_scenario(doc))
+    collector = ResultCollector(engine)
+    events: dict[int, list[Event]] = {}
+    probes: dict[int, Any] = {}
+    for tick_events in engine.run():
+        collector.feed(tick_events)
+        events[engine.tick] = tick_events
+        if probe is not None:
+            probes[engine.tick] = probe(engine)
+    return engine, collector.result(), events, probes
+
+
+def row_of(engine: Engine, account: str) -> int:
+    return int(engine.book.account_index[account])
+
+
+def of_type(events: list[Event], kind: type) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+# ----- 2. partial first: step down one tier at a time ---------------------------------------
+
+# Seed 003's table shape, by contracts: tier 1 up to 50,000 at 0.5%, tier 2 up to 80,000 at 1%,
+# tier 3 above at 2%. Derived maintenance amounts (in contracts): tier 2 50,000*(1% - 0.5%) = 250,
+# tier 3 80,000*(2% - 1%) + 250 = 1,050. A contract is 0.001 (BTC) worth P USDT each.
+SEED_003_TIERS = {
+    "basis": "contracts",
+    "levels": [
+        {"max": "50000", "mmr": "0.005", "max_leverage": "100"},
+        {"max": "80000", "mmr": "0.01", "max_leverage": "50"},
+        {"mmr": "0.02", "max_leverage": "20"},
+    ],
+}
+
+
+def step_down_scenario(margin: str, marks: list[tuple[int, str]]) -> dict[str, Any]:
+    return scenario(
+        [
+            position("A", "long", 100_000, "10000", margin=margin),
+            position("B", "short", 100_000, "10000", margin="1000000"),
+        ],
+        marks,
+        tiers=SEED_003_TIERS,
+        cv="0.001",
+        policy={"partial_liquidation": True},
+    )
+
+
+def test_partial_step_reduces_tier_3_to_the_top_of_tier_2_and_checks_again() -> None:
+    # A: long 100,000 at 10,000 with 18,000 USDT isolated. At 9,900: upnl = 100*(-100) = -10,000,
+    # equity 8,000; maintenance (tier 3) = 0.001*9,900*(100,000*2% - 1,050) = 9,405: liquidated.
+    # Step 1 sells 20,000 at the mark (no book): realized 20*(-100) = -2,000 -> margin 16,000;
+    # equity stays 8,000 while tier 2 needs 9.9*(800 - 250) = 5,445: safe, no further step.
+    # At 9,850 (t=3): equity 16,000 + 80*(-150) = 4,000 <= tier 2's 9.85*550 = 5,417.5: step 2
+    # sells 30,000 down to the top of tier 1: realized 30*(-150) = -4,500 -> margin 11,500;
+    # tier 1 needs 9.85*250 = 2,462.5 < 4,000: safe again.
+    doc = step_down_scenario(
+        "18000", [(0, "10000"), (1, "9900"), (2, "9900"), (3, "9850"), (6, "9850")]
+    )
+    engine, result, events, contracts = run(
+        doc, lambda e: int(e.book.contracts[row_of(e, "A")])
+    )
+    assert [
+        (r["time"], r["account"], r["partial"], r["contracts"], r["fill_price"])
+        for r in result["liquidations"]
+    ] == [
+        (at(1), "A", True, 20_000, "9900"),
+        (at(3), "A", True, 30_000, "9850"),
+    ]
+    assert contracts == {1: 80_000, 2: 80_000, 3: 50_000, 4: 50_000, 5: 50_000, 6: 50_000}
+    a = row_of(engine, "A")
+    assert int(engine.book.iso_margin[a]) == 11_500 * USDT
+    assert int(engine.book.tier[a]) == 0
+    # A partial step is no takeover: nothing was started, the fund is untouched.
+    assert not any(of_type(tick, LiquidationStarted) for tick in events.values())
+    assert result["insurance_fund"]["USDT"]["end"] == "0"
+    assert result["final_balances"]["A"] == {"USDT": "11500"}
+
+
+def test_partial_steps_repeat_down_to_the_lowest_tier_then_the_rest_is_taken_over() -> None:
+    # Margin 12,000: at 9,900 equity is 12,000 - 10,000 = 2,000 and stays 2,000 as each step fills
+    # at the mark. It is below tier 3's 9,405 (t=1: sell 20,000), tier 2's 5,445 (t=2: sell
+    # 30,000) and tier 1's 9.9*250 = 2,475 (t=3: lowest tier, so the rest is taken over).
+    # Takeover of 50,000 with the margin left, 12,000 - 2,000 - 3,000 = 7,000; filled at 9,900 it
+    # loses 50*100 = 5,000, so 7,000 - 5,000 = 2,000 is surplus for the fund.
+    doc = step_down_scenario("12000", [(0, "10000"), (1, "9900"), (5, "9900")])
+    engine, result, events, _ = run(doc)
+    assert [(r["time"], r["partial"], r["contracts"]) for r in result["liquidations"]] == [
+        (at(1), True, 20_000),
+        (at(2), True, 30_000),
+        (at(3), False, 50_000),
+    ]
+    (started,) = of_type(events[3], LiquidationStarted)
+    assert (started.account, started.contracts, started.partial) == ("A", 50_000, False)
+    assert result["liquidations"][2]["surplus"] == "2000"
+    assert result["insurance_fund"]["USDT"]["surplus_in"] == "2000"
+    assert int(engine.book.contracts[row_of(engine, "A")]) == 0
+    assert result["final_balances"]["A"] == {"USDT": "0"}
+
+
+def test_a_cross_account_steps_down_before_its_other_positions_are_taken_over() -> None:
+    # A cross account with a tier-3 position in X and a small one in Y: both rows are flagged
+    # together. The X position steps down first; the account is not taken over (which would also
+    # take the X row being reduced) while a step is possible.
+    doc = step_down_scenario("0", [(0, "10000"), (1, "9900"), (3, "9900")])
+    spec = doc["accounts"][0]
+    spec["positions"][0].update(margin_mode="cross")
+    del spec["positions"][0]["margin"]
+    spec["balances"] = {"USDT": "18000"}
+    y = json.loads(json.dumps(doc["instruments"][0]))
+    y.update(symbol="Y", family="Y", index="Y")
+    y["tiers"] = {"basis": "contracts", "levels": [{"mmr": "0.005", "max_leverage": "100"}]}
+    doc["instruments"].append(y)
+    doc["market"]["indices"]["Y"] = [[at(0), "100"], [at(3), "100"]]
+    doc["market"]["marks"]["Y"] = doc["market"]["indices"]["Y"]
+    spec["positions"].append(
+        {
+            "symbol": "Y",
+            "side": "long",
+            "contracts": 10,
+            "entry_price": "100",
+            "margin_mode": "cross",
+            "leverage": "10",
+        }
+    )
+    doc["accounts"][1]["positions"].append(
+        {
+            "symbol": "Y",
+            "side": "short",
+            "contracts": 10,
+            "entry_price": "100",
+            "margin_mode": "isolated",
+            "margin": "100",
+            "leverage": "10",
+        }
+    )
+    # Cross equity at 9,900: 18,000 - 10,000 + 0 = 8,000 against 9,405 + 0.001*10*100*0.5% (Y):
+    # liquidated. X steps 20,000 down (equity 8,000 > 5,445 + 0.005), Y is left alone.
+    engine, result, _, _ = run(doc)
+    assert [(r["symbol"], r["partial"], r["contracts"]) for r in result["liquidations"]] == [
+        ("X", True, 20_000)
+    ]
+    rows = engine.book.account == row_of(engine, "A")
+    assert sorted(engine.book.contracts[rows].tolist()) == [10, 80_000]
+    assert (engine.book.contracts >= 0).all()
+
+
+# ----- 3. the band, relisting ---------------------------------------------------------------
+
+# A: long 1,000 at 10,000 with 900 USDT isolated (cv 0.01: notional 100,000). Bankruptcy price
+# 10,000 - 900/10 = 9,910. At 9,950 equity is 900 - 500 = 400 <= 0.5% of 99,500 = 497.5: the
+# position is taken over. Band 2%: a sell no lower than 9,950*0.98 = 9,751. The book holds 100
+# contracts per 1% from the mid (9,950), so 200 fit in the band, at a VWAP of 9,950*0.99 = 9,850.5.
+# Each fill of 200: pnl 2*(9,850.5 - 10,000) = -299 against 200/1,000 of the margin, 180:
+# a deficit of 119 USDT.
+BAND_MARKS = [(0, "10000"), (1, "9950"), (8, "9950")]
+
+
+def band_scenario(refill_seconds: str, *, reservation: bool = False) -> dict[str, Any]:
+    return scenario(
+        [
+            position("A", "long", 1_000, "10000", margin="900", leverage="100"),
+            position("B", "short", 1_000, "10000", margin="100000", leverage="1"),
+        ],
+        BAND_MARKS,
+        cv="0.01",
+        band="0.02",
+        fund="10000",
+        book={"depth": "100", "refill_seconds": refill_seconds},
+        policy={"fund_reservation": reservation},
+    )
+
+
+def test_a_liquidation_order_never_fills_beyond_the_band_in_the_tick_it_is_sent() -> None:
+    # A book that takes a day to refill: 200 contracts fill at t=1, and in the 7 s after only
+    # 200*7/86,400 of a contract comes back: nothing more fills.
+    doc = band_scenario("86400")
+    engine, result, events, probes = run(
+        doc,
+        lambda e: (
+            [(o.remaining, o.fills, o.filled_value) for o in e.desk.orders],
+            e.liquidity[0].last_price,
+        ),
+    )
+    (started,) = of_type(events[1], LiquidationStarted)
+    assert (started.account, started.contracts, started.bankruptcy_price) == ("A", 1_000, 9910.0)
+    orders, last_price = probes[1]
+    # 200 of 1,000 filled at a VWAP of 9,850.5 (price units of 0.000001); the last (worst) fill
+    # is the band's limit, 9,751, and never below it.
+    assert orders == [(800, 1, 200 * 9_850_500_000)]
+    assert last_price == pytest.approx(9751.0) and last_price >= 9751.0
+    assert probes[7][0] == [(800, 1, 200 * 9_850_500_000)]  # no room in the band since
+    assert result["liquidations"] == []  # still working at the end
+    assert result["insurance_fund"]["USDT"]["deficit_out"] == "119"
+
+
+def test_the_unfilled_part_is_relisted_and_fills_as_the_book_refills() -> None:
+    # Refill in 1 s: the bids are whole again each tick, so 200 more fill at each of t=2..5 at the
+    # same 9,850.5. Five fills: pnl 10*(9,850.5 - 10,000) = -1,495 against the margin of 900:
+    # a deficit of 595, all paid by the fund (10,000 -> 9,405).
+    doc = band_scenario("1")
+    _, result, events, remaining = run(doc, lambda e: [o.remaining for o in e.desk.orders])
+    assert remaining == {1: [800], 2: [600], 3: [400], 4: [200], 5: [], 6: [], 7: [], 8: []}
+    (liquidation,) = result["liquidations"]
+    assert liquidation == {
+        "time": at(1),
+        "finished": at(5),
+        "account": "A",
+        "symbol": "X",
+        "side": "long",
+        "contracts": 1_000,
+        "partial": False,
+        "fill_price": "9850.5",
+        "bankruptcy_price": "9910",
+        "surplus": "0",
+        "deficit": "595",
+        "covered_by_fund": "595",
+        "currency": "USDT",
+        "fills": 5,
+    }
+    assert result["insurance_fund"]["USDT"]["end"] == "9405"
+    assert result["deficit"]["USDT"] == {"total": "595", "covered_by_fund": "595", "uncovered": "0"}
+
+
+def test_a_slower_refill_relists_what_came_back() -> None:
+    # Refill in 2 s: one second after a fill half the hole is back (1% of the 2%), so 100 contracts
+    # fill each tick after the first, between 1% and 2% from the mid: VWAP 9,950*0.985 = 9,800.75.
+    doc = band_scenario("2")
+    _, _, _, filled = run(doc, lambda e: [(o.remaining, o.filled_value) for o in e.desk.orders])
+    assert filled[1] == [(800, 200 * 9_850_500_000)]
+    assert filled[2] == [(700, 200 * 9_850_500_000 + 100 * 9_800_750_000)]
+    assert filled[3] == [(600, 200 * 9_850_500_000 + 200 * 9_800_750_000)]
+
+
+# ----- 4. fund reservation on detection, release of what was not needed --------------------
+
+
+def test_the_fund_reserves_the_worst_loss_on_detection_and_releases_the_rest() -> None:
+    # Worst loss at detection: all 1,000 at the band's limit 9,751 lose 10*249 = 2,490, less the
+    # margin of 900: 1,590 USDT reserved at once. Each fill's deficit of 119 is paid from the
+    # reservation; what is left of it (1,590 - 5*119 = 995) is released when the order is done.
+    doc = band_scenario("1", reservation=True)
+    _, result, events, probes = run(
+        doc,
+        lambda e: (
+            e.desk.reserved["USDT"],
+            e.desk.fund_free("USDT"),
+            e.ledger.balance(INSURANCE_FUND, "USDT"),
+        ),
+    )
+    (started,) = of_type(events[1], LiquidationStarted)
+    assert started.reserved == 1_590 * USDT
+    assert probes[1] == (1_471 * USDT, (9_881 - 1_471) * USDT, 9_881 * USDT)
+    assert probes[4] == (1_114 * USDT, (9_524 - 1_114) * USDT, 9_524 * USDT)
+    assert probes[5] == (0, 9_405 * USDT, 9_405 * USDT)  # done: the 995 left is released
+    assert result["insurance_fund"]["USDT"]["end"] == "9405"
+
+
+def test_without_the_reservation_policy_nothing_is_reserved() -> None:
+    _, result, events, reserved = run(band_scenario("1"), lambda e: e.desk.reserved["USDT"])
+    (started,) = of_type(events[1], LiquidationStarted)
+    assert started.reserved == 0
+    assert set(reserved.values()) == {0}
+    assert result["insurance_fund"]["USDT"]["end"] == "9405"
+
+
+# ----- 3. surplus to the fund, deficit from the fund ----------------------------------------
+
+# A: long 10 at 100 with 10 USDT isolated (10x): bankruptcy price 99; liquidated at or below
+# 10*P - 990 <= 0.05*P, i.e. P <= 99.497...
+TWO_SIDES = [
+    position("A", "long", 10, "100", margin="10"),
+    position("B", "short", 10, "100", margin="100"),
+]
+
+
+def test_a_fill_better_than_bankruptcy_pays_collateral_plus_pnl_into_the_fund() -> None:
+    # Filled at the mark 99.4: pnl 10*(99.4 - 100) = -6; the fund gains 10 - 6 = 4 exactly.
+    engine, result, _, _ = run(scenario(TWO_SIDES, [(0, "100"), (1, "99.4"), (3, "99.4")]))
+    (liquidation,) = result["liquidations"]
+    assert (liquidation["fill_price"], liquidation["surplus"], liquidation["deficit"]) == (
+        "99.4",
+        "4",
+        "0",
+    )
+    assert engine.ledger.balance(INSURANCE_FUND, "USDT") == 4 * USDT
+    assert result["insurance_fund"]["USDT"] == {
+        "start": "0",
+        "surplus_in": "4",
+        "deficit_out": "0",
+        "injections": "0",
+        "end": "4",
+    }
+    assert result["final_balances"]["A"] == {"USDT": "0"}
+
+
+@pytest.mark.parametrize("reservation", [False, True])
+def test_a_fill_worse_than_bankruptcy_is_paid_by_the_fund_as_far_as_it_goes(
+    reservation: bool,
+) -> None:
+    # A gap to 98: pnl 10*(98 - 100) = -20 against 10 of collateral, a deficit of 10. The fund of
+    # 3 pays 3 (reserved on detection with the policy on: the worst loss at 98*0.99 is 19.8,
+    # capped at the 3 the fund has) and never goes negative; 7 is left uncovered.
+    doc = scenario(
+        TWO_SIDES,
+        [(0, "100"), (1, "98"), (3, "98")],
+        fund="3",
+        policy={"fund_reservation": reservation},
+    )
+    engine, result, events, fund = run(doc, lambda e: e.ledger.balance(INSURANCE_FUND, "USDT"))
+    (started,) = of_type(events[1], LiquidationStarted)
+    assert started.reserved == (3 * USDT if reservation else 0)
+    (liquidation,) = result["liquidations"]
+    assert (liquidation["deficit"], liquidation["covered_by_fund"]) == ("10", "3")
+    assert set(fund.values()) == {0}
+    assert engine.desk.reserved["USDT"] == 0
+    assert result["deficit"]["USDT"] == {"total": "10", "covered_by_fund": "3", "uncovered": "7"}
+    assert engine.uncovered[("X", "USDT")] == 7 * USDT
+    assert result["insurance_fund"]["USDT"]["end"] == "0"
+
+
+# ----- 5. auto-deleveraging ------------------------------------------------------------------
+
+
+def test_adl_closes_the_highest_ranked_opposite_position_first_at_the_bankruptcy_price() -> None:
+    # A: long 6 at 100 with 6 isolated (10x): bankruptcy price 100 - 6/6 = 99. The mark gaps to 98
+    # and the fund is empty, so the 6 are closed at once against the shorts, ranked at 98 by
+    # PnL% * effective leverage (PnL% = upnl / entry margin, leverage = notional / equity):
+    #   B: 4 at 100, margin 40 (10x): upnl 8, 8/40 = 0.2, 392/48 = 8.17 -> 1.63
+    #   C: 4 at 100, margin 8 (50x):  upnl 8, 8/8 = 1.0, 392/16 = 24.5 -> 24.5
+    #   D: 4 at 102, margin 40.8 (10x): upnl 16, 16/40.8 = 0.39, 392/56.8 = 6.90 -> 2.71
+    # C goes first (4), then D (the 2 still needed); B is not touched.
+    doc = scenario(
+        [
+            position("A", "long", 6, "100", margin="6"),
+            position("B", "short", 4, "100", margin="40"),
+            position("C", "short", 4, "100", margin="8", leverage="50"),
+            position("D", "short", 4, "102", margin="40.8"),
+            position("E", "long", 6, "100", margin="600", leverage="1"),
+        ],
+        [(0, "100"), (1, "98"), (3, "98")],
+        policy={"deficit": "adl"},
+    )
+    engine, result, _, _ = run(doc)
+    assert [(r["account"], r["contracts"], r["price"], r["against"]) for r in result["adl"]] == [
+        ("C", 4, "99", "A"),
+        ("D", 2, "99", "A"),
+    ]
+    contracts = {name: int(engine.book.contracts[row_of(engine, name)]) for name in "ABCDE"}
+    assert contracts == {"A": 0, "B": 4, "C": 0, "D": 2, "E": 6}
+    (liquidation,) = result["liquidations"]
+    assert (liquidation["fill_price"], liquidation["deficit"]) == ("99", "0")
+    assert result["deficit"]["USDT"]["uncovered"] == "0"
+    assert result["clawbacks"] == []
+    # At 99 C realizes 4*(100 - 99) = 4 and D 2*(102 - 99) = 6 (D keeps 2 open).
+    assert result["final_balances"]["C"] == {"USDT": "12"}
+    assert result["final_balances"]["D"] == {"USDT": "46.8"}
+    assert result["final_balances"]["B"] == {"USDT": "40"}
+
+
+# ----- operator controls: force-reduce through the liquidation path --------------------------
+
+
+def force_reduce_scenario(*approvals: tuple[int, str]) -> dict[str, Any]:
+    # A: cross long 10 at 100 on a balance of 100; the mark rises to 102 and stays there.
+    actions = [
+        {
+            "at": at(1),
+            "id": "cut",
+            "operator": "alice",
+            "action": "force_reduce",
+            "account": "A",
+            "symbol": "X",
+            "contracts": 3,
+            "reason": "concentration",
+        }
+    ]
+    actions += [
+        {"at": at(seconds), "operator": name, "action": "approve", "request": "cut", "reason": "ok"}
+        for seconds, name in approvals
+    ]
+    return scenario(
+        [
+            position("A", "long", 10, "100", balance="100"),
+            position("B", "short", 10, "100", margin="100"),
+        ],
+        [(0, "100"), (1, "102"), (6, "102")],
+        actions=actions,
+    )
+
+
+def test_force_reduce_waits_for_a_supervisor_and_refuses_self_approval_and_a_viewer() -> None:
+    doc = force_reduce_scenario((2, "alice"), (3, "vic"), (4, "bob"), (5, "carol"))
+    engine, result, events, contracts = run(
+        doc, lambda e: int(e.book.contracts[row_of(e, "A")])
+    )
+    assert [(r["time"], r["operator"], r["reason"]) for r in result["refused"]] == [
+        (at(2), "alice", "self-approval: the approver must be a different person"),
+        (at(3), "vic", "role viewer cannot approve"),
+        (at(4), "bob", "approving needs the supervisor role, not operator"),
+    ]
+    # Nothing happens before the supervisor approves; then 3 are sold at the mark, 102.
+    assert contracts == {1: 10, 2: 10, 3: 10, 4: 10, 5: 7, 6: 7}
+    (recorded,) = of_type(events[1], ActionRecorded)
+    assert recorded.detail == "request cut awaits a supervisor"
+    (approved,) = of_type(events[5], ActionRecorded)
+    assert approved.operator == "carol" and approved.request is None
+    (reduced,) = result["liquidations"]
+    assert (reduced["time"], reduced["partial"], reduced["contracts"], reduced["fill_price"]) == (
+        at(5),
+        True,
+        3,
+        "102",
+    )
+    # The trader realizes 3*(102 - 100) = 6 on the reduced part; the fund is not involved.
+    assert result["final_balances"]["A"] == {"USDT": "106"}
+    assert result["insurance_fund"]["USDT"]["end"] == "0"
+
+
+def test_force_reduce_never_approved_changes_nothing() -> None:
+    engine, result, events, _ = run(force_reduce_scenario((2, "alice")))
+    assert int(engine.book.contracts[row_of(engine, "A")]) == 10
+    assert result["liquidations"] == []
+    assert [e.action for tick in events.values() for e in of_type(tick, ActionRefused)] == [
+        "approve"
+    ]
+    assert engine.controls.requests["cut"].status == "pending"
+
+
+# ----- clawback approval ---------------------------------------------------------------------
+
+
+def two_traders_with_required_approval() -> dict[str, Any]:
+    """Seed 003's two-user example (assets/scenarios/two-traders.json): a deficit of 8 shared by
+    B's profit of 9 at the expiry 01:00:01; here the clawback needs a supervisor."""
+    doc = json.loads(
+        (
+            __import__("pathlib").Path(__file__).parents[2]
+            / "assets"
+            / "scenarios"
+            / "two-traders.json"
+        ).read_text()
+    )
+    doc["policy"]["clawback_approval"] = "required"
+    for path in (doc["market"]["indices"]["DEMO-USD"], doc["market"]["marks"]["DEMO-USD-180731"]):
+        path.append(["2018-07-31T01:00:05Z", "0.10"])
+    doc["operators"] = [
+        {"name": "alice", "role": "operator"},
+        {"name": "carol", "role": "supervisor"},
+    ]
+    approve = {"action": "approve_clawback", "family": "DEMO-USD", "currency": "BTC"}
+    doc["actions"] = [
+        {"at": "2018-07-31T01:00:02Z", "operator": "alice", "reason": "looks right", **approve},
+        {"at": "2018-07-31T01:00:03Z", "operator": "carol", "reason": "checked", **approve},
+    ]
+    return doc
+
+
+def test_a_required_clawback_stays_pending_until_a_supervisor_approves_it() -> None:
+    doc = two_traders_with_required_approval()
+    engine = Engine(parse_scenario(doc))
+    b = engine.book.account_index["B"]
+    collector = ResultCollector(engine)
+    seen: list[tuple[str, list[str], int]] = []
+    for tick_events in engine.run():
+        collector.feed(tick_events)
+        if engine.now.hour == 1:
+            statuses = [c["status"] for c in collector.result()["clawbacks"]]
+            seen.append((engine.now.strftime("%H:%M:%S"), statuses, engine.ledger.balance(trader(b), "BTC")))
+    # B: margin 1 + profit 9 = 10 BTC after the settlement; 8 of it is taken only on approval
+    # (alice, an operator, cannot approve it).
+    assert seen[:4] == [
+        ("01:00:00", [], 1 * 10**8),
+        ("01:00:01", ["pending"], 10 * 10**8),
+        ("01:00:02", ["pending"], 10 * 10**8),
+        ("01:00:03", ["pending", "applied"], 2 * 10**8),
+    ]
+    result = collector.result()
+    pending, applied = result["clawbacks"]
+    assert pending["allocations"] == applied["allocations"] == [
+        {"account": "B", "profit": "9", "amount": "8"}
+    ]
+    assert [(r["operator"], r["action"]) for r in result["refused"]] == [
+        ("alice", "approve_clawback")
+    ]
+    assert engine.settlements.pending == {}
+    assert result["final_balances"]["B"] == {"BTC": "2"}
+    assert result["ledger"]["clearing"] == {"BTC": "0"}
+
+
+def test_an_unapproved_clawback_moves_no_money() -> None:
+    doc = two_traders_with_required_approval()
+    doc["actions"] = doc["actions"][:1]
+    engine, result, _, _ = run(doc)
+    (clawback,) = result["clawbacks"]
+    assert clawback["status"] == "pending" and clawback["deficit"] == "8"
+    assert result["final_balances"]["B"] == {"BTC": "10"}
+    assert ("DEMO-USD", "BTC") in engine.settlements.pending
+    # The clearing house is short the 8 until the clawback is applied.
+    assert result["ledger"]["clearing"] == {"BTC": "-8"}
+    assert Decimal(result["insurance_fund"]["BTC"]["end"]) == 0
