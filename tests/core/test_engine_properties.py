@@ -55,9 +55,17 @@ def notional(kind: str, contracts: int, price: Decimal) -> Decimal:
 @st.composite
 def tier_table(draw: st.DrawFn, kind: str, price: Decimal) -> dict[str, Any]:
     count = draw(st.integers(1, 3))
-    mmrs = sorted(draw(st.lists(st.sampled_from(["0.005", "0.01", "0.02", "0.05"]), min_size=count, max_size=count)))
+    mmrs = sorted(
+        draw(
+            st.lists(
+                st.sampled_from(["0.005", "0.01", "0.02", "0.05"]), min_size=count, max_size=count
+            )
+        )
+    )
     basis = draw(st.sampled_from(["contracts", "notional"]))
-    bounds = sorted(set(draw(st.lists(st.integers(200, 4000), min_size=count - 1, max_size=count - 1))))
+    bounds = sorted(
+        set(draw(st.lists(st.integers(200, 4000), min_size=count - 1, max_size=count - 1)))
+    )
     levels: list[dict[str, Any]] = []
     for i, mmr in enumerate(mmrs[: len(bounds) + 1]):
         level: dict[str, Any] = {"mmr": mmr, "max_leverage": "100"}
@@ -136,7 +144,19 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         total = sum(long_sizes)
         if total < len(shorts):
             shorts = shorts[:total]
-        cuts = sorted(draw(st.sets(st.integers(1, total - 1), min_size=len(shorts) - 1, max_size=len(shorts) - 1))) if len(shorts) > 1 else []
+        cuts = (
+            sorted(
+                draw(
+                    st.sets(
+                        st.integers(1, total - 1),
+                        min_size=len(shorts) - 1,
+                        max_size=len(shorts) - 1,
+                    )
+                )
+            )
+            if len(shorts) > 1
+            else []
+        )
         short_sizes = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
         for side, owners, sizes in (("long", longs, long_sizes), ("short", shorts, short_sizes)):
             for a, contracts in zip(owners, sizes, strict=True):
@@ -215,23 +235,64 @@ def operator_actions(
         inst = draw(st.sampled_from(instruments))
         when = draw(at)
         amount = money(Decimal(draw(st.integers(1, 10**5))) / 100, inst["settle_currency"])
-        timed.append((when, 0, {"id": "inj", "operator": "alice", "action": "inject",
-                                "currency": inst["settle_currency"], "amount": amount}))
-        timed.append((when + draw(st.integers(0, 2)), 1, {"operator": "carol", "action": "approve",
-                                                         "request": "inj"}))
+        timed.append(
+            (
+                when,
+                0,
+                {
+                    "id": "inj",
+                    "operator": "alice",
+                    "action": "inject",
+                    "currency": inst["settle_currency"],
+                    "amount": amount,
+                },
+            )
+        )
+        timed.append(
+            (
+                when + draw(st.integers(0, 2)),
+                1,
+                {"operator": "carol", "action": "approve", "request": "inj"},
+            )
+        )
     if holdings and draw(st.booleans()):
         account, symbol, contracts = draw(st.sampled_from(holdings))
         when = draw(at)
-        timed.append((when, 2, {"id": "cut", "operator": "alice", "action": "force_reduce",
-                                "account": account, "symbol": symbol,
-                                "contracts": draw(st.integers(1, contracts))}))
-        timed.append((when + draw(st.integers(0, 2)), 3, {"operator": "carol", "action": "approve",
-                                                         "request": "cut"}))
+        timed.append(
+            (
+                when,
+                2,
+                {
+                    "id": "cut",
+                    "operator": "alice",
+                    "action": "force_reduce",
+                    "account": account,
+                    "symbol": symbol,
+                    "contracts": draw(st.integers(1, contracts)),
+                },
+            )
+        )
+        timed.append(
+            (
+                when + draw(st.integers(0, 2)),
+                3,
+                {"operator": "carol", "action": "approve", "request": "cut"},
+            )
+        )
     if draw(st.booleans()):
         for inst in instruments:
-            timed.append((run_end, 4, {"operator": "carol", "action": "approve_clawback",
-                                       "family": inst["family"],
-                                       "currency": inst["settle_currency"]}))
+            timed.append(
+                (
+                    run_end,
+                    4,
+                    {
+                        "operator": "carol",
+                        "action": "approve_clawback",
+                        "family": inst["family"],
+                        "currency": inst["settle_currency"],
+                    },
+                )
+            )
     return [
         {"at": iso(when), **action, "reason": "generated"}
         for when, _, action in sorted(timed, key=lambda item: item[:2])
@@ -306,7 +367,9 @@ def adl_could_not_help(
         if not (open_rows & (book.side > 0)).any() or not (open_rows & (book.side < 0)).any():
             return True
         if any(
-            isinstance(e, LiquidationStarted) and e.symbol == inst.symbol and e.bankruptcy_price is None
+            isinstance(e, LiquidationStarted)
+            and e.symbol == inst.symbol
+            and e.bankruptcy_price is None
             for e in events
         ):
             return True
@@ -328,7 +391,11 @@ def clearing_expected(engine: Engine, doc: dict[str, Any], events: list[Event]) 
         code, decimals = inst.settle_currency, engine.decimals(k)
         settle = inst.price_units(prices[inst.family])
         opening = [
-            (1 if p["side"] == "long" else -1, p["contracts"], inst.price_units(Decimal(p["entry_price"])))
+            (
+                1 if p["side"] == "long" else -1,
+                p["contracts"],
+                inst.price_units(Decimal(p["entry_price"])),
+            )
             for account in doc["accounts"]
             for p in account["positions"]
             if p["symbol"] == inst.symbol

@@ -20,7 +20,6 @@ from core.events import (
     ActionRecorded,
     ActionRefused,
     Event,
-    LiquidationFilled,
     LiquidationStarted,
 )
 from core.ledger import INSURANCE_FUND, trader
@@ -182,9 +181,7 @@ def test_partial_step_reduces_tier_3_to_the_top_of_tier_2_and_checks_again() -> 
     doc = step_down_scenario(
         "18000", [(0, "10000"), (1, "9900"), (2, "9900"), (3, "9850"), (6, "9850")]
     )
-    engine, result, events, contracts = run(
-        doc, lambda e: int(e.book.contracts[row_of(e, "A")])
-    )
+    engine, result, events, contracts = run(doc, lambda e: int(e.book.contracts[row_of(e, "A")]))
     assert [
         (r["time"], r["account"], r["partial"], r["contracts"], r["fill_price"])
         for r in result["liquidations"]
@@ -300,7 +297,7 @@ def test_a_liquidation_order_never_fills_beyond_the_band_in_the_tick_it_is_sent(
     # A book that takes a day to refill: 200 contracts fill at t=1, and in the 7 s after only
     # 200*7/86,400 of a contract comes back: nothing more fills.
     doc = band_scenario("86400")
-    engine, result, events, probes = run(
+    _engine, result, events, probes = run(
         doc,
         lambda e: (
             [(o.remaining, o.fills, o.filled_value) for o in e.desk.orders],
@@ -324,7 +321,7 @@ def test_the_unfilled_part_is_relisted_and_fills_as_the_book_refills() -> None:
     # same 9,850.5. Five fills: pnl 10*(9,850.5 - 10,000) = -1,495 against the margin of 900:
     # a deficit of 595, all paid by the fund (10,000 -> 9,405).
     doc = band_scenario("1")
-    _, result, events, remaining = run(doc, lambda e: [o.remaining for o in e.desk.orders])
+    _, result, _events, remaining = run(doc, lambda e: [o.remaining for o in e.desk.orders])
     assert remaining == {1: [800], 2: [600], 3: [400], 4: [200], 5: [], 6: [], 7: [], 8: []}
     (liquidation,) = result["liquidations"]
     assert liquidation == {
@@ -483,6 +480,101 @@ def test_adl_closes_the_highest_ranked_opposite_position_first_at_the_bankruptcy
     assert result["final_balances"]["B"] == {"USDT": "40"}
 
 
+def test_adl_with_no_opposite_position_left_reports_the_deficit_uncovered() -> None:
+    # The only other trader is long too (A's counterparty is outside the scenario): ADL has no one
+    # to close against, so the book (the mark, 98) fills A with a deficit of 20 - 10 = 10 that the
+    # empty fund cannot pay. It is reported uncovered, not hidden in the rounding account.
+    doc = scenario(
+        [
+            position("A", "long", 10, "100", margin="10"),
+            position("E", "long", 10, "100", margin="1000", leverage="1"),
+        ],
+        [(0, "100"), (1, "98"), (3, "98")],
+        policy={"deficit": "adl"},
+    )
+    engine, result, _, _ = run(doc)
+    assert result["adl"] == []
+    assert result["deficit"]["USDT"] == {"total": "10", "covered_by_fund": "0", "uncovered": "10"}
+    assert result["ledger"]["rounding"] == {"USDT": "0"}
+    assert engine.uncovered[("X", "USDT")] == 10 * USDT
+
+
+def test_adl_of_a_position_that_is_stepping_down_counts_toward_its_step() -> None:
+    # Tiers: up to 10 contracts at 0.5%, above at 50% (amount 10*(50% - 0.5%) = 4.95 contracts).
+    # A1 and A2: long 10 at 100 with 10 isolated each (bankruptcy 99). C: short 20 at 95 with 300.
+    # At 98 all three are flagged: A1 and A2 are taken over; C (equity 300 - 60 = 240 against
+    # 98*(10 - 4.95) = 494.9) is to be stepped down by 10 to the top of tier 1. The empty fund
+    # sends A1 and A2 to ADL at 99 against the only short, C: 10 + 10. The first 10 do C's step,
+    # the next 10 close it; the step sends nothing more to the book (C never goes below 0).
+    # C realizes 20*(95 - 99) = -80 of its 300.
+    doc = scenario(
+        [
+            position("A1", "long", 10, "100", margin="10"),
+            position("A2", "long", 10, "100", margin="10"),
+            position("C", "short", 20, "95", margin="300"),
+        ],
+        [(0, "100"), (1, "98"), (3, "98")],
+        tiers={
+            "basis": "contracts",
+            "levels": [
+                {"max": "10", "mmr": "0.005", "max_leverage": "100"},
+                {"mmr": "0.5", "max_leverage": "2"},
+            ],
+        },
+        policy={"deficit": "adl", "partial_liquidation": True},
+    )
+    engine, result, _, contracts = run(doc, lambda e: e.book.contracts.tolist())
+    assert [(r["account"], r["contracts"], r["price"], r["against"]) for r in result["adl"]] == [
+        ("C", 10, "99", "A1"),
+        ("C", 10, "99", "A2"),
+    ]
+    assert all(n >= 0 for tick in contracts.values() for n in tick)
+    assert int(engine.book.contracts[row_of(engine, "C")]) == 0
+    assert [(r["account"], r["partial"]) for r in result["liquidations"]] == [
+        ("A1", False),
+        ("A2", False),
+    ]
+    assert result["final_balances"]["C"] == {"USDT": "220"}
+    assert result["deficit"]["USDT"]["total"] == "0"
+
+
+def test_a_step_the_book_cannot_fill_in_the_band_reports_only_what_filled() -> None:
+    # Tiers: up to 10 at 0.5%, above at 2% (amount 10*1.5% = 0.15 contracts). A: long 20 at 100
+    # with 60 isolated. At 98: equity 60 - 40 = 20 <= 98*(0.4 - 0.15) = 24.5: step 10 down. The
+    # book holds 2 contracts per 1%: 2 fill in the 1% band at 98*0.995 = 97.51 and the step
+    # turns into a takeover of the 18 left. The step reports the 2 it filled at 97.51.
+    doc = scenario(
+        [
+            position("A", "long", 20, "100", margin="60"),
+            position("B", "short", 20, "100", margin="2000", leverage="1"),
+        ],
+        [(0, "100"), (1, "98"), (2, "98")],
+        tiers={
+            "basis": "contracts",
+            "levels": [
+                {"max": "10", "mmr": "0.005", "max_leverage": "100"},
+                {"mmr": "0.02", "max_leverage": "50"},
+            ],
+        },
+        book={"depth": "2", "refill_seconds": "86400"},
+        fund="100",
+        policy={"partial_liquidation": True},
+    )
+    engine, result, events, _ = run(doc)
+    step = result["liquidations"][0]
+    assert (step["time"], step["partial"], step["contracts"], step["fill_price"]) == (
+        at(1),
+        True,
+        2,
+        "97.51",
+    )
+    (started,) = of_type(events[1], LiquidationStarted)
+    # The margin left after the step's 2*(97.51 - 100) = -4.98: 55.02, taken with the 18.
+    assert (started.contracts, started.partial, started.bankruptcy_price) == (18, False, 97.0)
+    assert int(engine.book.contracts[row_of(engine, "A")]) == 0
+    assert engine.desk.orders[0].collateral == 55_020_000
+
+
 # ----- operator controls: force-reduce through the liquidation path --------------------------
 
 
@@ -516,9 +608,7 @@ def force_reduce_scenario(*approvals: tuple[int, str]) -> dict[str, Any]:
 
 def test_force_reduce_waits_for_a_supervisor_and_refuses_self_approval_and_a_viewer() -> None:
     doc = force_reduce_scenario((2, "alice"), (3, "vic"), (4, "bob"), (5, "carol"))
-    engine, result, events, contracts = run(
-        doc, lambda e: int(e.book.contracts[row_of(e, "A")])
-    )
+    _engine, result, events, contracts = run(doc, lambda e: int(e.book.contracts[row_of(e, "A")]))
     assert [(r["time"], r["operator"], r["reason"]) for r in result["refused"]] == [
         (at(2), "alice", "self-approval: the approver must be a different person"),
         (at(3), "vic", "role viewer cannot approve"),
@@ -550,6 +640,49 @@ def test_force_reduce_never_approved_changes_nothing() -> None:
         "approve"
     ]
     assert engine.controls.requests["cut"].status == "pending"
+
+
+def test_two_force_reduces_of_one_position_never_sell_more_than_it_holds() -> None:
+    # A thin book (1 contract per 1%, whole again each second) sells 1 contract a tick at 99.5.
+    # Two approved force-reduces of 8 each on a position of 10: together they sell the 10 and stop.
+    actions = []
+    for seconds, name in ((1, "cut-1"), (2, "cut-2")):
+        actions += [
+            {
+                "at": at(seconds),
+                "id": name,
+                "operator": "alice",
+                "action": "force_reduce",
+                "account": "A",
+                "symbol": "X",
+                "contracts": 8,
+                "reason": "concentration",
+            },
+            {
+                "at": at(seconds),
+                "operator": "carol",
+                "action": "approve",
+                "request": name,
+                "reason": "ok",
+            },
+        ]
+    doc = scenario(
+        [
+            position("A", "long", 10, "100", balance="1000"),
+            position("B", "short", 10, "100", margin="1000", leverage="1"),
+        ],
+        [(0, "100"), (20, "100")],
+        book={"depth": "1", "refill_seconds": "1"},
+        actions=actions,
+    )
+    engine, result, _, contracts = run(doc, lambda e: int(e.book.contracts[row_of(e, "A")]))
+    assert min(contracts.values()) == 0 and contracts[20] == 0
+    assert engine.desk.orders == []
+    reductions = result["liquidations"]
+    assert sum(r["contracts"] for r in reductions) == 10
+    assert {r["fill_price"] for r in reductions} == {"99.5"}
+    # 10*(99.5 - 100) = -5 realized.
+    assert result["final_balances"]["A"] == {"USDT": "995"}
 
 
 # ----- clawback approval ---------------------------------------------------------------------
@@ -591,7 +724,9 @@ def test_a_required_clawback_stays_pending_until_a_supervisor_approves_it() -> N
         collector.feed(tick_events)
         if engine.now.hour == 1:
             statuses = [c["status"] for c in collector.result()["clawbacks"]]
-            seen.append((engine.now.strftime("%H:%M:%S"), statuses, engine.ledger.balance(trader(b), "BTC")))
+            seen.append(
+                (engine.now.strftime("%H:%M:%S"), statuses, engine.ledger.balance(trader(b), "BTC"))
+            )
     # B: margin 1 + profit 9 = 10 BTC after the settlement; 8 of it is taken only on approval
     # (alice, an operator, cannot approve it).
     assert seen[:4] == [
@@ -602,9 +737,11 @@ def test_a_required_clawback_stays_pending_until_a_supervisor_approves_it() -> N
     ]
     result = collector.result()
     pending, applied = result["clawbacks"]
-    assert pending["allocations"] == applied["allocations"] == [
-        {"account": "B", "profit": "9", "amount": "8"}
-    ]
+    assert (
+        pending["allocations"]
+        == applied["allocations"]
+        == [{"account": "B", "profit": "9", "amount": "8"}]
+    )
     assert [(r["operator"], r["action"]) for r in result["refused"]] == [
         ("alice", "approve_clawback")
     ]
