@@ -36,7 +36,7 @@ KINDS = {
     "linear": ("linear", Decimal("0.01"), "USDT"),
     "inverse": ("inverse", Decimal("100"), "BTC"),
 }
-EXAMPLES = 50
+EXAMPLES = 60
 
 
 def iso(seconds: int) -> str:
@@ -331,22 +331,25 @@ class RecordingBook:
 
 
 def run_checked(doc: dict[str, Any]) -> tuple[Engine, list[Event], list[str]]:
-    """Run tick by tick, checking the per-tick invariants. Also returns the uncovered deficits that
-    auto-deleveraging should have prevented (see `adl_could_not_help`)."""
+    """Run tick by tick, checking the per-tick invariants. Under `adl` also returns the uncovered
+    deficits that auto-deleveraging should have prevented (see `adl_could_not_help`)."""
     engine = Engine(parse_scenario(copy.deepcopy(doc)))
     engine.liquidity = [
         RecordingBook(liquidity, inst.price_unit)
         for liquidity, inst in zip(engine.liquidity, engine.instruments, strict=True)
     ]
     check_tick(engine)
+    adl = engine.scenario.policy.deficit == "adl"
     events: list[Event] = []
     unexplained: list[str] = []
     for tick_events in engine.run():
         check_tick(engine)
         events.extend(tick_events)
         for event in tick_events:
-            if isinstance(event, DeficitUncovered) and not adl_could_not_help(
-                engine, events, tick_events, event.family
+            if (
+                adl
+                and isinstance(event, DeficitUncovered)
+                and not adl_could_not_help(engine, events, tick_events, event.family)
             ):
                 unexplained.append(f"tick {engine.tick}: {event}")
     return engine, events, unexplained

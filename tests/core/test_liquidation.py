@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from core.result import ResultCollector
 from core.scenario import parse_scenario
 
 USDT = 10**6  # minor units per USDT
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
 def at(seconds: int) -> str:
@@ -441,6 +443,27 @@ def test_a_fill_worse_than_bankruptcy_is_paid_by_the_fund_as_far_as_it_goes(
     assert result["insurance_fund"]["USDT"]["end"] == "0"
 
 
+@pytest.mark.xfail(
+    reason="known gap: settlement realizes a loss beyond an isolated margin into a negative "
+    "trader balance instead of a deficit (fund, then clawback)",
+    strict=False,
+)
+def test_a_loss_beyond_the_margin_at_expiry_is_a_deficit() -> None:
+    # The mark stays at 100 (A is never liquidated) but the index, and so the settlement price at
+    # the expiry (t=5), is 90: A's 10 long realize 10*(90 - 100) = -100 on a margin of 10. A can
+    # lose only its 10; the other 90 is a deficit: the fund pays its 4, and the 86 left is
+    # clawed back from B's profit of 100.
+    doc = scenario(TWO_SIDES, [(0, "100"), (5, "100")], fund="4")
+    doc["instruments"][0]["expiry"] = at(5)
+    doc["market"]["indices"]["X"] = [[at(0), "90"], [at(5), "90"]]
+    _, result, _, _ = run(doc)
+    assert result["settlements"][0]["price"] == "90"
+    assert result["final_balances"]["A"] == {"USDT": "0"}  # today: -90
+    assert result["deficit"]["USDT"]["total"] == "90"
+    assert result["insurance_fund"]["USDT"]["end"] == "0"
+    assert result["final_balances"]["B"] == {"USDT": "114"}
+
+
 # ----- 5. auto-deleveraging ------------------------------------------------------------------
 
 
@@ -691,14 +714,7 @@ def test_two_force_reduces_of_one_position_never_sell_more_than_it_holds() -> No
 def two_traders_with_required_approval() -> dict[str, Any]:
     """Seed 003's two-user example (assets/scenarios/two-traders.json): a deficit of 8 shared by
     B's profit of 9 at the expiry 01:00:01; here the clawback needs a supervisor."""
-    doc = json.loads(
-        (
-            __import__("pathlib").Path(__file__).parents[2]
-            / "assets"
-            / "scenarios"
-            / "two-traders.json"
-        ).read_text()
-    )
+    doc = json.loads((ASSETS / "scenarios" / "two-traders.json").read_text())
     doc["policy"]["clawback_approval"] = "required"
     for path in (doc["market"]["indices"]["DEMO-USD"], doc["market"]["marks"]["DEMO-USD-180731"]):
         path.append(["2018-07-31T01:00:05Z", "0.10"])
