@@ -309,7 +309,7 @@ class Engine:
         self.controls.apply_due(self.now)
         self.settlements.run_due(self.now)
         self._liquidate()
-        self._check_balanced()
+        self.ledger.check()
         return self.events
 
     def run(self) -> Iterator[list[Event]]:
@@ -333,9 +333,6 @@ class Engine:
         if self.desk.orders:
             self.desk.work()
             self.valuation = self.book.revalue(self.marks)
-
-    def _check_balanced(self) -> None:
-        self.ledger.check()
 
     # ----- state --------------------------------------------------------------------------
 
