@@ -1,0 +1,317 @@
+"""The store's SQLite schema: every table with its indexes, the schema version and its migrations,
+and opening a file with a clear error when it is not a store of this version."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+from core.errors import InputError
+
+SCHEMA_VERSION = 1
+# PRAGMA application_id marks a file as ours: "RSKC".
+APPLICATION_ID = 0x52534B43
+
+INTEGER, TEXT, REAL, BLOB = int, str, float, bytes
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": TEXT, "value": TEXT}, pk="key")
+    db["instruments"].create(
+        {
+            "symbol": TEXT,
+            "type": TEXT,
+            "family": TEXT,
+            "settle_currency": TEXT,
+            "contract_value": TEXT,
+            "tick_size": TEXT,
+            "expiry": TEXT,
+        },
+        pk="symbol",
+    )
+    db["accounts"].create({"idx": INTEGER, "id": TEXT, "named": INTEGER}, pk="idx")
+    db["accounts"].create_index(["id"], unique=True)
+    # Inputs, in the order the engine took them: one `tick` row per tick and the operator
+    # commands applied in it. Replaying them from a snapshot rebuilds the state exactly.
+    db["journal"].create(
+        {
+            "seq": INTEGER,
+            "tick": INTEGER,
+            "time": TEXT,
+            "kind": TEXT,
+            "payload": TEXT,
+            "state_hash": TEXT,
+        },
+        pk="seq",
+    )
+    db["journal"].create_index(["tick"])
+    db["snapshots"].create(
+        {"tick": INTEGER, "time": TEXT, "state": BLOB, "digest": TEXT, "bytes": INTEGER},
+        pk="tick",
+    )
+    db["events"].create(
+        {
+            "seq": INTEGER,
+            "tick": INTEGER,
+            "time": TEXT,
+            "kind": TEXT,
+            "account": TEXT,
+            "symbol": TEXT,
+            "currency": TEXT,
+            "amount": INTEGER,
+            "payload": TEXT,
+        },
+        pk="seq",
+    )
+    db["events"].create_index(["account", "tick"])
+    db["events"].create_index(["kind", "tick"])
+    db["liquidations"].create(
+        {
+            "seq": INTEGER,
+            "tick": INTEGER,
+            "time": TEXT,
+            "started": TEXT,
+            "account": TEXT,
+            "symbol": TEXT,
+            "side": TEXT,
+            "contracts": INTEGER,
+            "partial": INTEGER,
+            "fill_price": TEXT,
+            "bankruptcy_price": REAL,
+            "surplus": INTEGER,
+            "deficit": INTEGER,
+            "covered_by_fund": INTEGER,
+            "currency": TEXT,
+            "fills": INTEGER,
+        },
+        pk="seq",
+    )
+    db["liquidations"].create_index(["time"])
+    db["liquidations"].create_index(["account"])
+    db["adl"].create(
+        {
+            "seq": INTEGER,
+            "tick": INTEGER,
+            "time": TEXT,
+            "account": TEXT,
+            "symbol": TEXT,
+            "contracts": INTEGER,
+            "price": TEXT,
+            "against": TEXT,
+        },
+        pk="seq",
+    )
+    db["adl"].create_index(["account"])
+    db["fund_history"].create(
+        {
+            "seq": INTEGER,
+            "tick": INTEGER,
+            "time": TEXT,
+            "currency": TEXT,
+            "kind": TEXT,
+            "amount": INTEGER,
+            "balance_after": INTEGER,
+        },
+        pk="seq",
+    )
+    db["fund_history"].create_index(["currency", "tick"])
+    db["settlements"].create(
+        {
+            "seq": INTEGER,
+            "tick": INTEGER,
+            "time": TEXT,
+            "family": TEXT,
+            "price": TEXT,
+            "adjusted_from": TEXT,
+            "expired": TEXT,
+        },
+        pk="seq",
+    )
+    db["clawbacks"].create(
+        {
+            "seq": INTEGER,
+            "tick": INTEGER,
+            "time": TEXT,
+            "family": TEXT,
+            "currency": TEXT,
+            "deficit": INTEGER,
+            "total_profit": INTEGER,
+            "ratio": TEXT,
+            "unrecovered": INTEGER,
+            "status": TEXT,
+        },
+        pk="seq",
+    )
+    db["clawback_allocations"].create(
+        {"clawback": INTEGER, "account": TEXT, "profit": INTEGER, "amount": INTEGER},
+        pk=("clawback", "account"),
+        foreign_keys=[("clawback", "clawbacks", "seq")],
+    )
+    db["clawback_allocations"].create_index(["clawback", "amount"])
+    db["clawback_allocations"].create_index(["account"])
+    # Price history, downsampled on long runs: kind is index, mark or last.
+    db["prices"].create(
+        {"tick": INTEGER, "time": TEXT, "kind": TEXT, "name": TEXT, "price": REAL},
+        pk=("kind", "name", "tick"),
+    )
+    # The latest state per account and currency (rewritten with each snapshot): what the
+    # console's top-accounts queries read. Valuation columns are display floats.
+    db["account_state"].create(
+        {
+            "account": TEXT,
+            "currency": TEXT,
+            "tick": INTEGER,
+            "cash": INTEGER,
+            "equity": REAL,
+            "notional": REAL,
+            "maintenance": REAL,
+            "margin_ratio": REAL,
+            "positions": INTEGER,
+        },
+        pk=("account", "currency"),
+    )
+    db["account_state"].create_index(["currency", "notional"])
+    db["account_state"].create_index(["currency", "margin_ratio"])
+    db["position_snapshots"].create(
+        {
+            "tick": INTEGER,
+            "account": TEXT,
+            "symbol": TEXT,
+            "side": TEXT,
+            "contracts": INTEGER,
+            "entry_price": TEXT,
+            "margin_mode": TEXT,
+            "margin_ratio": REAL,
+            "liquidation_price": REAL,
+            "bankruptcy_price": REAL,
+        },
+        pk=("tick", "account", "symbol"),
+    )
+    db["position_snapshots"].create_index(["account", "tick"])
+    _create_controls_v1(db)
+
+
+def _create_controls_v1(db: sqlite_utils.Database) -> None:
+    """Tables of the operator side: identities, requests, the audit chain, alerts, settings."""
+    db["operators"].create(
+        {
+            "name": TEXT,
+            "role": TEXT,
+            "salt": TEXT,
+            "password_hash": TEXT,
+            "scrypt_n": INTEGER,
+            "scrypt_r": INTEGER,
+            "scrypt_p": INTEGER,
+            "disabled": INTEGER,
+            "created_at": TEXT,
+        },
+        pk="name",
+    )
+    db["requests"].create(
+        {
+            "id": TEXT,
+            "action": TEXT,
+            "params": TEXT,
+            "operator": TEXT,
+            "reason": TEXT,
+            "created_at": TEXT,
+            "status": TEXT,
+            "decided_by": TEXT,
+            "decided_at": TEXT,
+            "comment": TEXT,
+            "preview": TEXT,
+            "digest": TEXT,
+        },
+        pk="id",
+    )
+    db["requests"].create_index(["status"])
+    db["audit_log"].create(
+        {
+            "seq": INTEGER,
+            "at": TEXT,
+            "operator": TEXT,
+            "kind": TEXT,
+            "subject": TEXT,
+            "reason": TEXT,
+            "before": TEXT,
+            "after": TEXT,
+            "prev_hash": TEXT,
+            "hash": TEXT,
+        },
+        pk="seq",
+    )
+    db["audit_log"].create_index(["operator"])
+    db["alerts"].create(
+        {
+            "id": INTEGER,
+            "rule": TEXT,
+            "tick": INTEGER,
+            "time": TEXT,
+            "account": TEXT,
+            "symbol": TEXT,
+            "severity": TEXT,
+            "message": TEXT,
+            "value": REAL,
+            "threshold": REAL,
+            "state": TEXT,
+            "owner": TEXT,
+            "notes": TEXT,
+            "updated_at": TEXT,
+        },
+        pk="id",
+    )
+    db["alerts"].create_index(["state"])
+    db["alerts"].create_index(["account"])
+    db["settings"].create({"key": TEXT, "value": TEXT}, pk="key")
+
+
+# MIGRATIONS[v] takes a store at version v to v + 1; version 0 is an empty file.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_v1]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def connect(path: str | Path, *, create: bool = False) -> sqlite_utils.Database:
+    """Open the store at `path` (creating it when `create`), migrated to SCHEMA_VERSION, in WAL.
+
+    A missing file, a file that is not SQLite, another program's SQLite file or a store written by
+    a newer version is an InputError naming the problem; nothing is written to such a file."""
+    path = Path(path)
+    if not create and not path.exists():
+        raise InputError("STORE", f"no store at {path}")
+    if create and path.exists() and path.stat().st_size > 0:
+        raise InputError("STORE", f"{path} exists already; choose a new file for a new store")
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        application = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as error:
+        raise InputError("STORE", f"{path} is not a readable SQLite store ({error})") from None
+    if application != APPLICATION_ID and (tables or version):
+        conn.close()
+        raise InputError("STORE", f"{path} is an SQLite file of another program, not a store")
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise InputError(
+            "STORE",
+            f"{path} has schema version {version}; this version of risk-console reads up to "
+            f"{SCHEMA_VERSION}: upgrade risk-console",
+        )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    db = sqlite_utils.Database(conn)
+    try:
+        for step in range(version, SCHEMA_VERSION):
+            with conn:
+                conn.execute("BEGIN")
+                MIGRATIONS[step](db)
+                conn.execute(f"PRAGMA user_version={step + 1}")
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    except sqlite3.DatabaseError as error:
+        conn.close()
+        raise InputError("STORE", f"{path} is damaged ({error})") from None
+    return db
