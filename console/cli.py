@@ -8,8 +8,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from console import cli_operators
+from core.controls import Refusal
 from core.errors import InputError
+
+if TYPE_CHECKING:
+    from core.session import Session
 
 EXIT_BAD_INPUT = 2
 
@@ -35,10 +41,42 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", required=True, metavar="RESULT", help="where to write the result JSON"
     )
+    run.add_argument(
+        "--db", metavar="STORE", help="also write the run to a new SQLite store (journal, events)"
+    )
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    replay = commands.add_parser(
+        "replay",
+        help="rebuild a store's state from its last snapshot and journal; print the state hash",
+        description="Rebuild the state at the store's last committed tick from the last snapshot "
+        "plus the journal after it, check it against the hashes the run recorded, and print the "
+        "state hash.",
+    )
+    replay.add_argument("store", metavar="STORE")
+    replay.add_argument("--at", type=int, metavar="TICK", help="rebuild the state at TICK instead")
+    resume = commands.add_parser(
+        "resume",
+        help="continue an interrupted run from its store to the end and write its result",
+        description="Reopen STORE at its last committed tick and run to the end of the scenario.",
+    )
+    resume.add_argument("store", metavar="STORE")
+    resume.add_argument("--out", required=True, metavar="RESULT", help="where to write the result")
+    resume.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    export = commands.add_parser(
+        "export",
+        help="write one table of a store as CSV or JSON",
+        description="Write a table of STORE (liquidations, adl, fund_history, settlements, "
+        "clawbacks, clawback_allocations, events, account_state, prices, journal, requests, "
+        "audit_log, alerts, operators, ...) as CSV or JSON to --out or standard output.",
+    )
+    export.add_argument("store", metavar="STORE")
+    export.add_argument("--table", required=True, metavar="NAME")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--out", metavar="FILE", help="default: standard output")
     commands.add_parser(
         "scenarios", help="list the built-in scenarios", description="List the built-in scenarios."
     )
+    cli_operators.register(commands)
     return parser
 
 
@@ -60,27 +98,78 @@ def resolve_scenario(name: str) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.engine import Engine
-    from core.result import ResultCollector
-    from core.scenario import load_scenario
+    from core.session import Session
 
-    scenario = load_scenario(resolve_scenario(args.scenario))
     began = time.perf_counter()
-    engine = Engine(scenario)
-    collector = ResultCollector(engine)
-    for events in engine.run():
-        collector.feed(events)
-    result = collector.result()
-    out = Path(args.out)
+    session = Session.start(resolve_scenario(args.scenario), args.db)
+    try:
+        session.run_to_end()
+        _write_result(session, Path(args.out), began, args.quiet)
+    finally:
+        session.close()
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from core.session import Session
+
+    began = time.perf_counter()
+    session = Session.open(args.store)
+    try:
+        if not args.quiet:
+            print(
+                f"{args.store}: resuming at tick {session.tick} of {session.engine.ticks_total - 1}"
+            )
+        session.run_to_end()
+        _write_result(session, Path(args.out), began, args.quiet)
+    finally:
+        session.close()
+    return 0
+
+
+def _write_result(session: Session, out: Path, began: float, quiet: bool) -> None:
+    engine = session.engine
+    result = session.result()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    if not args.quiet:
+    if not quiet:
         elapsed = time.perf_counter() - began
         print(
-            f"{scenario.name}: {engine.tick + 1} ticks, {len(engine.book)} positions, "
+            f"{engine.scenario.name}: {engine.tick + 1} ticks, {len(engine.book)} positions, "
             f"{len(result['liquidations'])} liquidations, {len(result['clawbacks'])} clawbacks "
             f"in {elapsed:.1f} s -> {out}  state {result['state_hash'][:16]}"
         )
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from core.session import Session
+
+    began = time.perf_counter()
+    session = Session.open(args.store, at=args.at)
+    try:
+        recorded = session.store.recorded_hashes().get(session.tick) if session.store else None
+        state_hash = session.engine.state_hash()
+        print(f"tick {session.tick} of {session.engine.ticks_total - 1}  state {state_hash}")
+        if recorded is not None and recorded != state_hash:
+            print(f"risk-console: the run recorded state {recorded} at that tick", file=sys.stderr)
+            return 1
+        print(f"rebuilt in {time.perf_counter() - began:.2f} s", file=sys.stderr)
+    finally:
+        session.close()
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from core.queries import export_to
+    from core.store import Store
+
+    store = Store.open(args.store)
+    try:
+        count = export_to(store.db, args.table, args.format, Path(args.out) if args.out else None)
+    finally:
+        store.close()
+    if args.out:
+        print(f"{count} rows of {args.table} -> {args.out}", file=sys.stderr)
     return 0
 
 
@@ -88,8 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "run":
-            return _run(args)
+        handled = cli_operators.handle(args)
+        if handled is not None:
+            return handled
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
         if args.command == "scenarios":
             for name, path in builtin_scenarios().items():
                 print(f"{name}\t{path}")
@@ -97,9 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as error:
         print(f"risk-console: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Refusal as refusal:
+        print(f"risk-console: refused ({refusal.code}): {refusal.reason}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     parser.print_help()
     return 0
 
+
+COMMANDS = {"run": _run, "resume": _resume, "replay": _replay, "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -63,7 +63,11 @@ _TIME_EXAMPLE = 'an ISO 8601 UTC time such as "2018-07-31T12:17:14Z"'
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read a scenario file; unreadable or malformed JSON is an InputError naming file and line."""
-    path = Path(path)
+    return parse_scenario(read_scenario_doc(Path(path)))
+
+
+def read_scenario_doc(path: Path) -> dict[str, Any]:
+    """The decoded JSON of a scenario file, not yet validated."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -75,12 +79,28 @@ def load_scenario(path: str | Path) -> Scenario:
         raise InputError("", f"{where}: expected valid JSON, found an error: {error.msg}") from None
     except _DuplicateKeyError as error:
         raise InputError("", f"{path}: {error}") from None
-    return parse_scenario(doc)
+    if not isinstance(doc, dict):
+        raise InputError("", f"{path}: expected a JSON object, found {_found(doc)}")
+    return doc
 
 
 def parse_scenario(doc: dict[str, Any]) -> Scenario:
     """Validate a decoded `risk-scenario/1` document and build the immutable Scenario."""
     return _Parser().scenario(doc)
+
+
+def parse_command(scenario: Scenario, command: Any, action_ids: list[str]) -> ActionSpec:
+    """One operator command given while a run goes on, validated against the scenario like an
+    action of its file; `action_ids` are the ids given so far (what approve and reject may name)."""
+    parser = _Parser()
+    parser.currencies = scenario.currencies
+    parser.instruments = scenario.instruments
+    for inst in scenario.instruments.values():
+        parser.families.setdefault(inst.family, set()).add(inst.settle_currency)
+    parser.account_ids = {a.id for a in scenario.accounts}
+    parser.crowd_accounts = scenario.crowd.accounts if scenario.crowd else 0
+    parser.action_ids = list(action_ids)
+    return parser.action(command, "command")
 
 
 class _Parser:
@@ -237,10 +257,12 @@ class _Parser:
         return OperatorSpec(name, fields.get("role", _choice, ROLES))
 
     def action(self, value: Any, path: str) -> ActionSpec:
-        any_action = (*ACTION_COMMON_FIELDS, "id", *_ANY_ACTION_FIELD)
+        any_action = (*ACTION_COMMON_FIELDS, "id", "digest", *_ANY_ACTION_FIELD)
         kind = _Fields(value, path, ("action",), any_action).get("action", _choice, _KINDS)
         # Checked again with this action's own fields: a field of another action is unknown here.
-        fields = _Fields(value, path, (*ACTION_COMMON_FIELDS, *ACTION_FIELDS[kind]), ("id",))
+        # approve_clawback may name the digest of the preview it approves.
+        optional = ("id", "digest") if kind == "approve_clawback" else ("id",)
+        fields = _Fields(value, path, (*ACTION_COMMON_FIELDS, *ACTION_FIELDS[kind]), optional)
         moment = fields.get("at", _time)
         if self.last_action_time is not None and moment < self.last_action_time:
             previous = f"{self.last_action_time.isoformat()} or later (actions are in time order)"
@@ -254,6 +276,8 @@ class _Parser:
         params: dict[str, object] = {}
         for name in ACTION_FIELDS[kind]:
             params[name] = fields.get(name, self.action_param, name, params)
+        if "digest" in fields:
+            params["digest"] = fields.get("digest", _string)
         family, currency = params.get("family"), params.get("currency")
         if kind == "approve_clawback" and currency not in self.families[str(family)]:
             settled_in = _listing(self.families[str(family)])

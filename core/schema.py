@@ -207,8 +207,11 @@ def _create_controls_v1(db: sqlite_utils.Database) -> None:
             "scrypt_p": INTEGER,
             "disabled": INTEGER,
             "created_at": TEXT,
+            "updated_at": TEXT,
         },
         pk="name",
+        not_null={"role", "salt", "password_hash", "scrypt_n", "scrypt_r", "scrypt_p", "disabled"},
+        defaults={"disabled": 0},
     )
     db["requests"].create(
         {
@@ -242,8 +245,18 @@ def _create_controls_v1(db: sqlite_utils.Database) -> None:
             "hash": TEXT,
         },
         pk="seq",
+        not_null={"at", "operator", "kind", "subject", "reason", "prev_hash", "hash"},
     )
     db["audit_log"].create_index(["operator"])
+    db["audit_log"].create_index(["kind"])
+    db["audit_log"].create_index(["at"])
+    # Append-only: the store itself refuses to change or remove a row (core.audit.verify still
+    # catches edits made by someone who drops these triggers first).
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER audit_log_no_{verb.lower()} BEFORE {verb} ON audit_log "
+            "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+        )
     db["alerts"].create(
         {
             "id": INTEGER,

@@ -1,0 +1,205 @@
+"""What the console and the command line read from a store: top accounts, one account's history,
+the fund's history, liquidations in a time range, clawback allocations, and table export. Every
+query is paged and served by an index."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import sqlite_utils
+
+from core.engine import Engine
+from core.errors import InputError
+
+# Tables `export` writes, with the columns it leaves out (password material never leaves).
+EXPORTABLE: dict[str, tuple[str, ...]] = {
+    "liquidations": (),
+    "adl": (),
+    "fund_history": (),
+    "settlements": (),
+    "clawbacks": (),
+    "clawback_allocations": (),
+    "events": (),
+    "account_state": (),
+    "position_snapshots": (),
+    "prices": (),
+    "journal": (),
+    "accounts": (),
+    "instruments": (),
+    "requests": (),
+    "audit_log": (),
+    "alerts": (),
+    "operators": ("salt", "password_hash", "scrypt_n", "scrypt_r", "scrypt_p"),
+}
+ORDER = {"notional": "notional DESC", "risk": "margin_ratio IS NULL, margin_ratio ASC"}
+
+
+def account_state_rows(engine: Engine) -> Iterator[tuple[Any, ...]]:
+    """Per account and currency with money or positions: cash (minor units) and the valuation
+    (major-unit floats) at the engine's last revaluation."""
+    book, valuation = engine.book, engine.valuation
+    groups = book.n_groups
+    scale = np.repeat(
+        np.array([c.scale for c in engine.currencies], dtype=np.float64)[None, :],
+        len(book.account_ids),
+        axis=0,
+    ).ravel()
+    cash = book.balances.ravel()
+    held = book.contracts > 0
+    upnl = np.bincount(book.group, weights=valuation.upnl, minlength=groups)
+    margin = np.bincount(book.group, weights=book.iso_margin / scale[book.group], minlength=groups)
+    equity = cash / scale + upnl + margin
+    notional = np.bincount(
+        book.group, weights=np.where(held, valuation.notional, 0.0), minlength=groups
+    )
+    maintenance = np.bincount(
+        book.group, weights=np.where(held, valuation.maintenance, 0.0), minlength=groups
+    )
+    positions = np.bincount(book.group, weights=held, minlength=groups).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(maintenance > 0, equity / maintenance, np.nan)
+    live = np.flatnonzero((cash != 0) | (positions > 0))
+    ids, codes, n = book.account_ids, engine.currency_codes, len(engine.currency_codes)
+    tick = engine.tick
+    for g, c, e, no, m, r, p in zip(
+        live.tolist(),
+        cash[live].tolist(),
+        equity[live].tolist(),
+        notional[live].tolist(),
+        maintenance[live].tolist(),
+        ratio[live].tolist(),
+        positions[live].tolist(),
+        strict=True,
+    ):
+        yield (ids[g // n], codes[g % n], tick, c, e, no, m, None if r != r else r, p)
+
+
+def _page(limit: int, offset: int) -> tuple[int, int]:
+    if not 1 <= limit <= 10_000:
+        raise InputError("limit", f"expected 1 to 10000 rows, found {limit}")
+    if offset < 0:
+        raise InputError("offset", f"expected 0 or more, found {offset}")
+    return limit, offset
+
+
+def top_accounts(
+    db: sqlite_utils.Database, currency: str, by: str = "notional", limit: int = 50, offset: int = 0
+) -> list[dict[str, Any]]:
+    """The largest (by notional) or riskiest (lowest margin ratio) accounts in a currency."""
+    if by not in ORDER:
+        raise InputError("by", f"expected one of {', '.join(ORDER)}, found {by!r}")
+    limit, offset = _page(limit, offset)
+    return list(
+        db.query(
+            f"SELECT * FROM account_state WHERE currency = ? AND positions > 0 "
+            f"ORDER BY {ORDER[by]} LIMIT ? OFFSET ?",
+            [currency, limit, offset],
+        )
+    )
+
+
+def account_history(
+    db: sqlite_utils.Database, account: str, limit: int = 200, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Everything that happened to one account, oldest first: its events and clawback deductions."""
+    limit, offset = _page(limit, offset)
+    return list(
+        db.query(
+            "SELECT tick, time, kind, symbol, currency, amount, payload FROM events "
+            "WHERE account = :account "
+            "UNION ALL "
+            "SELECT c.tick, c.time, 'ClawbackDeduction', c.family, c.currency, -a.amount, "
+            "json_object('profit', a.profit, 'amount', a.amount, 'ratio', c.ratio, "
+            "'status', c.status) "
+            "FROM clawback_allocations a JOIN clawbacks c ON c.seq = a.clawback "
+            "WHERE a.account = :account AND a.amount > 0 "
+            "ORDER BY tick LIMIT :limit OFFSET :offset",
+            {"account": account, "limit": limit, "offset": offset},
+        )
+    )
+
+
+def fund_history(
+    db: sqlite_utils.Database, currency: str, limit: int = 1000, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Every movement of the insurance fund in a currency, with the balance after it."""
+    limit, offset = _page(limit, offset)
+    return list(
+        db.query(
+            "SELECT * FROM fund_history WHERE currency = ? ORDER BY tick, seq LIMIT ? OFFSET ?",
+            [currency, limit, offset],
+        )
+    )
+
+
+def liquidations_between(
+    db: sqlite_utils.Database, start: str, end: str, limit: int = 1000, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Liquidations finished in [start, end] (ISO UTC times), oldest first."""
+    limit, offset = _page(limit, offset)
+    return list(
+        db.query(
+            "SELECT * FROM liquidations WHERE time BETWEEN ? AND ? ORDER BY time, seq "
+            "LIMIT ? OFFSET ?",
+            [start, end, limit, offset],
+        )
+    )
+
+
+def clawback_allocations(
+    db: sqlite_utils.Database, clawback: int, limit: int = 1000, offset: int = 0
+) -> list[dict[str, Any]]:
+    """One clawback's allocations, largest first."""
+    limit, offset = _page(limit, offset)
+    return list(
+        db.query(
+            "SELECT * FROM clawback_allocations WHERE clawback = ? "
+            "ORDER BY amount DESC, account LIMIT ? OFFSET ?",
+            [clawback, limit, offset],
+        )
+    )
+
+
+def export_table(db: sqlite_utils.Database, table: str, fmt: str, out: TextIO) -> int:
+    """Write a whole table as CSV (a header row) or JSON (a list of objects); returns the rows."""
+    if table not in EXPORTABLE:
+        raise InputError("--table", f"expected one of {', '.join(EXPORTABLE)}, found {table!r}")
+    if fmt not in ("csv", "json"):
+        raise InputError("--format", f"expected csv or json, found {fmt!r}")
+    hidden = EXPORTABLE[table]
+    columns = [c.name for c in db[table].columns if c.name not in hidden]
+    selected = ", ".join(f'"{c}"' for c in columns)
+    cursor = db.execute(f'SELECT {selected} FROM "{table}" ORDER BY rowid')
+    count = 0
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for row in cursor:
+            writer.writerow(_cell(v) for v in row)
+            count += 1
+        return count
+    out.write("[")
+    for row in cursor:
+        out.write(",\n" if count else "\n")
+        out.write(json.dumps(dict(zip(columns, (_cell(v) for v in row), strict=True))))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def _cell(value: object) -> object:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def export_to(db: sqlite_utils.Database, table: str, fmt: str, path: Path | None) -> int:
+    if path is None:
+        import sys
+
+        return export_table(db, table, fmt, sys.stdout)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        return export_table(db, table, fmt, out)

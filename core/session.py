@@ -1,0 +1,289 @@
+"""A run of one scenario with its store: steps the engine, journals each tick in one transaction,
+takes snapshots, replays from the journal, seeks, and takes operator commands between ticks."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from core.controls import Refusal
+from core.engine import Engine
+from core.errors import InputError
+from core.events import Event
+from core.result import ResultCollector
+from core.scenario import parse_command, parse_scenario, read_scenario_doc
+from core.scenario_model import ActionSpec
+from core.store import Store, dump_state, iso
+
+ROLE_FIELD = "x-role"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """How often a run writes a snapshot, a state hash and a price point."""
+
+    snapshot_ticks: int
+    snapshot_events: int
+    hash_every: int
+    price_every: int
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> StoreSettings:
+        positions = len(engine.book)
+        return cls(
+            # About 50 snapshots a run (10 for big books, where each costs about a second): a
+            # seek replays at most the ticks between two of them.
+            snapshot_ticks=max(100, engine.ticks_total // (50 if positions <= 200_000 else 10)),
+            snapshot_events=200_000,
+            hash_every=1 if positions <= 200_000 else 0,
+            price_every=max(1, engine.ticks_total // 20_000),
+        )
+
+
+class Session:
+    """The engine, its result collector and (optionally) its store.
+
+    Past the store's head the session is live: each step is journaled. Behind the head (after a
+    seek or a restart) steps replay the journal and write nothing."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        collector: ResultCollector,
+        scenario_doc: dict[str, Any],
+        store: Store | None,
+        settings: StoreSettings,
+    ) -> None:
+        self.engine = engine
+        self.collector = collector
+        self.scenario_doc = scenario_doc
+        self.store = store
+        self.settings = settings
+        self.head = engine.tick
+        self._action_ids = [a.id for a in engine.scenario.actions if a.id]
+        self._last_snapshot = engine.tick
+        self._events_since_snapshot = 0
+        self._replay: list[tuple[int, tuple[dict[str, Any], ...], str | None]] = []
+        self.on_snapshot: Callable[[int], None] | None = None
+
+    # ----- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls, source: str | Path | dict[str, Any], store_path: str | Path | None = None
+    ) -> Session:
+        """A new run of a scenario (a file path or a decoded document), with a new store when
+        `store_path` is given. Bad input raises InputError and writes nothing."""
+        doc = source if isinstance(source, dict) else read_scenario_doc(Path(source))
+        scenario = parse_scenario(doc)
+        engine = Engine(scenario)
+        settings = StoreSettings.for_engine(engine)
+        store = None
+        if store_path is not None:
+            store = Store.create(store_path, doc, asdict(settings))
+        session = cls(engine, ResultCollector(engine), doc, store, settings)
+        if store is not None:
+            with store.transaction():
+                store.write_reference(
+                    (_instrument_row(i) for i in engine.instruments),
+                    engine.book.account_ids,
+                    len(scenario.accounts),
+                )
+                store.write_tick(0, engine.now, [], [], engine.state_hash())
+                session._write_prices()
+                session._write_snapshot()
+        return session
+
+    @classmethod
+    def open(cls, store_path: str | Path, *, at: int | None = None) -> Session:
+        """Reopen a store at its last committed tick (or at tick `at`): the last snapshot plus the
+        journal after it. Commands journaled after the head are queued again."""
+        store = Store.open(store_path)
+        settings = StoreSettings(**store.settings)
+        snapshot_tick, (engine, collector) = store.load_snapshot(at)
+        session = cls(engine, collector, store.scenario_doc, store, settings)
+        session._action_ids += [
+            c["id"] for t in store.journal(-1) for c in t.commands if c.get("id")
+        ]
+        session.head = store.head_tick() or 0
+        session._last_snapshot = snapshot_tick
+        session._load_replay(snapshot_tick)
+        target = session.head if at is None else min(at, session.head)
+        while session.engine.tick < target:
+            session.step()
+        if at is None:
+            for command in store.pending_commands(session.head):
+                session._enqueue(command)
+        return session
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # ----- the clock ----------------------------------------------------------------------
+
+    @property
+    def tick(self) -> int:
+        return self.engine.tick
+
+    @property
+    def finished(self) -> bool:
+        return self.engine.finished
+
+    @property
+    def live(self) -> bool:
+        return self.engine.tick >= self.head
+
+    def step(self) -> list[Event]:
+        """One tick: replayed from the journal behind the head, journaled past it."""
+        if not self.live:
+            return self._replay_step()
+        events = self.engine.step()
+        self.collector.feed(events)
+        self.head = self.engine.tick
+        if self.store is not None:
+            self._journal(events)
+        return events
+
+    def run_to_end(self, progress: Callable[[int], None] | None = None) -> None:
+        while not self.finished:
+            self.step()
+            if progress is not None:
+                progress(self.engine.tick)
+
+    def seek(self, tick: int) -> None:
+        """Jump to `tick`: back from the nearest snapshot (replaying the journal, writing nothing),
+        or forward by stepping."""
+        if tick < 0 or tick >= self.engine.ticks_total:
+            raise InputError(
+                "tick", f"expected a tick from 0 to {self.engine.ticks_total - 1}, found {tick}"
+            )
+        if tick < self.engine.tick:
+            if self.store is None:
+                raise InputError("tick", "a run without a store cannot go back in time")
+            snapshot_tick, (engine, collector) = self.store.load_snapshot(tick)
+            self.engine, self.collector = engine, collector
+            self._load_replay(snapshot_tick)
+        while self.engine.tick < tick:
+            self.step()
+
+    def result(self) -> dict[str, Any]:
+        return self.collector.result()
+
+    # ----- commands -----------------------------------------------------------------------
+
+    def submit(self, raw: dict[str, Any], *, role: str | None = None) -> ActionSpec:
+        """An operator command (a risk-scenario/1 action without `at`): validated, journaled at
+        once, and applied at the next tick. Bad fields raise InputError and change nothing."""
+        if not self.live:
+            raise Refusal(
+                "not_live", "the view is behind the live end of the run; jump to the end to act"
+            )
+        command = {k: v for k, v in raw.items() if k != "at"}
+        command["at"] = iso(self.engine.now)
+        if role is not None:
+            command[ROLE_FIELD] = role
+        action = parse_command(self.engine.scenario, command, self._action_ids)
+        if self.store is not None:
+            with self.store.transaction():
+                self.store.write_command(self.engine.tick + 1, self.engine.now, command)
+        self._enqueue(command, action)
+        return action
+
+    def _enqueue(self, command: dict[str, Any], action: ActionSpec | None = None) -> None:
+        if action is None:
+            action = parse_command(self.engine.scenario, command, self._action_ids)
+        if action.id:
+            self._action_ids.append(action.id)
+        role = command.get(ROLE_FIELD)
+        controls = self.engine.controls
+        if role is not None and action.operator not in controls.roles:
+            controls.roles[action.operator] = str(role)
+        bisect.insort(controls.pending_actions, action, key=lambda a: a.at)
+
+    # ----- the store ----------------------------------------------------------------------
+
+    def _load_replay(self, after: int) -> None:
+        assert self.store is not None
+        self._replay = [
+            (t.tick, t.commands, t.state_hash) for t in self.store.journal(after, self.head)
+        ]
+        self._replay.reverse()
+
+    def _replay_step(self) -> list[Event]:
+        tick, commands, recorded = self._replay.pop()
+        for command in commands:
+            self._enqueue(command)
+        events = self.engine.step()
+        self.collector.feed(events)
+        if self.engine.tick != tick:
+            raise InputError(
+                "STORE", f"the journal skips from tick {self.engine.tick - 1} to {tick}"
+            )
+        if recorded is not None and self.engine.state_hash() != recorded:
+            raise InputError(
+                "STORE", f"replaying tick {tick} gives another state than the run recorded"
+            )
+        return events
+
+    def _journal(self, events: list[Event]) -> None:
+        store, engine, settings = self.store, self.engine, self.settings
+        assert store is not None
+        tick = engine.tick
+        self._events_since_snapshot += len(events) + 1
+        snapshot_due = (
+            tick - self._last_snapshot >= settings.snapshot_ticks
+            or self._events_since_snapshot >= settings.snapshot_events
+            or engine.finished
+        )
+        hashed = snapshot_due or (settings.hash_every and tick % settings.hash_every == 0)
+        with store.transaction():
+            store.write_tick(tick, engine.now, [], events, engine.state_hash() if hashed else None)
+            if tick % settings.price_every == 0 or engine.finished:
+                self._write_prices()
+            if snapshot_due:
+                self._write_snapshot()
+        if snapshot_due and self.on_snapshot is not None:
+            self.on_snapshot(tick)
+
+    def _write_prices(self) -> None:
+        engine = self.engine
+        assert self.store is not None
+        points = [("index", name, float(price)) for name, price in engine.index_now.items()]
+        for k, inst in enumerate(engine.instruments):
+            points.append(("mark", inst.symbol, float(engine.marks[k])))
+            last = engine.liquidity[k].last_price
+            if last is not None and math.isfinite(last):
+                points.append(("last", inst.symbol, float(last)))
+        self.store.write_prices(engine.tick, engine.now, points)
+
+    def _write_snapshot(self) -> None:
+        from core.queries import account_state_rows
+
+        engine = self.engine
+        assert self.store is not None
+        self.store.write_snapshot(
+            engine.tick,
+            engine.now,
+            dump_state((engine, self.collector), compress=len(engine.book) <= 200_000),
+        )
+        self.store.replace_account_state(account_state_rows(engine))
+        self._last_snapshot = engine.tick
+        self._events_since_snapshot = 0
+
+
+def _instrument_row(inst: Any) -> dict[str, Any]:
+    return {
+        "symbol": inst.symbol,
+        "type": inst.kind,
+        "family": inst.family,
+        "settle_currency": inst.settle_currency,
+        "contract_value": str(inst.contract_value),
+        "tick_size": str(inst.tick_size),
+        "expiry": iso(inst.expiry) if inst.expiry is not None else None,
+    }

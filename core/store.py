@@ -1,0 +1,448 @@
+"""The run store: a scenario's journal of inputs, its output events, price history and engine
+snapshots in SQLite (core/schema.py), written one transaction per tick, read back to replay."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from core.errors import InputError
+from core.events import (
+    AdlFill,
+    ClawbackComputed,
+    Event,
+    FundPosting,
+    LiquidationFilled,
+    SettlementDone,
+)
+from core.schema import connect
+from core.views import price_str
+
+# Modules a snapshot may name: the engine's own classes, numpy arrays and standard values.
+# Anything else in a snapshot blob is refused rather than imported.
+_SNAPSHOT_MODULES = (
+    "core.",
+    "numpy",
+    "datetime",
+    "decimal",
+    "fractions",
+    "collections",
+    "copyreg",
+    "_codecs",
+)
+_SNAPSHOT_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range"})
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def software_version() -> str:
+    try:
+        return metadata.version("risk-console")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _SNAPSHOT_BUILTINS:
+            return super().find_class(module, name)
+        if module.startswith(_SNAPSHOT_MODULES) or module in ("numpy", "core"):
+            return super().find_class(module, name)
+        raise InputError("STORE", f"snapshot names {module}.{name}, which a snapshot may not hold")
+
+
+def dump_state(state: object, *, compress: bool) -> bytes:
+    """A snapshot blob: a pickle, zlib-compressed for small books (where the store's size matters
+    more than the milliseconds) and raw for big ones (where restart time matters more)."""
+    raw = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    return b"Z" + zlib.compress(raw, 1) if compress else b"P" + raw
+
+
+def load_state(blob: bytes, digest: str) -> Any:
+    """A snapshot blob back to objects, after checking its digest (a torn or edited blob is
+    refused before anything is unpickled)."""
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise InputError("STORE", "a snapshot does not match its digest: the store is damaged")
+    try:
+        body = zlib.decompress(blob[1:]) if blob[:1] == b"Z" else blob[1:]
+        return _SnapshotUnpickler(io.BytesIO(body)).load()
+    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, zlib.error) as error:
+        raise InputError(
+            "STORE",
+            f"a snapshot cannot be read by this version of risk-console ({error}); "
+            "replay the run from its scenario with this version",
+        ) from None
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def event_payload(event: Event) -> dict[str, object]:
+    names = [n for n in event.__slots__ if n != "allocations"]  # type: ignore[union-attr]
+    return {n: _plain(getattr(event, n)) for n in names}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTick:
+    """One tick of the journal: the operator commands applied in it, and the state hash after it
+    (when it was recorded)."""
+
+    tick: int
+    time: str
+    commands: tuple[dict[str, Any], ...]
+    state_hash: str | None
+
+
+class Store:
+    """An open store. Writes happen only inside `tick_transaction`; one commit per tick."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
+        self.db = db
+        self.path = path
+        self.conn = db.conn
+        self._seq: dict[str, int] = {}
+        self.pending_meta: dict[str, str] = {}
+
+    # ----- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, path: str | Path, scenario_doc: dict[str, Any], settings: dict[str, Any]
+    ) -> Store:
+        path = Path(path)
+        db = connect(path, create=True)
+        store = cls(db, path)
+        store.pending_meta = {
+            "scenario": json.dumps(scenario_doc, separators=(",", ":")),
+            "software_version": software_version(),
+            "settings": json.dumps(settings, sort_keys=True),
+        }
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        path = Path(path)
+        db = connect(path)
+        if not db["meta"].exists() or db["meta"].count == 0:
+            raise InputError("STORE", f"{path} holds no run (it was never written to)")
+        return cls(db, path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def scenario_doc(self) -> dict[str, Any]:
+        text = self.meta("scenario")
+        if text is None:
+            raise InputError("STORE", f"{self.path} holds no scenario")
+        return json.loads(text)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return json.loads(self.meta("settings") or "{}")
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+    # ----- writing ------------------------------------------------------------------------
+
+    def write_reference(
+        self, instruments: Iterable[dict[str, Any]], account_ids: Iterable[str], named: int
+    ) -> None:
+        """The run's fixed reference data; call inside the first tick's transaction."""
+        for key, value in self.pending_meta.items():
+            self.set_meta(key, value)
+        self.pending_meta = {}
+        rows = [tuple(i.values()) for i in instruments]
+        self.conn.executemany("INSERT INTO instruments VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        self.conn.executemany(
+            "INSERT INTO accounts (idx, id, named) VALUES (?, ?, ?)",
+            ((i, name, int(i < named)) for i, name in enumerate(account_ids)),
+        )
+
+    def _next(self, table: str) -> int:
+        if table not in self._seq:
+            row = self.conn.execute(f"SELECT max(seq) FROM {table}").fetchone()
+            self._seq[table] = row[0] or 0
+        self._seq[table] += 1
+        return self._seq[table]
+
+    def forget_sequences(self) -> None:
+        """After a rolled-back transaction the cached row numbers are stale."""
+        self._seq.clear()
+
+    def write_tick(
+        self,
+        tick: int,
+        now: datetime,
+        commands: list[dict[str, Any]],
+        events: list[Event],
+        state_hash: str | None,
+    ) -> None:
+        """The tick's inputs and outputs; call inside `transaction()`."""
+        when = iso(now)
+        journal = [
+            (self._next("journal"), tick, when, "command", json.dumps(c, sort_keys=True), None)
+            for c in commands
+        ]
+        journal.append((self._next("journal"), tick, when, "tick", None, state_hash))
+        self.conn.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", journal)
+        if events:
+            self._write_events(tick, events)
+
+    def write_command(self, tick: int, now: datetime, command: dict[str, Any]) -> None:
+        """An operator command, committed on its own as soon as it is given: it applies at `tick`."""
+        self.conn.execute(
+            "INSERT INTO journal VALUES (?, ?, ?, 'command', ?, NULL)",
+            (self._next("journal"), tick, iso(now), json.dumps(command, sort_keys=True)),
+        )
+
+    def _write_events(self, tick: int, events: list[Event]) -> None:
+        rows, liquidations, adl, fund, settlements = [], [], [], [], []
+        for event in events:
+            when = iso(event.time)
+            payload = event_payload(event)
+            account = getattr(event, "account", None) or getattr(event, "operator", None)
+            amount = getattr(event, "amount", None)
+            rows.append(
+                (
+                    self._next("events"),
+                    tick,
+                    when,
+                    type(event).__name__,
+                    account,
+                    getattr(event, "symbol", None) or getattr(event, "family", None),
+                    getattr(event, "currency", None),
+                    amount if isinstance(amount, int) else None,
+                    json.dumps(payload, separators=(",", ":")),
+                )
+            )
+            if isinstance(event, LiquidationFilled):
+                liquidations.append(
+                    (
+                        self._next("liquidations"),
+                        tick,
+                        when,
+                        iso(event.started),
+                        event.account,
+                        event.symbol,
+                        event.side,
+                        event.contracts,
+                        int(event.partial),
+                        price_str(event.fill_price),
+                        _finite(event.bankruptcy_price),
+                        event.surplus,
+                        event.deficit,
+                        event.covered_by_fund,
+                        event.currency,
+                        event.fills,
+                    )
+                )
+            elif isinstance(event, AdlFill):
+                adl.append(
+                    (
+                        self._next("adl"),
+                        tick,
+                        when,
+                        event.account,
+                        event.symbol,
+                        event.contracts,
+                        price_str(event.price),
+                        event.against,
+                    )
+                )
+            elif isinstance(event, FundPosting):
+                fund.append(
+                    (
+                        self._next("fund_history"),
+                        tick,
+                        when,
+                        event.currency,
+                        event.kind,
+                        event.amount,
+                        event.balance_after,
+                    )
+                )
+            elif isinstance(event, SettlementDone):
+                settlements.append(
+                    (
+                        self._next("settlements"),
+                        tick,
+                        when,
+                        event.family,
+                        price_str(event.price),
+                        price_str(event.adjusted_from),
+                        json.dumps(list(event.expired)),
+                    )
+                )
+            elif isinstance(event, ClawbackComputed):
+                self._write_clawback(tick, event)
+        execute = self.conn.executemany
+        execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if liquidations:
+            execute(f"INSERT INTO liquidations VALUES ({', '.join('?' * 16)})", liquidations)
+        if adl:
+            execute("INSERT INTO adl VALUES (?, ?, ?, ?, ?, ?, ?, ?)", adl)
+        if fund:
+            execute("INSERT INTO fund_history VALUES (?, ?, ?, ?, ?, ?, ?)", fund)
+        if settlements:
+            execute("INSERT INTO settlements VALUES (?, ?, ?, ?, ?, ?, ?)", settlements)
+
+    def _write_clawback(self, tick: int, event: ClawbackComputed) -> None:
+        seq = self._next("clawbacks")
+        self.conn.execute(
+            "INSERT INTO clawbacks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq,
+                tick,
+                iso(event.time),
+                event.family,
+                event.currency,
+                event.deficit,
+                event.total_profit,
+                event.ratio,
+                event.unrecovered,
+                event.status,
+            ),
+        )
+        self.conn.executemany(
+            "INSERT INTO clawback_allocations VALUES (?, ?, ?, ?)",
+            ((seq, account, profit, amount) for account, profit, amount in event.allocations),
+        )
+
+    def write_prices(self, tick: int, now: datetime, prices: list[tuple[str, str, float]]) -> None:
+        when = iso(now)
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO prices VALUES (?, ?, ?, ?, ?)",
+            ((tick, when, kind, name, price) for kind, name, price in prices),
+        )
+
+    def write_snapshot(self, tick: int, now: datetime, blob: bytes) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+            (tick, iso(now), blob, hashlib.sha256(blob).hexdigest(), len(blob)),
+        )
+
+    def replace_account_state(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        self.conn.execute("DELETE FROM account_state")
+        self.conn.executemany("INSERT INTO account_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def write_position_snapshots(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO position_snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
+
+    # ----- reading ------------------------------------------------------------------------
+
+    def head_tick(self) -> int | None:
+        """The last committed tick, None before the first."""
+        return self.conn.execute("SELECT max(tick) FROM journal WHERE kind = 'tick'").fetchone()[0]
+
+    def snapshot_ticks(self) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT tick FROM snapshots ORDER BY tick")]
+
+    def load_snapshot(self, at_or_before: int | None = None) -> tuple[int, Any]:
+        sql = "SELECT tick, state, digest FROM snapshots"
+        params: tuple[int, ...] = ()
+        if at_or_before is not None:
+            sql += " WHERE tick <= ?"
+            params = (at_or_before,)
+        row = self.conn.execute(sql + " ORDER BY tick DESC LIMIT 1", params).fetchone()
+        if row is None:
+            raise InputError("STORE", f"{self.path} holds no snapshot to start from")
+        return row[0], load_state(row[1], row[2])
+
+    def journal(self, after: int, until: int | None = None) -> Iterator[StoredTick]:
+        """The ticks after `after` (up to `until`), each with its commands."""
+        sql = "SELECT tick, time, kind, payload, state_hash FROM journal WHERE tick > ?"
+        params: tuple[int, ...] = (after,)
+        if until is not None:
+            sql += " AND tick <= ?"
+            params = (after, until)
+        commands: list[dict[str, Any]] = []
+        for tick, when, kind, payload, state_hash in self.conn.execute(
+            sql + " ORDER BY seq", params
+        ):
+            if kind == "command":
+                commands.append(json.loads(payload))
+            else:
+                yield StoredTick(tick, when, tuple(commands), state_hash)
+                commands = []
+
+    def pending_commands(self, head: int) -> list[dict[str, Any]]:
+        """Commands given after the last committed tick, waiting for the next one."""
+        rows = self.conn.execute(
+            "SELECT payload FROM journal WHERE kind = 'command' AND tick > ? ORDER BY seq", (head,)
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    def journal_gaps(self) -> list[int]:
+        """Ticks missing between the first and the last journaled tick (none in a sound store)."""
+        ticks = np.array(
+            [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT tick FROM journal WHERE kind = 'tick' ORDER BY tick"
+                )
+            ],
+            dtype=np.int64,
+        )
+        if ticks.size == 0:
+            return []
+        expected = np.arange(ticks[0], ticks[-1] + 1)
+        return np.setdiff1d(expected, ticks).tolist()
+
+    def recorded_hashes(self) -> dict[int, str]:
+        return dict(
+            self.conn.execute(
+                "SELECT tick, state_hash FROM journal WHERE kind = 'tick' AND state_hash IS NOT NULL"
+            ).fetchall()
+        )
+
+
+class _Transaction:
+    """BEGIN ... COMMIT around a block, ROLLBACK when it raises."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and np.isfinite(value) else None

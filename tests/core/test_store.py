@@ -1,0 +1,367 @@
+"""The store: what a run writes, replay and seek from snapshots, operator commands in the journal,
+recovery after kill -9, clear errors for files that are not stores, queries and export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.cli import builtin_scenarios, main
+from core import queries
+from core.errors import InputError
+from core.schema import SCHEMA_VERSION, connect
+from core.session import Session
+from core.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cascade_doc(accounts: int = 3000) -> dict[str, Any]:
+    doc = json.loads(builtin_scenarios()["cascade-2025"].read_text())
+    doc["crowd"]["accounts"] = accounts
+    return doc
+
+
+@pytest.fixture(scope="module")
+def cascade_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A small cut of the cascade run to the end with a store: (store path, result)."""
+    path = tmp_path_factory.mktemp("store") / "cascade.sqlite"
+    session = Session.start(cascade_doc(), path)
+    session.run_to_end()
+    result = session.result()
+    session.close()
+    return path, result
+
+
+def test_a_run_writes_its_events_and_result_figures(
+    cascade_run: tuple[Path, dict[str, Any]],
+) -> None:
+    path, result = cascade_run
+    store = Store.open(path)
+    db = store.db
+    assert db["liquidations"].count == len(result["liquidations"]) > 100
+    assert db["adl"].count == len(result["adl"])
+    assert store.head_tick() == 900
+    assert store.journal_gaps() == []
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    first = result["liquidations"][0]
+    row = next(db["liquidations"].rows_where(order_by="seq", limit=1))
+    assert (row["account"], row["contracts"], row["fill_price"]) == (
+        first["account"],
+        first["contracts"],
+        first["fill_price"],
+    )
+    fund = list(db["fund_history"].rows_where(order_by="seq"))
+    end = result["insurance_fund"]["USDT"]["end"]
+    assert fund and str(fund[-1]["balance_after"]) == end.replace(".", "").lstrip("0")
+    assert store.recorded_hashes()[900] == result["state_hash"]
+    store.close()
+
+
+def test_replay_rebuilds_the_run_state_hash(
+    cascade_run: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, result = cascade_run
+    assert main(["replay", str(path)]) == 0
+    assert result["state_hash"] in capsys.readouterr().out
+
+
+def test_seek_back_and_forth_gives_the_recorded_states(
+    cascade_run: tuple[Path, dict[str, Any]],
+) -> None:
+    path, result = cascade_run
+    session = Session.open(path)
+    recorded = session.store.recorded_hashes() if session.store else {}
+    for tick in (850, 5, 433, 899, 120):
+        session.seek(tick)
+        assert session.tick == tick
+        assert session.engine.state_hash() == recorded[tick]
+        assert not session.live or tick == session.head
+    session.seek(900)
+    assert session.result()["state_hash"] == result["state_hash"]
+    session.close()
+
+
+def test_a_live_command_is_journaled_and_replayed(tmp_path: Path) -> None:
+    path = tmp_path / "two.sqlite"
+    session = Session.start(builtin_scenarios()["two-traders"], path)
+    session.step()
+    session.submit(
+        {"operator": "alice", "action": "warn", "account": "B", "message": "watch", "reason": "r"}
+    )
+    session.submit({"operator": "alice", "action": "freeze", "account": "B", "reason": "check"})
+    for _ in range(5):
+        session.step()
+    assert [a["action"] for a in session.result()["actions"]] == ["warn", "freeze"]
+    expected = session.engine.state_hash()
+    session.close()
+    reopened = Session.open(path)
+    assert reopened.tick == 6
+    assert reopened.engine.state_hash() == expected
+    assert [a["action"] for a in reopened.result()["actions"]] == ["warn", "freeze"]
+    reopened.close()
+
+
+def test_a_bad_command_names_the_field_and_journals_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "two.sqlite"
+    session = Session.start(builtin_scenarios()["two-traders"], path)
+    with pytest.raises(InputError, match=r"command\.account"):
+        session.submit({"operator": "alice", "action": "freeze", "account": "Z", "reason": "r"})
+    assert session.store is not None
+    assert session.store.pending_commands(0) == []
+    session.close()
+
+
+def test_a_command_given_before_a_crash_applies_after_resume(tmp_path: Path) -> None:
+    path = tmp_path / "two.sqlite"
+    session = Session.start(builtin_scenarios()["two-traders"], path)
+    session.step()
+    session.submit({"operator": "alice", "action": "freeze", "account": "B", "reason": "check"})
+    session.close()  # as if killed before the next tick
+    resumed = Session.open(path)
+    resumed.step()
+    assert [a["action"] for a in resumed.result()["actions"]] == ["freeze"]
+    resumed.close()
+
+
+# ----- recovery ---------------------------------------------------------------------------
+
+
+def _run_and_kill(scenario: Path, store: Path, after: float) -> None:
+    """Start `risk-console run --db` in its own process and kill -9 it after `after` seconds."""
+    command = ["run", str(scenario), "--out", os.devnull, "--db", str(store)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", *command],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(after)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+@pytest.fixture(scope="module")
+def crash_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, str], str]:
+    """The scenario file of the crash test, the state hash of an uninterrupted run at every tick,
+    and its final result's state hash."""
+    folder = tmp_path_factory.mktemp("crash")
+    scenario = folder / "cascade.json"
+    scenario.write_text(json.dumps(cascade_doc(2000)))
+    store = folder / "reference.sqlite"
+    session = Session.start(scenario, store)
+    session.run_to_end()
+    final = session.result()["state_hash"]
+    hashes = session.store.recorded_hashes() if session.store else {}
+    session.close()
+    return scenario, hashes, final
+
+
+def _check_recovery(case: tuple[Path, dict[int, str], str], store: Path, after: float) -> None:
+    scenario, hashes, final = case
+    _run_and_kill(scenario, store, after)
+    try:
+        session = Session.open(store)
+    except InputError as error:
+        # Killed before its first commit: the store holds no run, and says so.
+        assert "holds no run" in str(error)
+        return
+    assert session.store is not None
+    assert session.store.journal_gaps() == []
+    session.engine.ledger.check()
+    assert session.engine.state_hash() == hashes[session.tick]
+    session.run_to_end()
+    assert session.result()["state_hash"] == final
+    session.close()
+
+
+@pytest.mark.parametrize("after", [0.9, 1.6, 2.4])
+def test_a_run_killed_mid_tick_resumes_to_the_same_state(
+    crash_case: tuple[Path, dict[int, str], str], tmp_path: Path, after: float
+) -> None:
+    _check_recovery(crash_case, tmp_path / "killed.sqlite", after)
+
+
+@pytest.mark.slow
+def test_fifty_kills_at_random_moments_all_recover(
+    crash_case: tuple[Path, dict[int, str], str], tmp_path: Path
+) -> None:
+    moments = random.Random(7).sample(range(50, 400), 50)
+    for n, centiseconds in enumerate(moments):
+        _check_recovery(crash_case, tmp_path / f"killed-{n}.sqlite", centiseconds / 100)
+
+
+def test_resume_command_finishes_the_run(
+    crash_case: tuple[Path, dict[int, str], str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario, _, final = crash_case
+    store = tmp_path / "partial.sqlite"
+    session = Session.start(scenario, store)
+    for _ in range(300):
+        session.step()
+    session.close()
+    out = tmp_path / "result.json"
+    assert main(["resume", str(store), "--out", str(out), "--quiet"]) == 0
+    assert json.loads(out.read_text())["state_hash"] == final
+
+
+# ----- files that are not stores ----------------------------------------------------------
+
+
+def test_files_that_are_not_stores_get_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all" * 100)
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE things (a)")
+    newer = tmp_path / "newer.sqlite"
+    connect(newer, create=True).conn.close()
+    with sqlite3.connect(newer) as conn:
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    cases = {
+        garbage: "not a readable SQLite store",
+        foreign: "another program",
+        newer: f"schema version {SCHEMA_VERSION + 1}",
+        tmp_path / "missing.sqlite": "no store at",
+    }
+    for path, message in cases.items():
+        before = path.read_bytes() if path.exists() else None
+        assert main(["replay", str(path)]) == 2
+        assert message in capsys.readouterr().err
+        assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_a_truncated_store_is_refused(
+    cascade_run: tuple[Path, dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = cascade_run
+    damaged = tmp_path / "damaged.sqlite"
+    data = path.read_bytes()
+    damaged.write_bytes(data[: len(data) // 3])
+    assert main(["replay", str(damaged)]) == 2
+    assert "STORE" in capsys.readouterr().err
+
+
+def test_a_new_run_never_overwrites_a_store(
+    cascade_run: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    path, _ = cascade_run
+    before = path.stat().st_size
+    assert main(["run", "two-traders", "--out", str(tmp_path / "r.json"), "--db", str(path)]) == 2
+    assert path.stat().st_size == before
+
+
+# ----- queries and export -----------------------------------------------------------------
+
+
+def test_top_accounts_by_notional_and_risk(cascade_run: tuple[Path, dict[str, Any]]) -> None:
+    path, _ = cascade_run
+    store = Store.open(path)
+    by_notional = queries.top_accounts(store.db, "USDT", "notional", limit=20)
+    notionals = [r["notional"] for r in by_notional]
+    assert len(notionals) == 20 and notionals == sorted(notionals, reverse=True)
+    everything = list(
+        store.db.query("SELECT max(notional) AS m FROM account_state WHERE positions > 0")
+    )
+    assert notionals[0] == everything[0]["m"]
+    page2 = queries.top_accounts(store.db, "USDT", "notional", limit=20, offset=20)
+    assert page2[0]["notional"] <= notionals[-1]
+    by_risk = [r["margin_ratio"] for r in queries.top_accounts(store.db, "USDT", "risk", limit=20)]
+    assert by_risk == sorted(by_risk)
+    with pytest.raises(InputError, match="by"):
+        queries.top_accounts(store.db, "USDT", "size")
+    with pytest.raises(InputError, match="limit"):
+        queries.top_accounts(store.db, "USDT", limit=0)
+    store.close()
+
+
+def test_account_history_fund_history_and_liquidations_in_a_range(
+    cascade_run: tuple[Path, dict[str, Any]],
+) -> None:
+    path, result = cascade_run
+    store = Store.open(path)
+    liquidated = result["liquidations"][3]
+    history = queries.account_history(store.db, liquidated["account"])
+    assert any(h["kind"] == "LiquidationFilled" for h in history)
+    assert [h["tick"] for h in history] == sorted(h["tick"] for h in history)
+    fund = queries.fund_history(store.db, "USDT")
+    assert len(fund) == store.db["fund_history"].count
+    balances = [f["balance_after"] for f in fund]
+    signed = {"surplus_in": 1, "injection": 1, "deficit_out": -1}
+    for before, row, after in zip(balances, fund[1:], balances[1:], strict=False):
+        assert after == before + signed[row["kind"]] * row["amount"]
+    start, end = "2025-10-10T21:05:00Z", "2025-10-10T21:10:00Z"
+    inside = queries.liquidations_between(store.db, start, end, limit=10_000)
+    expected = [r for r in result["liquidations"] if start <= r["finished"] <= end]
+    assert [(r["account"], r["contracts"]) for r in inside] == [
+        (r["account"], r["contracts"]) for r in expected
+    ]
+    store.close()
+
+
+def test_clawback_allocations_are_the_runs(tmp_path: Path) -> None:
+    path = tmp_path / "two.sqlite"
+    session = Session.start(builtin_scenarios()["two-traders"], path)
+    session.run_to_end()
+    clawback = session.result()["clawbacks"][0]
+    session.close()
+    store = Store.open(path)
+    rows = queries.clawback_allocations(store.db, 1)
+    assert [(r["account"], r["amount"]) for r in rows] == sorted(
+        ((a["account"], int(a["amount"].replace(".", ""))) for a in clawback["allocations"]),
+        key=lambda pair: -pair[1],
+    )
+    history = queries.account_history(store.db, rows[0]["account"])
+    assert history[-1]["kind"] == "ClawbackDeduction"
+    assert history[-1]["amount"] == -rows[0]["amount"]
+    store.close()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_export_round_trips(
+    cascade_run: tuple[Path, dict[str, Any]], tmp_path: Path, fmt: str
+) -> None:
+    path, _ = cascade_run
+    out = tmp_path / f"liquidations.{fmt}"
+    assert (
+        main(["export", str(path), "--table", "liquidations", "--format", fmt, "--out", str(out)])
+        == 0
+    )
+    store = Store.open(path)
+    stored = list(store.db["liquidations"].rows_where(order_by="seq"))
+    store.close()
+    if fmt == "json":
+        exported = json.loads(out.read_text())
+    else:
+        exported = list(csv.DictReader(io.StringIO(out.read_text())))
+        stored = [{k: "" if v is None else str(v) for k, v in row.items()} for row in stored]
+    assert exported == stored
+
+
+def test_export_never_writes_password_material(tmp_path: Path) -> None:
+    from core.operators import ensure_demo_operators
+
+    path = tmp_path / "two.sqlite"
+    Session.start(builtin_scenarios()["two-traders"], path).close()
+    store = Store.open(path)
+    ensure_demo_operators(store.db)
+    buffer = io.StringIO()
+    queries.export_table(store.db, "operators", "json", buffer)
+    rows = json.loads(buffer.getvalue())
+    assert rows and all("password_hash" not in r and "salt" not in r for r in rows)
+    store.close()
