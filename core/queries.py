@@ -113,12 +113,22 @@ def account_history(
             "SELECT tick, time, kind, symbol, currency, amount, payload FROM events "
             "WHERE account = :account "
             "UNION ALL "
+            "SELECT tick, time, 'LiquidationFilled', symbol, currency, -deficit, "
+            "json_object('started', started, 'side', side, 'contracts', contracts, "
+            "'partial', partial, 'fill_price', fill_price, 'bankruptcy_price', bankruptcy_price, "
+            "'surplus', surplus, 'deficit', deficit, 'covered_by_fund', covered_by_fund) "
+            "FROM liquidations WHERE account = :account "
+            "UNION ALL "
+            "SELECT tick, time, 'AdlFill', symbol, NULL, NULL, "
+            "json_object('contracts', contracts, 'price', price, 'against', against) "
+            "FROM adl WHERE account = :account "
+            "UNION ALL "
             "SELECT c.tick, c.time, 'ClawbackDeduction', c.family, c.currency, -a.amount, "
             "json_object('profit', a.profit, 'amount', a.amount, 'ratio', c.ratio, "
             "'status', c.status) "
             "FROM clawback_allocations a JOIN clawbacks c ON c.seq = a.clawback "
             "WHERE a.account = :account AND a.amount > 0 "
-            "ORDER BY tick LIMIT :limit OFFSET :offset",
+            "ORDER BY tick, kind LIMIT :limit OFFSET :offset",
             {"account": account, "limit": limit, "offset": offset},
         )
     )

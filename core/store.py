@@ -11,12 +11,12 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlite_utils
 
 from core.errors import InputError
@@ -87,23 +87,6 @@ def load_state(blob: bytes, digest: str) -> Any:
             f"a snapshot cannot be read by this version of risk-console ({error}); "
             "replay the run from its scenario with this version",
         ) from None
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, datetime):
-        return iso(value)
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def event_payload(event: Event) -> dict[str, object]:
-    names = [n for n in event.__slots__ if n != "allocations"]  # type: ignore[union-attr]
-    return {n: _plain(getattr(event, n)) for n in names}
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,32 +212,26 @@ class Store:
         )
 
     def _write_events(self, tick: int, events: list[Event]) -> None:
+        """Events with a table of their own (liquidations, ADL, fund, settlements, clawbacks) go
+        only there; `events` holds all the others."""
+        times: dict[datetime, str] = {}
+
+        def when(t: datetime) -> str:
+            text = times.get(t)
+            if text is None:
+                text = times[t] = iso(t)
+            return text
+
         rows, liquidations, adl, fund, settlements = [], [], [], [], []
         for event in events:
-            when = iso(event.time)
-            payload = event_payload(event)
-            account = getattr(event, "account", None) or getattr(event, "operator", None)
-            amount = getattr(event, "amount", None)
-            rows.append(
-                (
-                    self._next("events"),
-                    tick,
-                    when,
-                    type(event).__name__,
-                    account,
-                    getattr(event, "symbol", None) or getattr(event, "family", None),
-                    getattr(event, "currency", None),
-                    amount if isinstance(amount, int) else None,
-                    json.dumps(payload, separators=(",", ":")),
-                )
-            )
-            if isinstance(event, LiquidationFilled):
+            at = when(event.time)
+            kind = type(event)
+            if kind is LiquidationFilled:
                 liquidations.append(
                     (
-                        self._next("liquidations"),
                         tick,
-                        when,
-                        iso(event.started),
+                        at,
+                        when(event.started),
                         event.account,
                         event.symbol,
                         event.side,
@@ -269,12 +246,15 @@ class Store:
                         event.fills,
                     )
                 )
-            elif isinstance(event, AdlFill):
+            elif kind is FundPosting:
+                fund.append(
+                    (tick, at, event.currency, event.kind, event.amount, event.balance_after)
+                )
+            elif kind is AdlFill:
                 adl.append(
                     (
-                        self._next("adl"),
                         tick,
-                        when,
+                        at,
                         event.account,
                         event.symbol,
                         event.contracts,
@@ -282,42 +262,38 @@ class Store:
                         event.against,
                     )
                 )
-            elif isinstance(event, FundPosting):
-                fund.append(
-                    (
-                        self._next("fund_history"),
-                        tick,
-                        when,
-                        event.currency,
-                        event.kind,
-                        event.amount,
-                        event.balance_after,
-                    )
-                )
-            elif isinstance(event, SettlementDone):
+            elif kind is SettlementDone:
                 settlements.append(
                     (
-                        self._next("settlements"),
                         tick,
-                        when,
+                        at,
                         event.family,
                         price_str(event.price),
                         price_str(event.adjusted_from),
                         json.dumps(list(event.expired)),
                     )
                 )
-            elif isinstance(event, ClawbackComputed):
+            elif kind is ClawbackComputed:
                 self._write_clawback(tick, event)
-        execute = self.conn.executemany
-        execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        if liquidations:
-            execute(f"INSERT INTO liquidations VALUES ({', '.join('?' * 16)})", liquidations)
-        if adl:
-            execute("INSERT INTO adl VALUES (?, ?, ?, ?, ?, ?, ?, ?)", adl)
-        if fund:
-            execute("INSERT INTO fund_history VALUES (?, ?, ?, ?, ?, ?, ?)", fund)
-        if settlements:
-            execute("INSERT INTO settlements VALUES (?, ?, ?, ?, ?, ?, ?)", settlements)
+            else:
+                rows.append(_event_row(tick, at, event))
+        self._insert("events", rows)
+        self._insert("liquidations", liquidations)
+        self._insert("adl", adl)
+        self._insert("fund_history", fund)
+        self._insert("settlements", settlements)
+
+    def _insert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """Rows without their `seq`, numbered here in one go."""
+        if not rows:
+            return
+        first = self._next(table)
+        self._seq[table] = first + len(rows) - 1
+        marks = ", ".join("?" * (len(rows[0]) + 1))
+        self.conn.executemany(
+            f"INSERT INTO {table} VALUES ({marks})",
+            ((first + n, *row) for n, row in enumerate(rows)),
+        )
 
     def _write_clawback(self, tick: int, event: ClawbackComputed) -> None:
         seq = self._next("clawbacks")
@@ -429,6 +405,22 @@ class Store:
                 "SELECT tick, state_hash FROM journal WHERE kind = 'tick' AND state_hash IS NOT NULL"
             ).fetchall()
         )
+
+
+def _event_row(tick: int, at: str, event: Event) -> tuple[Any, ...]:
+    account = getattr(event, "account", None) or getattr(event, "operator", None)
+    amount = getattr(event, "amount", None)
+    payload = orjson.dumps(event, default=str, option=orjson.OPT_UTC_Z).decode()
+    return (
+        tick,
+        at,
+        type(event).__name__,
+        account,
+        getattr(event, "symbol", None) or getattr(event, "family", None),
+        getattr(event, "currency", None),
+        amount if isinstance(amount, int) else None,
+        payload,
+    )
 
 
 class _Transaction:
