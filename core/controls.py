@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.errors import InputError
 from core.events import ActionRecorded, ActionRefused
 from core.ledger import Reason
 from core.scenario_model import ActionSpec
@@ -27,6 +28,12 @@ FLAG_NAMES = {
 NEEDS_APPROVAL = frozenset({"force_reduce", "inject", "adjust_settlement_price"})
 ACTING_ROLES = frozenset({"operator", "supervisor", "admin"})
 APPROVER_ROLE = "supervisor"
+_STATES = {
+    "warn": "warned",
+    "restrict": "reduce-only",
+    "freeze": "frozen",
+    "freeze_withdrawals": "frozen for withdrawals",
+}
 
 
 class Refusal(Exception):
@@ -71,12 +78,19 @@ class Controls:
             detail = self._apply(action)
         except Refusal as refusal:
             engine.emit(
-                ActionRefused(engine.now, action.operator, action.action, refusal.reason, action.id)
+                ActionRefused(
+                    engine.now, action.operator, action.action, refusal.reason, _request_of(action)
+                )
             )
             return False
         engine.emit(
             ActionRecorded(
-                engine.now, action.operator, action.action, action.reason, detail, action.id
+                engine.now,
+                action.operator,
+                action.action,
+                action.reason,
+                detail,
+                _request_of(action),
             )
         )
         return True
@@ -107,6 +121,25 @@ class Controls:
             return f"request {action.id} awaits a supervisor"
         return self._set_flags(action)
 
+    def check_trade(self, account: int, *, adds_exposure: bool) -> None:
+        """Refuse a trade the account's restrictions forbid: a frozen account does not trade at
+        all (the desk still reduces it, through force-reduce and the liquidation path); a
+        reduce-only account may only reduce."""
+        flags = int(self.flags[account])
+        name = self.engine.book.account_ids[account]
+        if flags & FROZEN:
+            raise Refusal("frozen", f"account {name} is frozen: trading is stopped")
+        if adds_exposure and flags & REDUCE_ONLY:
+            raise Refusal(
+                "reduce_only",
+                f"account {name} is reduce-only: it may not open or increase a position",
+            )
+
+    def flag_names(self, account: str) -> tuple[str, ...]:
+        """The restrictions on an account by name (warned, reduce_only, frozen, ...)."""
+        flags = int(self.flags[self.engine.book.account_index[account]])
+        return tuple(name for bit, name in FLAG_NAMES.items() if flags & bit)
+
     def _account_row(self, action: ActionSpec) -> int:
         name = str(action.params.get("account"))
         index = self.engine.book.account_index.get(name)
@@ -117,12 +150,16 @@ class Controls:
     def _set_flags(self, action: ActionSpec) -> str:
         account = self._account_row(action)
         before = int(self.flags[account])
-        change = {"warn": WARNED, "restrict": REDUCE_ONLY, "freeze": FROZEN | WITHDRAWALS_FROZEN}
+        change = {
+            "warn": WARNED,
+            "restrict": REDUCE_ONLY,
+            "freeze": FROZEN | WITHDRAWALS_FROZEN,
+            "freeze_withdrawals": WITHDRAWALS_FROZEN,
+        }
         if action.action in change:
             if before & change[action.action] == change[action.action]:
-                raise Refusal(
-                    "no_effect", f"account {action.params['account']} is already {action.action}"
-                )
+                state = _STATES[action.action]
+                raise Refusal("no_effect", f"account {action.params['account']} is already {state}")
             self.flags[account] = before | change[action.action]
         elif action.action == "unfreeze":
             if not before & (FROZEN | WITHDRAWALS_FROZEN | REDUCE_ONLY):
@@ -135,6 +172,12 @@ class Controls:
     def _check_effect(self, action: ActionSpec) -> None:
         if action.action == "force_reduce":
             self._position_row(action)
+        elif action.action == "adjust_settlement_price":
+            family, price = str(action.params["family"]), action.params["price"]
+            try:
+                self.engine.settlements.check_price(family, price)  # type: ignore[arg-type]
+            except InputError as error:
+                raise Refusal("price", error.message) from None
 
     def _position_row(self, action: ActionSpec) -> int:
         book = self.engine.book
@@ -188,3 +231,9 @@ class Controls:
 
 def _names(flags: int) -> str:
     return ",".join(name for bit, name in FLAG_NAMES.items() if flags & bit) or "none"
+
+
+def _request_of(action: ActionSpec) -> str | None:
+    """The request an action makes (its id) or decides (approve and reject name one)."""
+    request = action.id or action.params.get("request")
+    return None if request is None else str(request)

@@ -18,11 +18,12 @@ from core.events import DeficitUncovered, Event, FundPosting
 from core.instruments import realized_pnl_minor
 from core.ledger import CLEARING, COMPANY, INSURANCE_FUND, OUTSIDE, Ledger, Reason, trader
 from core.liquidation import LiquidationDesk
-from core.margin import risk_prices
 from core.positions import Valuation
 from core.prices import MarkPriceEMA, PinnedMark, PricePath, SettlementWindow
 from core.scenario_model import Scenario
 from core.settlement import Settlements
+from core.surveillance import Surveillance
+from core.trading import Trading
 from core.views import position_rows
 
 
@@ -68,6 +69,8 @@ class Engine:
         self.events: list[Event] = []
         self.desk = LiquidationDesk(self)
         self.controls = Controls(self)
+        self.trading = Trading(self)
+        self.surveillance = Surveillance(self)
         self.settlements = Settlements(self)
         families = sorted({(i.family, i.settle_currency) for i in self.instruments})
         self.period_pnl = {
@@ -235,9 +238,15 @@ class Engine:
         self.deficit_totals[inst.settle_currency]["uncovered"] += amount
         self.emit(DeficitUncovered(self.now, inst.family, inst.settle_currency, amount))
 
-    def add_period_pnl(self, row: int, amount: int) -> None:
-        inst = self.instruments[self.book.instrument[row]]
-        self.period_pnl[(inst.family, inst.settle_currency)][self.book.account[row]] += amount
+    def add_period_pnl(self, rows: np.ndarray | int, amounts: np.ndarray | int) -> None:
+        """Add realized PnL (minor units) of `rows` to their accounts' PnL of the period."""
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        amounts = np.broadcast_to(np.asarray(amounts, dtype=np.int64), rows.shape)
+        instruments = self.book.instrument[rows]
+        for k in np.unique(instruments).tolist():
+            inst, sel = self.instruments[k], instruments == k
+            pnl = self.period_pnl[(inst.family, inst.settle_currency)]
+            np.add.at(pnl, self.book.account[rows[sel]], amounts[sel])
 
     def _realize(self, row: int, contracts: int, price_units: int) -> int:
         """Post the PnL of `contracts` of a position at `price_units`: gains to the account's cash,
@@ -266,15 +275,14 @@ class Engine:
         return pnl
 
     def close_for_trader(self, row: int, contracts: int, price_units: int) -> int:
-        """The trader closes `contracts` of a position at `price_units` and realizes the PnL."""
-        book = self.book
-        pnl = self._realize(row, contracts, price_units)
-        book.contracts[row] -= contracts
-        if book.contracts[row] == 0 and book.isolated[row]:
-            book.balances[book.account[row], book.position_currency[row]] += book.iso_margin[row]
-            book.iso_margin[row] = 0
-        book.refresh(np.array([row]))
-        return pnl
+        """The trader closes `contracts` of a position at `price_units` and realizes the PnL; a
+        loss beyond what the trader holds is a deficit (see `LiquidationDesk.close_positions`)."""
+        pnl = self.desk.close_positions(
+            np.array([row], dtype=np.int64),
+            np.array([contracts], dtype=np.int64),
+            np.array([price_units], dtype=np.int64),
+        )
+        return int(pnl[0])
 
     def realize(self, row: int, price_units: int, *, close: bool) -> None:
         """Settlement: realize the whole position's PnL at the price; deliver it when `close`,
@@ -307,8 +315,10 @@ class Engine:
                 self.now, self.index_now[self.instruments[k].index], mid, dt
             )
         self.controls.apply_due(self.now)
+        self.trading.apply_due(self.now)
         self.settlements.run_due(self.now)
         self._liquidate()
+        self.surveillance.run_due(self.now)
         self.ledger.check()
         return self.events
 
@@ -322,17 +332,14 @@ class Engine:
             self.windows[name].add(seconds, price)
 
     def _liquidate(self) -> None:
-        self.valuation = self.book.revalue(self.marks)
-        flagged = np.flatnonzero(self.valuation.liquidatable)
-        busy = {o.row for o in self.desk.orders}
-        if busy:
-            flagged = np.array([r for r in flagged.tolist() if r not in busy], dtype=np.int64)
+        """Detect (only positions whose threshold the marks passed are valued), start, execute;
+        the full valuation is computed when someone reads it."""
+        flagged, own_equity = self.book.watch().detect(self.marks)
         if flagged.size:
-            prices = risk_prices(self.book, self.valuation)
-            self.desk.start(flagged, prices.bankruptcy)
-        if self.desk.orders:
+            self.desk.start(flagged, own_equity)
+        if self.desk.working:
             self.desk.work()
-            self.valuation = self.book.revalue(self.marks)
+        self.valuation = self.book.valuation(self.marks)
 
     # ----- state --------------------------------------------------------------------------
 
@@ -357,6 +364,8 @@ class Engine:
             digest.update(repr(order).encode())
         digest.update(repr(sorted(self.uncovered.items())).encode())
         digest.update(self.controls.state_repr().encode())
+        digest.update(self.trading.state_repr().encode())
+        digest.update(self.surveillance.state_repr().encode())
         digest.update(self.settlements.state_repr().encode())
         return digest.hexdigest()
 

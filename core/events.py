@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,89 @@ class ActionRefused:
     request: str | None = None
 
 
+class Indicator(NamedTuple):
+    """One check over a window: its value, its threshold and whether it tripped. A NamedTuple so
+    that the events holding it serialize as plain lists. `detail` names the instrument, time or
+    account behind the value."""
+
+    name: str
+    value: float
+    threshold: float
+    tripped: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class TradeApplied:
+    """A trade done: `position` is the signed contracts after it (+long), `realized` the PnL the
+    reducing part realized (minor units)."""
+
+    time: datetime
+    account: str
+    symbol: str
+    side: str
+    contracts: int
+    price: Decimal
+    position: int
+    entry_price: Decimal | None
+    realized: int
+    currency: str
+    trade: int
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRefused:
+    """A trade refused with a stable `code` and a `reason` for people; nothing changed."""
+
+    time: datetime
+    account: str
+    symbol: str
+    side: str
+    contracts: int
+    code: str
+    reason: str
+    trade: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRaised:
+    """A rule breached. `account` is None for market-wide rules; `symbol` names the instrument,
+    or the currency (fund coverage) or `family/currency` (clawback ratio) the rule is about.
+    `value` and `threshold` are in the rule's own unit (share, ratio, or major currency units)."""
+
+    time: datetime
+    rule: str
+    account: str | None
+    symbol: str | None
+    severity: str  # warning, critical
+    message: str
+    value: float
+    threshold: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCleared:
+    """A breach raised earlier no longer holds; the same alert may be raised again later."""
+
+    time: datetime
+    rule: str
+    account: str | None
+    symbol: str | None
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementDelayed:
+    """A settlement put off because its window looked manipulated: the alert, with its evidence."""
+
+    time: datetime
+    family: str
+    scheduled: datetime
+    delayed_to: datetime
+    computed_price: Decimal | None
+    indicators: tuple[Indicator, ...]
+
+
 Event = (
     LiquidationStarted
     | LiquidationFilled
@@ -121,4 +205,9 @@ Event = (
     | ClawbackComputed
     | ActionRecorded
     | ActionRefused
+    | TradeApplied
+    | TradeRefused
+    | AlertRaised
+    | AlertCleared
+    | SettlementDelayed
 )

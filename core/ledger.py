@@ -363,6 +363,49 @@ class Ledger:
             raise
         return self._posting_count - count_before
 
+    def post_signed(
+        self,
+        trader_ids: np.ndarray,
+        amounts: np.ndarray,
+        counterparty: LedgerKey,
+        currency: str,
+        reason: str,
+    ) -> int:
+        """Signed trader amounts against one house account in one step, as the two trader
+        batches (to the traders where positive, from them where negative) would post them;
+        `trader_ids` strictly increasing (one amount per trader, checked in one pass). Traders
+        may go negative; nothing changes if a balance would leave int64. Returns postings."""
+        _check_currency(currency)
+        _check_reason(reason)
+        if counterparty.kind is AccountKind.TRADER or counterparty.kind in ALWAYS_NON_NEGATIVE:
+            raise InputError("counterparty", f"{counterparty} cannot take signed trader amounts")
+        if amounts.dtype != np.int64 or trader_ids.shape != amounts.shape or amounts.ndim != 1:
+            raise InputError("amounts", "expected 1-D int64 amounts aligned with trader_ids")
+        if amounts.size == 0:
+            return 0
+        if int(trader_ids[0]) < 0 or int(trader_ids[-1]) > MAX_TRADER_ID:
+            raise InputError("trader_ids", f"ids must be in 0..{MAX_TRADER_ID}")
+        if amounts.size > 1 and not bool(np.all(trader_ids[1:] > trader_ids[:-1])):
+            raise InputError("trader_ids", "expected strictly increasing ids")
+        credit = np.maximum(amounts, 0)
+        debit = credit - amounts
+        paid_in, paid_out = exact_int64_sum(debit), exact_int64_sum(credit)
+        book = self._book(currency)
+        book.reserve(int(trader_ids[-1]) + 1)
+        current = book.traders[trader_ids]
+        if bool(np.any(current > INT64_MAX - credit)) or bool(np.any(current < INT64_MIN + debit)):
+            raise OverflowError("a trader balance would leave int64")
+        book.traders[trader_ids] = current + amounts
+        kind = counterparty.kind
+        book.house[kind] = book.house.get(kind, 0) + paid_in - paid_out
+        if paid_out:
+            self._add_flow(book, reason, kind, AccountKind.TRADER, paid_out)
+        if paid_in:
+            self._add_flow(book, reason, AccountKind.TRADER, kind, paid_in)
+        count = int(np.count_nonzero(amounts))
+        self._posting_count += count
+        return count
+
     def _book(self, currency: str) -> _CurrencyBook:
         book = self._books.get(currency)
         if book is None:

@@ -1,35 +1,46 @@
 """The liquidation process: partial step-down, takeover at bankruptcy, band-limited orders against
 the book, relisting, fund reservation and release, surplus and deficit, and auto-deleveraging.
 
-The desk holds the engine's orders; every money movement goes through the engine's ledger.
+The desk holds the engine's orders in numpy columns and works them a tick at a time, vectorized
+over the orders, with exact integer money; it moves money through the engine's ledger in batches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from itertools import repeat
+from operator import itemgetter
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from core.book import band_limit
 from core.deficit import adl_order, adl_ranking, allocate_clawback, effective_leverage
 from core.events import AdlFill, LiquidationFilled, LiquidationStarted
-from core.instruments import realized_pnl_minor
-from core.ledger import CLEARING, INSURANCE_FUND, ROUNDING, Reason, trader
+from core.instruments import _pnl_factor
+from core.ledger import CLEARING, INSURANCE_FUND, ROUNDING, Reason
+from core.margin import bankruptcy_prices
 from core.units import Rounding, round_fraction
 
 if TYPE_CHECKING:
     from core.engine import Engine
 
+T = TypeVar("T")
+TAKEOVER, REDUCE = 0, 1
+_KIND_NAMES = ("takeover", "reduce")
+# Products of int64 columns stay below this, or the exact Python-int path is taken.
+_INT64_SAFE = 2**62
+
 
 @dataclass(slots=True)
 class Order:
-    """One liquidation or reduction being worked. `kind` is `takeover` (the engine holds the
-    position at its bankruptcy price) or `reduce` (a partial step or a force-reduce: the trader
-    keeps the position and realizes each fill)."""
+    """One liquidation or reduction being worked, as read from the desk's columns. `kind` is
+    `takeover` (the engine holds the position at its bankruptcy price) or `reduce` (a partial step
+    or a force-reduce: the trader keeps the position and realizes each fill)."""
 
     kind: str
     row: int
@@ -51,426 +62,789 @@ class Order:
     partial: bool = False
 
 
+_INT_COLUMNS = (
+    "row",
+    "instrument",
+    "side",
+    "entry_units",
+    "total",
+    "remaining",
+    "collateral",
+    "posted",
+    "started",
+    "reserved",
+    "filled_value",
+    "surplus",
+    "deficit",
+    "covered",
+    "fills",
+    "kind",
+)
+
+
+class _Columns:
+    """The orders being worked, one numpy column per field, in the order they were started.
+    `started` is a tick number; `bankruptcy` is NaN where there is none."""
+
+    row: np.ndarray
+    instrument: np.ndarray
+    side: np.ndarray
+    entry_units: np.ndarray
+    total: np.ndarray
+    remaining: np.ndarray
+    collateral: np.ndarray
+    posted: np.ndarray
+    started: np.ndarray
+    reserved: np.ndarray
+    filled_value: np.ndarray
+    surplus: np.ndarray
+    deficit: np.ndarray
+    covered: np.ndarray
+    fills: np.ndarray
+    kind: np.ndarray
+
+    def __init__(self) -> None:
+        for name in _INT_COLUMNS:
+            setattr(self, name, np.zeros(0, dtype=np.int64))
+        self.bankruptcy = np.zeros(0, dtype=np.float64)
+        self.partial = np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return int(self.row.size)
+
+    def append(self, values: dict[str, np.ndarray]) -> None:
+        size = len(next(iter(values.values())))
+        for name in (*_INT_COLUMNS, "bankruptcy", "partial"):
+            column = getattr(self, name)
+            extra = values.get(name)
+            if extra is None:
+                extra = np.zeros(size, dtype=column.dtype)
+            setattr(self, name, np.concatenate((column, np.asarray(extra, dtype=column.dtype))))
+
+    def keep(self, mask: np.ndarray) -> None:
+        for name in (*_INT_COLUMNS, "bankruptcy", "partial"):
+            setattr(self, name, getattr(self, name)[mask])
+
+
 class LiquidationDesk:
     """Works the orders of one engine, tick by tick."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.orders: list[Order] = []
+        self.o = _Columns()
         self.reserved: dict[str, int] = dict.fromkeys(engine.currency_codes, 0)
+        instruments = engine.instruments
+        self._currency = [engine.currency_of(k) for k in range(len(instruments))]
+        self._price_unit = [Decimal(i.price_unit) for i in instruments]
+        self._currency_index = np.array(
+            [engine.currency_codes.index(c) for c in self._currency], dtype=np.int64
+        )
+        self._started_at: dict[int, datetime] = {}
+
+    @property
+    def orders(self) -> list[Order]:
+        """The working orders as values (for reports, tests and the state hash)."""
+        o = self.o
+        head = ("row", "instrument", "side", "entry_units", "total", "remaining", "collateral")
+        tail = ("reserved", "filled_value", "surplus", "deficit", "covered", "fills")
+        columns = [getattr(o, name).tolist() for name in (*head, "posted", "started", *tail)]
+        out = []
+        for i, (kind, price, partial) in enumerate(
+            zip(o.kind.tolist(), o.bankruptcy.tolist(), o.partial.tolist(), strict=True)
+        ):
+            values = [column[i] for column in columns]
+            out.append(
+                Order(
+                    _KIND_NAMES[kind],
+                    *values[:8],
+                    self._started(values[8]),
+                    None if price != price else price,
+                    *values[9:],
+                    partial=partial,
+                )
+            )
+        return out
+
+    @property
+    def working(self) -> bool:
+        return len(self.o) > 0
+
+    def _started(self, tick: int) -> datetime:
+        when = self._started_at.get(tick)
+        if when is None:
+            scenario = self.engine.scenario
+            when = scenario.start + timedelta(seconds=tick * scenario.tick_seconds)
+            self._started_at[tick] = when
+        return when
 
     # ----- starting -----------------------------------------------------------------------
 
-    def start(self, rows: np.ndarray, bankruptcy: np.ndarray) -> None:
-        """Start the liquidation of flagged rows: a partial step where the policy and the tier
-        allow, otherwise a takeover (cross rows are taken over with their whole account group)."""
-        engine, book = self.engine, self.engine.book
-        taken_groups: set[int] = set()
-        cross_rows = rows[~book.isolated[rows]]
-        rows_of_group: dict[int, list[int]] = {}
-        for row, group in zip(cross_rows.tolist(), book.group[cross_rows].tolist(), strict=True):
-            rows_of_group.setdefault(group, []).append(row)
-        partial = engine.scenario.policy.partial_liquidation
-        targets = {row: self._step_target(row) if partial else None for row in rows.tolist()}
+    def start(self, rows: np.ndarray, own_equity: np.ndarray) -> None:
+        """Start the liquidation of flagged rows (ascending; `own_equity` their collateral in
+        major units): a partial step where the policy and the tier allow, otherwise a takeover.
+        Rows already being reduced are left to their order, except that a cross account taken
+        over is taken over whole."""
+        engine, book, o = self.engine, self.engine.book, self.o
+        bankruptcy = bankruptcy_prices(book, rows, own_equity)
+        busy = np.isin(rows, o.row)
+        contracts = book.contracts[rows]
+        target = np.full(rows.size, -1, dtype=np.int64)
+        if engine.scenario.policy.partial_liquidation:
+            target = self._step_targets(rows)
+        step = (target >= 0) & (contracts > target) & ~busy
+        isolated = book.isolated[rows]
+        groups = book.group[rows]
+        if step.any():
+            sel = np.flatnonzero(step)
+            self._add_reduce(rows[sel], contracts[sel] - target[sel], bankruptcy[sel])
         # A cross account steps its positions above the lowest tier down first; it is taken over
-        # as a whole only once none can step (a takeover would also take the rows being reduced).
-        stepping_groups = {
-            int(book.group[row])
-            for row, target in targets.items()
-            if target is not None and not book.isolated[row] and book.contracts[row] > 0
-        }
-        for row in rows.tolist():
-            if book.contracts[row] == 0:
-                continue
-            price = float(bankruptcy[row]) if np.isfinite(bankruptcy[row]) else None
-            target = targets[row]
-            if target is not None:
-                self._add_reduce(row, int(book.contracts[row]) - target, price, partial=True)
-                continue
-            if book.isolated[row]:
-                self._take_over(row, int(book.iso_margin[row]), price)
-                book.iso_margin[row] = 0
-                book.refresh(np.array([row]))
-                continue
-            group = int(book.group[row])
-            if group in taken_groups or group in stepping_groups:
-                continue
-            taken_groups.add(group)
-            self._take_over_group(group, np.array(rows_of_group[group], dtype=np.int64), bankruptcy)
+        # as a whole only once none can step.
+        stepping = np.unique(groups[step & ~isolated])
+        free = ~busy & ~step
+        iso_rows = np.flatnonzero(free & isolated)
+        taken = np.unique(groups[free & ~isolated & ~np.isin(groups, stepping)])
+        take_rows = [rows[iso_rows]]
+        collateral = [book.iso_margin[rows[iso_rows]].copy()]
+        prices = [bankruptcy[iso_rows]]
+        if taken.size:
+            members = book.rows_of_groups(taken)
+            members = members[~book.isolated[members] & (book.contracts[members] > 0)]
+            x = engine.x_marks[book.instrument[members]]
+            upnl = book.upnl_a[members] * x + book.upnl_b[members]
+            # The group's equity from its flagged rows; rows not flagged (being reduced) too.
+            where = np.searchsorted(rows, members).clip(max=rows.size - 1)
+            flagged = rows[where] == members
+            group_equity = np.zeros(book.n_groups)
+            group_equity[book.group[members[flagged]]] = own_equity[where[flagged]] + upnl[flagged]
+            own = np.where(flagged, own_equity[where], group_equity[book.group[members]] - upnl)
+            take_rows.append(members)
+            collateral.append(self._split_cash(taken, members, x))
+            prices.append(
+                np.where(flagged, bankruptcy[where], bankruptcy_prices(book, members, own))
+            )
+            accounts, currencies = np.divmod(taken, book.n_currencies)
+            book.balances[accounts, currencies] = 0
+        all_rows = np.concatenate(take_rows)
+        if all_rows.size:
+            order = np.argsort(all_rows, kind="stable")
+            all_rows = all_rows[order]
+            book.iso_margin[all_rows[book.isolated[all_rows]]] = 0
+            self._take_over(
+                all_rows, np.concatenate(collateral)[order], np.concatenate(prices)[order]
+            )
 
-    def _step_target(self, row: int) -> int | None:
-        """Contracts at the top of the next lower tier, or None in the lowest tier."""
-        book = self.engine.book
-        level = int(book.tier[row])
-        if level == 0:
-            return None
-        inst = book.instruments[book.instrument[row]]
-        top = inst.tiers.levels[level - 1].max
-        if inst.tiers.basis == "contracts":
-            return int(top)
-        mark = self.engine.marks[book.instrument[row]]
-        return int(Fraction(top) / inst.notional(1, Decimal(repr(float(mark)))))
-
-    def _take_over_group(self, group: int, rows: np.ndarray, bankruptcy: np.ndarray) -> None:
-        """Take over the open cross `rows` of one account group; the liquidation flag is the
-        group's, so every open row of a flagged group is among the flagged rows."""
+    def _step_targets(self, rows: np.ndarray) -> np.ndarray:
+        """Contracts at the top of the next lower tier per row, -1 in the lowest tier."""
         engine, book = self.engine, self.engine.book
-        account, currency = divmod(group, book.n_currencies)
-        rows = rows[book.contracts[rows] > 0]
-        cash = int(book.balances[account, currency])
-        weights = book.size_per_x[rows] * engine.x_marks[book.instrument[rows]]
-        shares = _split_exact(cash, weights)
-        book.balances[account, currency] = 0
-        for row, share in zip(rows.tolist(), shares, strict=True):
-            price = float(bankruptcy[row]) if np.isfinite(bankruptcy[row]) else None
-            self._take_over(row, share, price)
+        target = np.full(rows.size, -1, dtype=np.int64)
+        level = book.tier[rows]
+        instruments = book.instrument[rows]
+        for k in np.unique(instruments[level > 0]).tolist():
+            inst = book.instruments[k]
+            tops = [-1]
+            mark = Decimal(repr(float(engine.marks[k])))
+            for lower in inst.tiers.levels[:-1]:
+                assert lower.max is not None
+                if inst.tiers.basis == "contracts":
+                    tops.append(int(lower.max))
+                else:
+                    tops.append(int(Fraction(lower.max) / inst.notional(1, mark)))
+            sel = (instruments == k) & (level > 0)
+            target[sel] = np.asarray(tops, dtype=np.int64)[level[sel]]
+        return target
 
-    def _take_over(self, row: int, collateral: int, bankruptcy_price: float | None) -> None:
-        """The engine takes the position over: the trader loses `collateral` to the clearing
-        house, and the engine works the position out through the book."""
-        engine, book = self.engine, self.engine.book
-        account = int(book.account[row])
-        currency = engine.currency_codes[book.position_currency[row]]
-        if collateral > 0:
-            engine.ledger.post(trader(account), CLEARING, currency, collateral, Reason.REALIZED_PNL)
-        elif collateral < 0:
-            engine.ledger.post(
-                CLEARING, trader(account), currency, -collateral, Reason.REALIZED_PNL
-            )
-        engine.add_period_pnl(row, -collateral)
-        for pending in self.orders:
-            if pending.kind == "reduce" and pending.row == row:
-                _cut(pending, 0)  # the takeover supersedes a reduction still being worked
-        order = Order(
-            kind="takeover",
-            row=row,
-            instrument=int(book.instrument[row]),
-            side=int(book.side[row]),
-            entry_units=int(book.entry_units[row]),
-            total=int(book.contracts[row]),
-            remaining=int(book.contracts[row]),
-            collateral=collateral,
-            collateral_posted=0,
-            started=engine.now,
-            bankruptcy_price=bankruptcy_price,
-        )
-        book.contracts[row] = 0
-        book.refresh(np.array([row]))
-        self.orders.append(order)
-        self._reserve(order)
-        engine.emit(
-            LiquidationStarted(
-                engine.now,
-                book.account_ids[account],
-                engine.symbol(order.instrument),
-                _side_name(order.side),
-                order.total,
-                False,
-                bankruptcy_price,
-                order.reserved,
-                currency,
-            )
-        )
-
-    def _add_reduce(self, row: int, contracts: int, price: float | None, *, partial: bool) -> None:
+    def _split_cash(self, groups: np.ndarray, members: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Each taken group's cash over its open cross rows by notional at the mark, exactly."""
         book = self.engine.book
-        self.orders.append(
-            Order(
-                kind="reduce",
-                row=row,
-                instrument=int(book.instrument[row]),
-                side=int(book.side[row]),
-                entry_units=int(book.entry_units[row]),
-                total=contracts,
-                remaining=contracts,
-                collateral=0,
-                collateral_posted=0,
-                started=self.engine.now,
-                bankruptcy_price=price,
-                partial=partial,
-            )
+        accounts, currencies = np.divmod(groups, book.n_currencies)
+        cash = book.balances[accounts, currencies]
+        local = np.searchsorted(groups, book.group[members])
+        counts = np.bincount(local, minlength=groups.size)
+        shares = cash[local].copy()  # a group of one row takes all
+        scale = book.currency_scale[book.position_currency[members]]
+        weights = np.rint(book.size_per_x[members] * x * scale).astype(np.int64)
+        for g in np.flatnonzero(counts > 1).tolist():
+            sel = np.flatnonzero(local == g)
+            shares[sel] = split_exact(int(cash[g]), weights[sel])
+        return shares
+
+    def _take_over(self, rows: np.ndarray, collateral: np.ndarray, prices: np.ndarray) -> None:
+        """The engine takes the positions over: each trader loses `collateral` to the clearing
+        house, and the engine works the positions out through the book."""
+        engine, book, o = self.engine, self.engine.book, self.o
+        self._post_traders(rows, -collateral)
+        engine.add_period_pnl(rows, -collateral)
+        self._cut_reductions(rows)
+        contracts = book.contracts[rows].copy()
+        first = len(o)
+        o.append(
+            {
+                "kind": np.full(rows.size, TAKEOVER),
+                "row": rows,
+                "instrument": book.instrument[rows],
+                "side": book.side[rows],
+                "entry_units": book.entry_units[rows],
+                "total": contracts,
+                "remaining": contracts,
+                "collateral": collateral,
+                "started": np.full(rows.size, engine.tick),
+                "bankruptcy": prices,
+            }
+        )
+        book.contracts[rows] = 0
+        book.refresh(rows)
+        new = np.arange(first, len(o))
+        policy = engine.scenario.policy
+        if policy.fund_reservation or policy.deficit == "adl":
+            self._reserve(new)
+        events = map(
+            LiquidationStarted,
+            repeat(engine.now),
+            _names(book.account_ids, book.account[rows]),
+            self._per_instrument([i.symbol for i in engine.instruments], o.instrument[new]),
+            _names(("short", "long"), (o.side[new] > 0).astype(np.int64)),
+            contracts.tolist(),
+            repeat(False),
+            _prices(prices),
+            o.reserved[new].tolist(),
+            self._per_instrument(self._currency, o.instrument[new]),
+        )
+        engine.events.extend(events)
+
+    def _add_reduce(self, rows: np.ndarray, contracts: np.ndarray, prices: np.ndarray) -> None:
+        book = self.engine.book
+        self.o.append(
+            {
+                "kind": np.full(rows.size, REDUCE),
+                "row": rows,
+                "instrument": book.instrument[rows],
+                "side": book.side[rows],
+                "entry_units": book.entry_units[rows],
+                "total": contracts,
+                "remaining": contracts,
+                "started": np.full(rows.size, self.engine.tick),
+                "bankruptcy": prices,
+                "partial": np.ones(rows.size, dtype=bool),
+            }
         )
 
     def force_reduce(self, row: int, contracts: int) -> None:
         """An operator's force-reduce, worked like a partial step until done."""
-        self._add_reduce(
-            row, min(contracts, int(self.engine.book.contracts[row])), None, partial=True
-        )
+        amount = min(contracts, int(self.engine.book.contracts[row]))
+        self._add_reduce(np.array([row]), np.array([amount], dtype=np.int64), np.array([np.nan]))
+
+    def _cut_reductions(self, rows: np.ndarray, by: np.ndarray | None = None) -> None:
+        """Reductions of `rows` stop (or, with `by` per row, need that many fewer): what they will
+        no longer fill leaves their total too, so their report counts only what did fill."""
+        o = self.o
+        hit = np.flatnonzero((o.kind == REDUCE) & np.isin(o.row, rows))
+        if hit.size == 0:
+            return
+        if by is None:
+            left = np.zeros(hit.size, dtype=np.int64)
+        else:
+            amount = by[np.searchsorted(rows, o.row[hit])]
+            left = np.maximum(0, o.remaining[hit] - amount)
+        o.total[hit] -= o.remaining[hit] - left
+        o.remaining[hit] = left
 
     # ----- the fund -----------------------------------------------------------------------
 
     def fund_free(self, currency: str) -> int:
         return self.engine.ledger.balance(INSURANCE_FUND, currency) - self.reserved[currency]
 
-    def _worst_loss(self, order: Order) -> int:
-        """The deficit if the whole remainder filled at the band's limit now (minor units)."""
-        engine = self.engine
-        inst = engine.book.instruments[order.instrument]
-        mark = engine.marks[order.instrument]
-        limit = band_limit(_book_side(order.side), mark, float(inst.liquidation_band))
-        limit_units = max(1, int(limit / float(inst.price_unit)))
-        pnl = realized_pnl_minor(
-            inst,
-            engine.decimals(order.instrument),
-            order.side,
-            order.remaining,
-            order.entry_units,
-            limit_units,
+    def _worst_loss(self, idx: np.ndarray) -> np.ndarray:
+        """The deficit of each order if its remainder filled at the band's limit now."""
+        engine, o = self.engine, self.o
+        limit_units = np.zeros(idx.size, dtype=np.int64)
+        for k in np.unique(o.instrument[idx]).tolist():
+            inst = engine.instruments[k]
+            sel = o.instrument[idx] == k
+            band, mark = float(inst.liquidation_band), engine.marks[k]
+            limit = np.where(
+                o.side[idx[sel]] > 0,
+                band_limit("sell", mark, band),
+                band_limit("buy", mark, band),
+            )
+            limit_units[sel] = np.maximum(1, np.floor(limit / float(inst.price_unit)))
+        pnl = self._pnl(
+            o.instrument[idx], o.side[idx], o.remaining[idx], o.entry_units[idx], limit_units
         )
-        return max(0, -(order.collateral - order.collateral_posted + pnl))
+        return np.maximum(0, -(o.collateral[idx] - o.posted[idx] + pnl))
 
-    def _reserve(self, order: Order) -> bool:
-        """Reserve the remainder's worst loss where the policy asks; False when the fund is short."""
-        engine = self.engine
-        adl = engine.scenario.policy.deficit == "adl"
-        if order.kind != "takeover" or not (engine.scenario.policy.fund_reservation or adl):
-            return True
-        currency = engine.currency_of(order.instrument)
-        needed = self._worst_loss(order) - order.reserved
-        if needed <= 0:
-            return True
-        take = max(0, min(needed, self.fund_free(currency)))
-        order.reserved += take
-        self.reserved[currency] += take
-        return take == needed
+    def _reserve(self, idx: np.ndarray) -> np.ndarray:
+        """Top up the reservation of the takeovers among `idx` to their worst loss, in order, as
+        far as the free fund goes; returns those left short."""
+        o = self.o
+        idx = idx[o.kind[idx] == TAKEOVER]
+        needed = np.maximum(self._worst_loss(idx) - o.reserved[idx], 0)
+        taken = np.zeros(idx.size, dtype=np.int64)
+        currencies = self._currency_index[o.instrument[idx]]
+        for c in np.unique(currencies).tolist():
+            sel = np.flatnonzero(currencies == c)
+            currency = self.engine.currency_codes[c]
+            got = np.minimum(np.cumsum(needed[sel]), max(0, self.fund_free(currency)))
+            taken[sel] = np.diff(got, prepend=0)
+            self.reserved[currency] += int(got[-1])
+        o.reserved[idx] += taken
+        return idx[taken < needed]
 
     # ----- working the orders -------------------------------------------------------------
 
     def work(self) -> None:
         """One tick: top up reservations (ADL where the fund cannot), then execute against the books."""
-        engine = self.engine
-        if engine.scenario.policy.deficit == "adl":
-            for order in [o for o in self.orders if o.kind == "takeover"]:
-                if not self._reserve(order):
-                    self._deleverage(order)
-        elif engine.scenario.policy.fund_reservation:
-            for order in self.orders:
-                self._reserve(order)
-        # Reductions of one position (force-reduces, steps) never add up to more than it holds.
-        left: dict[int, int] = {}
-        for order in self.orders:
-            if order.kind == "reduce":
-                budget = left.get(order.row, int(engine.book.contracts[order.row]))
-                _cut(order, min(order.remaining, budget))
-                left[order.row] = budget - order.remaining
-        groups: dict[tuple[int, int, str], list[Order]] = {}
-        for order in self.orders:
-            if order.remaining > 0:
-                groups.setdefault((order.instrument, order.side, order.kind), []).append(order)
+        engine, o = self.engine, self.o
+        policy = engine.scenario.policy
+        if policy.fund_reservation or policy.deficit == "adl":
+            short = self._reserve(np.arange(len(o)))
+            if policy.deficit == "adl" and short.size:
+                self._deleverage(short)
+        self._budget_reductions()
+        active = np.flatnonzero(o.remaining > 0)
+        keys = o.instrument[active] * 4 + (o.side[active] > 0) * 2 + o.kind[active]
         # Takeovers go to the book before reductions: they carry the exchange's risk.
-        for key in sorted(groups, key=lambda k: (k[0], k[1], k[2] != "takeover")):
-            self._execute(key[0], key[1], groups[key])
+        batches = [active[keys == key] for key in np.unique(keys).tolist()]
+        for idx in batches:
+            self._execute(idx)
         self._finish()
 
-    def _execute(self, instrument: int, side: int, orders: list[Order]) -> None:
-        engine = self.engine
-        inst = engine.book.instruments[instrument]
-        wanted = sum(o.remaining for o in orders)
-        mark = engine.marks[instrument]
-        book_side = _book_side(side)
-        limit = band_limit(book_side, mark, float(inst.liquidation_band))
-        fill = engine.liquidity[instrument].execute(
-            book_side, wanted, limit, engine.fair_mid(instrument)
-        )
-        if fill.contracts_filled == 0:
-            self._after_unfilled(orders)
+    def _budget_reductions(self) -> None:
+        """Reductions of one position (force-reduces, steps) never add up to more than it holds."""
+        o = self.o
+        idx = np.flatnonzero(o.kind == REDUCE)
+        if idx.size == 0:
             return
-        price_units = max(1, round(fill.average_price / float(inst.price_unit)))
-        remaining = np.array([o.remaining for o in orders], dtype=np.int64)
-        parts = allocate_clawback(fill.contracts_filled, remaining).amounts
-        for order, part in zip(orders, parts.tolist(), strict=True):
-            if part:
-                self.fill(order, part, price_units)
-        self._after_unfilled([o for o in orders if o.remaining > 0])
+        idx = idx[np.argsort(o.row[idx], kind="stable")]
+        remaining = o.remaining[idx]
+        before = _cumulative_within(o.row[idx], remaining) - remaining
+        left = np.clip(self.engine.book.contracts[o.row[idx]] - before, 0, remaining)
+        o.total[idx] -= remaining - left
+        o.remaining[idx] = left
 
-    def _after_unfilled(self, orders: list[Order]) -> None:
-        """A partial step that the book cannot fill in the band turns into a takeover of the rest."""
-        book = self.engine.book
-        for order in orders:
-            if order.kind == "reduce" and order.partial and order.bankruptcy_price is not None:
-                _cut(order, 0)
-                row = order.row
-                if book.contracts[row] > 0 and book.isolated[row]:
-                    self._take_over(row, int(book.iso_margin[row]), order.bankruptcy_price)
-                    book.iso_margin[row] = 0
-                    book.refresh(np.array([row]))
+    def _execute(self, idx: np.ndarray) -> None:
+        engine, o = self.engine, self.o
+        k, side = int(o.instrument[idx[0]]), int(o.side[idx[0]])
+        inst = engine.instruments[k]
+        book_side = "sell" if side > 0 else "buy"
+        limit = band_limit(book_side, engine.marks[k], float(inst.liquidation_band))
+        wanted = int(o.remaining[idx].sum())
+        fill = engine.liquidity[k].execute(book_side, wanted, limit, engine.fair_mid(k))
+        if fill.contracts_filled:
+            price_units = max(1, round(fill.average_price / float(inst.price_unit)))
+            parts = allocate_clawback(int(fill.contracts_filled), o.remaining[idx].copy()).amounts
+            sel = parts > 0
+            self._fill(idx[sel], parts[sel], np.full(int(sel.sum()), price_units, dtype=np.int64))
+        self._after_unfilled(idx[o.remaining[idx] > 0])
 
-    def fill(self, order: Order, contracts: int, price_units: int, *, adl: bool = False) -> None:
-        """Account for `contracts` of `order` closed at `price_units` (`adl`: against the ranked
-        opposite positions at the remainder's bankruptcy price)."""
-        engine = self.engine
-        order.remaining -= contracts
-        order.fills += 1
-        order.filled_value += contracts * price_units
-        if order.kind == "reduce":
-            engine.close_for_trader(order.row, contracts, price_units)
+    def _after_unfilled(self, idx: np.ndarray) -> None:
+        """A partial step that the book cannot fill in the band turns into a takeover of the rest
+        (isolated positions; a cross account is checked again next tick)."""
+        book, o = self.engine.book, self.o
+        idx = idx[(o.kind[idx] == REDUCE) & o.partial[idx] & ~np.isnan(o.bankruptcy[idx])]
+        if idx.size == 0:
             return
-        inst = engine.book.instruments[order.instrument]
-        pnl = realized_pnl_minor(
-            inst,
-            engine.decimals(order.instrument),
-            order.side,
-            contracts,
-            order.entry_units,
-            price_units,
-        )
-        done = order.total - order.remaining
-        collateral_now = order.collateral * done // order.total
-        net = collateral_now - order.collateral_posted + pnl
-        order.collateral_posted = collateral_now
-        currency = engine.currency_of(order.instrument)
-        if net >= 0:
-            order.surplus += net
-            engine.fund_in(currency, net, Reason.LIQUIDATION_SURPLUS)
-            return
-        deficit = -net
-        order.deficit += deficit
-        from_reserve = min(deficit, order.reserved)
-        order.reserved -= from_reserve
-        self.reserved[currency] -= from_reserve
-        # The released reservation is still in the fund's free balance now: count it once.
-        cover = max(0, min(deficit, self.fund_free(currency)))
-        order.covered += cover
-        engine.fund_out(currency, cover)
+        o.total[idx] -= o.remaining[idx]
+        o.remaining[idx] = 0
+        rows, first = np.unique(o.row[idx], return_index=True)
+        keep = (book.contracts[rows] > 0) & book.isolated[rows]
+        rows, prices = rows[keep], o.bankruptcy[idx[first[keep]]]
+        if rows.size:
+            collateral = book.iso_margin[rows].copy()
+            book.iso_margin[rows] = 0
+            self._take_over(rows, collateral, prices)
+
+    def _fill(
+        self, idx: np.ndarray, contracts: np.ndarray, prices: np.ndarray, *, adl: bool = False
+    ) -> None:
+        """Account for `contracts` of orders `idx` (in sequence; an order may recur) closed at
+        `prices` (price units); `adl`: against ranked opposite positions at bankruptcy prices."""
+        o = self.o
+        before = o.remaining[idx] - (_cumulative_within(idx, contracts) - contracts)
+        np.subtract.at(o.remaining, idx, contracts)
+        np.add.at(o.fills, idx, 1)
+        np.add.at(o.filled_value, idx, contracts * prices)
+        reduce = o.kind[idx] == REDUCE
+        if reduce.any():
+            self.close_positions(o.row[idx[reduce]], contracts[reduce], prices[reduce])
+        if not reduce.all():
+            take = ~reduce
+            self._settle_takeovers(idx[take], contracts[take], prices[take], before[take], adl)
+
+    def _settle_takeovers(
+        self,
+        idx: np.ndarray,
+        contracts: np.ndarray,
+        prices: np.ndarray,
+        before: np.ndarray,
+        adl: bool,
+    ) -> None:
+        """Money of takeover fills in sequence: collateral released pro rata plus the fill's PnL;
+        a surplus goes to the fund, a deficit comes from the order's reservation, then the free
+        fund, then is left uncovered (under ADL: sub-unit rounding, borne by the house)."""
+        engine, o = self.engine, self.o
+        k = int(o.instrument[idx[0]])
+        assert bool((o.instrument[idx] == k).all())
+        pnl = self._pnl(o.instrument[idx], o.side[idx], contracts, o.entry_units[idx], prices)
+        total = o.total[idx]
+        done = total - before + contracts
+        now = _scaled(o.collateral[idx], done, total)
+        # The collateral released before each fill: the order's posted, or the previous fill's.
+        sort = np.argsort(idx, kind="stable")
+        first = np.r_[True, idx[sort][1:] != idx[sort][:-1]]
+        prev_sorted = np.where(first, o.posted[idx[sort]], np.r_[0, now[sort][:-1]])
+        prev = np.empty_like(now)
+        prev[sort] = prev_sorted
+        net = now - prev + pnl
+        surplus = np.maximum(net, 0)
+        deficit = np.maximum(-net, 0)
+        reserved = o.reserved[idx]
+        cum_deficit = _cumulative_within(idx, deficit)
+        released = np.minimum(cum_deficit, reserved) - np.minimum(cum_deficit - deficit, reserved)
+        currency = self._currency[k]
+        cover = _draws(self.fund_free(currency), released, surplus, deficit)
         uncovered = deficit - cover
-        if uncovered:
-            if adl:
-                # Sub-unit rounding of the bankruptcy fill: the house's rounding account bears it.
-                engine.ledger.post(ROUNDING, CLEARING, currency, uncovered, Reason.ROUNDING)
-            else:
-                engine.add_uncovered(order.instrument, uncovered)
+        last = np.r_[first[1:], True]
+        o.posted[idx[sort][last]] = now[sort][last]
+        np.add.at(o.surplus, idx, surplus)
+        np.add.at(o.deficit, idx, deficit)
+        np.add.at(o.covered, idx, cover)
+        np.subtract.at(o.reserved, idx, released)
+        self.reserved[currency] -= int(released.sum())
+        engine.fund_in(currency, int(surplus.sum()), Reason.LIQUIDATION_SURPLUS)
+        engine.fund_out(currency, int(cover.sum()))
+        left = int(uncovered.sum())
+        if left and adl:
+            # Sub-unit rounding of the bankruptcy fill: the house's rounding account bears it.
+            engine.ledger.post(ROUNDING, CLEARING, currency, left, Reason.ROUNDING)
+        elif left:
+            engine.add_uncovered(k, left)
 
     def _finish(self) -> None:
-        engine, book = self.engine, self.engine.book
-        still: list[Order] = []
-        for order in self.orders:
-            if order.remaining > 0:
-                still.append(order)
-                continue
-            currency = engine.currency_of(order.instrument)
-            self.reserved[currency] -= order.reserved
-            filled = order.total - order.remaining
-            if order.kind == "reduce" and order.fills == 0:
-                continue
-            vwap = Fraction(order.filled_value, max(filled, 1)) * Fraction(
-                book.instruments[order.instrument].price_unit
-            )
-            engine.emit(
-                LiquidationFilled(
-                    engine.now,
-                    order.started,
-                    book.account_ids[book.account[order.row]],
-                    engine.symbol(order.instrument),
-                    _side_name(order.side),
-                    filled,
-                    order.kind == "reduce",
-                    _price_decimal(vwap),
-                    order.bankruptcy_price,
-                    order.surplus,
-                    order.deficit,
-                    order.covered,
-                    currency,
-                    order.fills,
-                )
-            )
-        self.orders = still
+        engine, book, o = self.engine, self.engine.book, self.o
+        done = o.remaining == 0
+        if not done.any():
+            return
+        idx = np.flatnonzero(done)
+        for k in np.unique(o.instrument[idx]).tolist():
+            self.reserved[self._currency[k]] -= int(o.reserved[idx[o.instrument[idx] == k]].sum())
+        report = idx[(o.kind[idx] == TAKEOVER) | (o.fills[idx] > 0)]
+        k = o.instrument[report]
+        events = map(
+            LiquidationFilled,
+            repeat(engine.now),
+            self._start_times(o.started[report]),
+            _names(book.account_ids, book.account[o.row[report]]),
+            self._per_instrument([i.symbol for i in engine.instruments], k),
+            _names(("short", "long"), (o.side[report] > 0).astype(np.int64)),
+            o.total[report].tolist(),
+            (o.kind[report] == REDUCE).tolist(),
+            self._vwaps(k, o.filled_value[report], o.total[report]),
+            _prices(o.bankruptcy[report]),
+            o.surplus[report].tolist(),
+            o.deficit[report].tolist(),
+            o.covered[report].tolist(),
+            self._per_instrument(self._currency, k),
+            o.fills[report].tolist(),
+        )
+        engine.events.extend(events)
+        o.keep(~done)
+
+    def _vwaps(self, k: np.ndarray, value: np.ndarray, filled: np.ndarray) -> list[Decimal]:
+        """Each order's VWAP as an exact decimal (most fill at one price: one Decimal each)."""
+        units, rest = np.divmod(value, np.maximum(filled, 1))
+        keys, inverse = np.unique(np.stack((k, units)), axis=1, return_inverse=True)
+        exact = [Decimal(u) * self._price_unit[i] for i, u in zip(*keys.tolist(), strict=True)]
+        out = [exact[j] for j in inverse.reshape(-1).tolist()]
+        for i in np.flatnonzero(rest).tolist():
+            fraction = Fraction(int(value[i]), int(filled[i])) * Fraction(self._price_unit[k[i]])
+            out[i] = Decimal(fraction.numerator) / Decimal(fraction.denominator)
+        return out
+
+    @staticmethod
+    def _per_instrument(values: list[str], k: np.ndarray) -> list[str]:
+        return [values[int(k[0])]] * k.size if k.size and (k == k[0]).all() else _names(values, k)
+
+    def _start_times(self, ticks: np.ndarray) -> list[datetime]:
+        if ticks.size == 0:
+            return []
+        uniq, inverse = np.unique(ticks, return_inverse=True)
+        return _names([self._started(t) for t in uniq.tolist()], inverse.reshape(-1))
 
     def close_at(self, instrument: int, price_units: int) -> None:
         """Expiry: every order on the instrument is closed at the settlement price."""
-        for order in self.orders:
-            if order.instrument == instrument and order.remaining > 0:
-                self.fill(order, order.remaining, price_units)
+        o = self.o
+        idx = np.flatnonzero((o.instrument == instrument) & (o.remaining > 0))
+        if idx.size:
+            self._fill(idx, o.remaining[idx].copy(), np.full(idx.size, price_units, dtype=np.int64))
         self._finish()
+
+    # ----- positions closed for their traders ---------------------------------------------
+
+    def close_positions(
+        self, rows: np.ndarray, contracts: np.ndarray, prices: np.ndarray
+    ) -> np.ndarray:
+        """Traders close `contracts` of `rows` (may recur) at `prices` and realize the PnL: gains
+        to the account's cash, losses from an isolated position's margin or from cash. What a
+        trader cannot pay (a closed isolated position's margin below zero, or cash below zero with
+        no cross position left) is a deficit: the fund, then the uncovered deficit. Returns the
+        PnL of each fill."""
+        engine, book = self.engine, self.engine.book
+        pnl = self._pnl(
+            book.instrument[rows], book.side[rows], contracts, book.entry_units[rows], prices
+        )
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        row_pnl = np.zeros(uniq.size, dtype=np.int64)
+        row_contracts = np.zeros(uniq.size, dtype=np.int64)
+        np.add.at(row_pnl, inverse, pnl)
+        np.add.at(row_contracts, inverse, contracts)
+        accounts, currencies = book.account[uniq], book.position_currency[uniq]
+        from_margin = book.isolated[uniq] & (row_pnl < 0)
+        book.iso_margin[uniq] += np.where(from_margin, row_pnl, 0)
+        np.add.at(book.balances, (accounts, currencies), np.where(from_margin, 0, row_pnl))
+        self._post_traders(uniq, row_pnl)
+        engine.add_period_pnl(uniq, row_pnl)
+        book.contracts[uniq] -= row_contracts
+        closed = book.isolated[uniq] & (book.contracts[uniq] == 0)
+        short = np.zeros(uniq.size, dtype=np.int64)
+        short[closed] = np.maximum(0, -book.iso_margin[uniq[closed]])
+        book.iso_margin[uniq[closed]] += short[closed]
+        np.add.at(
+            book.balances, (accounts[closed], currencies[closed]), book.iso_margin[uniq[closed]]
+        )
+        book.iso_margin[uniq[closed]] = 0
+        # Cross accounts left with no cross position and cash below zero.
+        groups, first = np.unique(book.group[uniq], return_index=True)
+        members = book.rows_of_groups(groups)
+        members = members[~book.isolated[members] & (book.contracts[members] > 0)]
+        bare = ~np.isin(groups, book.group[members])
+        cash = book.balances.reshape(-1)
+        owing = bare & (cash[groups] < 0)
+        short_rows = np.concatenate((uniq[short > 0], uniq[first[owing]]))
+        short_amounts = np.concatenate((short[short > 0], -cash[groups[owing]]))
+        cash[groups[owing]] = 0
+        if short_rows.size:
+            self._post_traders(short_rows, short_amounts)
+            engine.add_period_pnl(short_rows, short_amounts)
+            for k in np.unique(book.instrument[short_rows]).tolist():
+                self._absorb(k, int(short_amounts[book.instrument[short_rows] == k].sum()))
+        book.refresh(uniq)
+        return pnl
+
+    def _absorb(self, k: int, amount: int) -> None:
+        """A deficit a trader could not pay: the free fund covers what it can, the rest is
+        uncovered (shared out at settlement under clawback)."""
+        engine = self.engine
+        currency = self._currency[k]
+        cover = max(0, min(amount, self.fund_free(currency)))
+        engine.fund_out(currency, cover)
+        if amount > cover:
+            engine.add_uncovered(k, amount - cover)
+
+    def _post_traders(self, rows: np.ndarray, amounts: np.ndarray) -> None:
+        """Post signed `amounts` (to the trader when positive) between the traders of `rows`
+        and the clearing house, netted per trader, one step per currency."""
+        engine, book = self.engine, self.engine.book
+        currencies = book.position_currency[rows]
+        for c in np.unique(currencies).tolist():
+            sel = currencies == c
+            ids, inverse = np.unique(book.account[rows[sel]], return_inverse=True)
+            net = np.zeros(ids.size, dtype=np.int64)
+            np.add.at(net, inverse, amounts[sel])
+            engine.ledger.post_signed(
+                ids, net, CLEARING, engine.currency_codes[c], Reason.REALIZED_PNL
+            )
+
+    def _pnl(
+        self,
+        instruments: np.ndarray,
+        side: np.ndarray,
+        contracts: np.ndarray,
+        entry: np.ndarray,
+        prices: np.ndarray,
+    ) -> np.ndarray:
+        """Exact realized PnL in minor units of each (side, contracts, entry, price), as
+        `realized_pnl_minor` gives it, vectorized per instrument."""
+        engine = self.engine
+        out = np.zeros(contracts.size, dtype=np.int64)
+        for k in np.unique(instruments).tolist():
+            sel = instruments == k
+            inst = engine.instruments[k]
+            out[sel] = pnl_minor(
+                *_pnl_factor(inst, engine.decimals(k)),
+                inst.inverse,
+                side[sel].astype(np.int64),
+                contracts[sel],
+                entry[sel],
+                np.broadcast_to(prices, contracts.shape)[sel],
+            )
+        return out
 
     # ----- auto-deleveraging --------------------------------------------------------------
 
-    def _deleverage(self, order: Order) -> None:
-        """Close the remainder against the ranked opposite positions at the bankruptcy price."""
-        engine, book = self.engine, self.engine.book
-        inst = book.instruments[order.instrument]
-        price_units = self._bankruptcy_units(order)
-        if price_units is None:
+    def _deleverage(self, idx: np.ndarray) -> None:
+        """Close the remainders of takeovers `idx` (in order) against the ranked opposite
+        positions at each one's bankruptcy price, one shared queue per instrument and side."""
+        engine, book, o = self.engine, self.engine.book, self.o
+        units = np.array([self._bankruptcy_units(int(i)) for i in idx.tolist()], dtype=np.int64)
+        usable = (units > 0) & (o.remaining[idx] > 0)
+        idx, units = idx[usable], units[usable]
+        if idx.size == 0:
             return
-        valuation = engine.valuation
-        opposite = (
-            (book.instrument == order.instrument)
-            & (book.side == -order.side)
-            & (book.contracts > 0)
-        )
-        if not opposite.any():
-            return
+        valuation = book.revalue(engine.marks)
         cushion = np.maximum(valuation.equity, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             pnl_pct = np.where(book.entry_margin > 0, valuation.upnl / book.entry_margin, 0.0)
         leverage = effective_leverage(valuation.notional, valuation.notional - cushion)
         scores = adl_ranking(np.nan_to_num(pnl_pct), np.nan_to_num(leverage, posinf=1e300))
-        liquidated = book.account_ids[book.account[order.row]]
-        for row in adl_order(scores, opposite).tolist():
-            if order.remaining == 0:
-                break
-            take = min(order.remaining, int(book.contracts[row]))
-            engine.close_for_trader(row, take, price_units)
-            for pending in self.orders:
-                if pending.kind == "reduce" and pending.row == row:
-                    _cut(pending, max(0, pending.remaining - take))  # ADL did that much
-            self.fill(order, take, price_units, adl=True)
-            engine.emit(
-                AdlFill(
-                    engine.now,
-                    book.account_ids[book.account[row]],
-                    inst.symbol,
-                    take,
-                    _price_decimal(Fraction(price_units) * Fraction(inst.price_unit)),
-                    liquidated,
+        keys = o.instrument[idx] * 2 + (o.side[idx] > 0)
+        for key in np.unique(keys).tolist():
+            sel = keys == key
+            orders, prices = idx[sel], units[sel]
+            k, side = key // 2, 1 if key % 2 else -1
+            opposite = (book.instrument == k) & (book.side == -side) & (book.contracts > 0)
+            if not opposite.any():
+                continue
+            queue = adl_order(scores, opposite)
+            demand = np.cumsum(o.remaining[orders])
+            supply = np.cumsum(book.contracts[queue])
+            end = min(int(demand[-1]), int(supply[-1]))
+            points = np.unique(np.concatenate((demand, supply)))
+            points = points[(points > 0) & (points <= end)]
+            starts = np.r_[0, points[:-1]]
+            take = points - starts
+            which = np.searchsorted(demand, starts, side="right")
+            rows = queue[np.searchsorted(supply, starts, side="right")]
+            pair_prices = prices[which]
+            self.close_positions(rows, take, pair_prices)
+            per_row = np.unique(rows)
+            by = np.zeros(per_row.size, dtype=np.int64)
+            np.add.at(by, np.searchsorted(per_row, rows), take)
+            self._cut_reductions(per_row, by)
+            self._fill(orders[which], take, pair_prices, adl=True)
+            inst = engine.instruments[k]
+            unit = self._price_unit[k]
+            now, ids = engine.now, book.account_ids
+            engine.events.extend(
+                AdlFill(now, ids[account], inst.symbol, n, Decimal(p) * unit, ids[against])
+                for account, n, p, against in zip(
+                    book.account[rows].tolist(),
+                    take.tolist(),
+                    pair_prices.tolist(),
+                    book.account[o.row[orders[which]]].tolist(),
+                    strict=True,
                 )
             )
 
-    def _bankruptcy_units(self, order: Order) -> int | None:
-        """The exact price at which the remainder loses its remaining collateral, in price units,
-        rounded in the liquidated trader's favour so the fill leaves no deficit."""
-        inst = self.engine.book.instruments[order.instrument]
-        left = Fraction(
-            order.collateral - order.collateral_posted, 10 ** self.engine.decimals(order.instrument)
-        )
-        per_unit = order.side * order.remaining * Fraction(inst.contract_value)
-        entry = Fraction(order.entry_units) * Fraction(inst.price_unit)
+    def _bankruptcy_units(self, i: int) -> int:
+        """The exact price at which order `i`'s remainder loses its remaining collateral, in
+        price units, rounded in the liquidated trader's favour so the fill leaves no deficit
+        (0 where there is none)."""
+        engine, o = self.engine, self.o
+        k = int(o.instrument[i])
+        inst = engine.instruments[k]
+        left = Fraction(int(o.collateral[i] - o.posted[i]), 10 ** engine.decimals(k))
+        side = int(o.side[i])
+        per_unit = side * int(o.remaining[i]) * Fraction(inst.contract_value)
+        entry = Fraction(int(o.entry_units[i])) * Fraction(inst.price_unit)
         if inst.inverse:
             reciprocal = 1 / entry + left / per_unit
             if reciprocal <= 0:
-                return None
+                return 0
             price = 1 / reciprocal
         else:
             price = entry - left / per_unit
-        rounding = Rounding.CEIL if order.side > 0 else Rounding.FLOOR
+        rounding = Rounding.CEIL if side > 0 else Rounding.FLOOR
         units = round_fraction(price / Fraction(inst.price_unit), rounding)
-        return units if units > 0 else None
+        return max(units, 0)
 
 
-def _cut(order: Order, remaining: int) -> None:
-    """A reduction stops short: what it will no longer fill leaves its total too, so its report
-    (contracts filled, VWAP) counts only what did fill."""
-    order.total -= order.remaining - remaining
-    order.remaining = remaining
+# ----- exact integer helpers -----------------------------------------------------------------
 
 
-def _split_exact(total: int, weights: np.ndarray) -> list[int]:
-    """`total` split in proportion to float `weights`, summing exactly (the last takes the rest)."""
-    if len(weights) == 0:
+def pnl_minor(
+    numerator: int,
+    denominator: int,
+    inverse: bool,
+    side: np.ndarray,
+    contracts: np.ndarray,
+    entry: np.ndarray,
+    price: np.ndarray,
+) -> np.ndarray:
+    """`realized_pnl_minor` over arrays: floor(side*n*(P-E)*num / den), times E*P in the
+    denominator for an inverse contract; int64 where the bounds allow, else Python ints."""
+    if contracts.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    move_bound = int(np.abs(contracts).max()) * int(np.abs(price - entry).max() + 1) * numerator
+    den_bound = denominator * (int(entry.max()) * int(price.max()) if inverse else 1)
+    if move_bound < _INT64_SAFE and den_bound < _INT64_SAFE and int(price.max()) < _INT64_SAFE:
+        move = side * contracts * (price - entry) * numerator
+        return move // (denominator * entry * price if inverse else denominator)
+    as_int = [np.asarray(a).astype(object) for a in (side, contracts, entry, price)]
+    side_o, contracts_o, entry_o, price_o = as_int
+    move_o = side_o * contracts_o * (price_o - entry_o) * numerator
+    den_o = denominator * entry_o * price_o if inverse else denominator
+    return np.asarray(move_o // den_o).astype(np.int64)
+
+
+def _names(names: Sequence[T], index: np.ndarray) -> list[T]:
+    """names[i] for each i of `index`."""
+    if index.size == 0:
         return []
-    weight_sum = float(weights.sum())
+    picked = itemgetter(*index.tolist())(names)
+    return list(picked) if index.size > 1 else [picked]
+
+
+def _prices(values: np.ndarray) -> list[float | None]:
+    """Float prices for events; None where there is none (NaN)."""
+    return [None if p != p else p for p in values.tolist()]
+
+
+def split_exact(total: int, weights: np.ndarray) -> np.ndarray:
+    """`total` split in proportion to int `weights` by largest remainder (core.deficit's exact
+    allocator); the parts sum to `total` exactly. No weight at all: the first takes it."""
+    amount = abs(total)
+    weight_sum = int(weights.sum())
     if weight_sum <= 0:
-        return [total] + [0] * (len(weights) - 1)
-    shares = [int(total * float(w) / weight_sum) for w in weights[:-1]]
-    return [*shares, total - sum(shares)]
+        parts = np.zeros(weights.size, dtype=np.int64)
+        parts[0] = amount
+    else:
+        whole, rest = divmod(amount, weight_sum)
+        parts = weights * whole + allocate_clawback(rest, weights).amounts
+    return parts if total >= 0 else -parts
 
 
-def _side_name(side: int) -> str:
-    return "long" if side > 0 else "short"
+def _scaled(collateral: np.ndarray, done: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """collateral * done // total exactly (floor), without int64 overflow."""
+    if int(total.max()) ** 2 < _INT64_SAFE:
+        whole, rest = np.divmod(collateral, total)
+        return whole * done + rest * done // total
+    exact = collateral.astype(object) * done.astype(object) // total.astype(object)
+    return np.asarray(exact).astype(np.int64)
 
 
-def _book_side(side: int) -> str:
-    return "sell" if side > 0 else "buy"
+def _cumulative_within(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Running sum of `values` (inclusive) among equal `keys`, in sequence order."""
+    sort = np.argsort(keys, kind="stable")
+    ordered = values[sort]
+    sums = np.cumsum(ordered)
+    first = np.r_[True, keys[sort][1:] != keys[sort][:-1]]
+    base = (sums - ordered)[first][np.cumsum(first) - 1]
+    out = np.empty_like(sums)
+    out[sort] = sums - base
+    return out
 
 
-def _price_decimal(value: Fraction) -> Decimal:
-    return Decimal(value.numerator) / Decimal(value.denominator)
+def _draws(free: int, released: np.ndarray, surplus: np.ndarray, deficit: np.ndarray) -> np.ndarray:
+    """What the fund covers of each deficit in sequence: the deficit, at most the free fund then
+    (plus the reservation released for it). Free after each step: max(0, free + released +
+    surplus - deficit), a clamped running sum."""
+    if deficit.size == 0 or not deficit.any():
+        return np.zeros(deficit.size, dtype=np.int64)
+    step = released + surplus - deficit
+    bound = abs(free) + int(np.abs(released).sum() + surplus.sum() + deficit.sum())
+    if bound >= _INT64_SAFE:
+        raise OverflowError("fund movements of one tick exceed int64")
+    running = free + np.cumsum(step)
+    after = running - np.minimum(np.minimum.accumulate(running), 0)
+    before = np.r_[free, after[:-1]]
+    return np.minimum(deficit, before + released)

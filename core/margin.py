@@ -40,17 +40,24 @@ def risk_prices(book: PositionBook, valuation: Valuation) -> RiskPrices:
     others_maintenance = np.where(
         cross, valuation.group_maintenance[group] - valuation.maintenance, 0.0
     )
-    a, b = book.upnl_a, book.upnl_b
     inverse = book.inst_inverse[book.instrument]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_bankrupt = -(own_equity + b) / a
     x_now = book.x_of_marks(valuation.marks)[book.instrument]
     x_liq = _liquidation_x(book, own_equity - others_maintenance, x_now)
     open_rows = book.contracts > 0
     return RiskPrices(
         liquidation=np.where(open_rows, _price_of_x(x_liq, inverse), np.nan),
-        bankruptcy=np.where(open_rows, _price_of_x(x_bankrupt, inverse), np.nan),
+        bankruptcy=bankruptcy_prices(book, np.arange(len(book)), own_equity),
     )
+
+
+def bankruptcy_prices(book: PositionBook, rows: np.ndarray, own_equity: np.ndarray) -> np.ndarray:
+    """Bankruptcy price of `rows` (NaN where none), given each one's own collateral in major
+    units: its isolated margin, or its cross group's equity less its own upnl."""
+    a, b = book.upnl_a[rows], book.upnl_b[rows]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_bankrupt = -(own_equity + b) / a
+    inverse = book.inst_inverse[book.instrument[rows]]
+    return np.where(book.contracts[rows] > 0, _price_of_x(x_bankrupt, inverse), np.nan)
 
 
 def _liquidation_x(book: PositionBook, collateral: np.ndarray, x_now: np.ndarray) -> np.ndarray:

@@ -15,11 +15,15 @@ from core.events import (
     ActionRecorded,
     ActionRefused,
     AdlFill,
+    AlertRaised,
     ClawbackComputed,
     DeficitUncovered,
     Event,
     LiquidationFilled,
+    SettlementDelayed,
     SettlementDone,
+    TradeApplied,
+    TradeRefused,
 )
 from core.ledger import CLEARING, INSURANCE_FUND, ROUNDING, fund_summary, trader
 from core.units import format_minor
@@ -111,6 +115,55 @@ class ResultCollector:
                 for e in self.events
                 if isinstance(e, ActionRecorded)
             ],
+            "trades": [self._trade(e) for e in self.events if isinstance(e, TradeApplied)],
+            "refused_trades": [
+                {
+                    "time": iso(e.time),
+                    "account": e.account,
+                    "symbol": e.symbol,
+                    "side": e.side,
+                    "contracts": e.contracts,
+                    "code": e.code,
+                    "reason": e.reason,
+                }
+                for e in self.events
+                if isinstance(e, TradeRefused)
+            ],
+            "alerts": [
+                {
+                    "time": iso(e.time),
+                    "rule": e.rule,
+                    "account": e.account,
+                    "symbol": e.symbol,
+                    "severity": e.severity,
+                    "message": e.message,
+                    "value": e.value,
+                    "threshold": e.threshold,
+                }
+                for e in self.events
+                if isinstance(e, AlertRaised)
+            ],
+            "settlement_delays": [
+                {
+                    "time": iso(e.time),
+                    "family": e.family,
+                    "scheduled": iso(e.scheduled),
+                    "delayed_to": iso(e.delayed_to),
+                    "computed_price": price_str(e.computed_price),
+                    "indicators": [
+                        {
+                            "name": i.name,
+                            "value": i.value,
+                            "threshold": i.threshold,
+                            "tripped": i.tripped,
+                            "detail": i.detail,
+                        }
+                        for i in e.indicators
+                    ],
+                }
+                for e in self.events
+                if isinstance(e, SettlementDelayed)
+            ],
             "timeline": self._timeline(),
             "state_hash": engine.state_hash(),
         }
@@ -131,6 +184,19 @@ class ResultCollector:
             "covered_by_fund": self.money(e.currency, e.covered_by_fund),
             "currency": e.currency,
             "fills": e.fills,
+        }
+
+    def _trade(self, e: TradeApplied) -> dict[str, Any]:
+        return {
+            "time": iso(e.time),
+            "account": e.account,
+            "symbol": e.symbol,
+            "side": e.side,
+            "contracts": e.contracts,
+            "price": price_str(e.price),
+            "position": e.position,
+            "realized": self.money(e.currency, e.realized),
+            "currency": e.currency,
         }
 
     def _fund(self) -> dict[str, Any]:
@@ -233,6 +299,18 @@ class ResultCollector:
                 0, self.engine.scenario.currencies[e.currency].decimals - 2
             ):
                 text = f"uncovered deficit {self.money(e.currency, e.amount)} {e.currency} ({e.family})"
+            elif isinstance(e, AlertRaised):
+                text = f"alert {e.rule} ({e.severity}): {e.message}"
+            elif isinstance(e, SettlementDelayed):
+                tripped = ", ".join(
+                    f"{i.name} {i.value:.4g} > {i.threshold:.4g}" for i in e.indicators if i.tripped
+                )
+                text = (
+                    f"settlement of {e.family} delayed from {iso(e.scheduled)} to "
+                    f"{iso(e.delayed_to)} ({tripped})"
+                )
+            elif isinstance(e, TradeRefused):
+                text = f"refused {e.account}'s {e.side} {e.contracts} {e.symbol}: {e.reason}"
             elif isinstance(e, SettlementDone):
                 text = f"settlement of {e.family} at {e.price}" + (
                     f" (adjusted from {e.adjusted_from})" if e.adjusted_from else ""

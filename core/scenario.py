@@ -41,6 +41,7 @@ ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "warn": ("account", "message"),
     "restrict": ("account",),
     "freeze": ("account",),
+    "freeze_withdrawals": ("account",),
     "unfreeze": ("account",),
     "cancel_orders": ("account",),
     "force_reduce": ("account", "symbol", "contracts"),

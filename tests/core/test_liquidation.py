@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from core.engine import Engine
@@ -24,6 +26,7 @@ from core.events import (
     LiquidationStarted,
 )
 from core.ledger import INSURANCE_FUND, trader
+from core.liquidation import split_exact
 from core.result import ResultCollector
 from core.scenario import parse_scenario
 
@@ -443,11 +446,6 @@ def test_a_fill_worse_than_bankruptcy_is_paid_by_the_fund_as_far_as_it_goes(
     assert result["insurance_fund"]["USDT"]["end"] == "0"
 
 
-@pytest.mark.xfail(
-    reason="known gap: settlement realizes a loss beyond an isolated margin into a negative "
-    "trader balance instead of a deficit (fund, then clawback)",
-    strict=False,
-)
 def test_a_loss_beyond_the_margin_at_expiry_is_a_deficit() -> None:
     # The mark stays at 100 (A is never liquidated) but the index, and so the settlement price at
     # the expiry (t=5), is 90: A's 10 long realize 10*(90 - 100) = -100 on a margin of 10. A can
@@ -458,13 +456,35 @@ def test_a_loss_beyond_the_margin_at_expiry_is_a_deficit() -> None:
     doc["market"]["indices"]["X"] = [[at(0), "90"], [at(5), "90"]]
     _, result, _, _ = run(doc)
     assert result["settlements"][0]["price"] == "90"
-    assert result["final_balances"]["A"] == {"USDT": "0"}  # today: -90
+    assert result["final_balances"]["A"] == {"USDT": "0"}
     assert result["deficit"]["USDT"]["total"] == "90"
     assert result["insurance_fund"]["USDT"]["end"] == "0"
     assert result["final_balances"]["B"] == {"USDT": "114"}
 
 
 # ----- 5. auto-deleveraging ------------------------------------------------------------------
+
+
+def test_adl_that_costs_the_counterparty_more_than_its_margin_records_a_deficit() -> None:
+    # A: long 10 at 100 with 10 isolated (bankruptcy 99); the mark gaps to 98 and the fund is
+    # empty, so A's 10 are closed against C at 99. C: short 10 at 97 with 16 isolated, solvent at
+    # the mark (16 - 10 = 6 > 0.5% of 980 = 4.9) but at 99 it realizes 10*(97 - 99) = -20: it can
+    # lose its 16 only, and the 4 beyond is a deficit (uncovered: the fund is empty), not a
+    # negative balance.
+    doc = scenario(
+        [
+            position("A", "long", 10, "100", margin="10"),
+            position("C", "short", 10, "97", margin="16"),
+        ],
+        [(0, "100"), (1, "98"), (3, "98")],
+        policy={"deficit": "adl"},
+    )
+    engine, result, _, _ = run(doc)
+    assert [(r["account"], r["contracts"], r["price"]) for r in result["adl"]] == [("C", 10, "99")]
+    assert result["final_balances"]["C"] == {"USDT": "0"}
+    assert result["deficit"]["USDT"] == {"total": "4", "covered_by_fund": "0", "uncovered": "4"}
+    assert engine.uncovered[("X", "USDT")] == 4 * USDT
+    assert engine.ledger.balance(trader(row_of(engine, "C")), "USDT") == 0
 
 
 def test_adl_closes_the_highest_ranked_opposite_position_first_at_the_bankruptcy_price() -> None:
@@ -642,7 +662,7 @@ def test_force_reduce_waits_for_a_supervisor_and_refuses_self_approval_and_a_vie
     (recorded,) = of_type(events[1], ActionRecorded)
     assert recorded.detail == "request cut awaits a supervisor"
     (approved,) = of_type(events[5], ActionRecorded)
-    assert approved.operator == "carol" and approved.request is None
+    assert approved.operator == "carol" and approved.request == "cut"
     (reduced,) = result["liquidations"]
     assert (reduced["time"], reduced["partial"], reduced["contracts"], reduced["fill_price"]) == (
         at(5),
@@ -706,6 +726,81 @@ def test_two_force_reduces_of_one_position_never_sell_more_than_it_holds() -> No
     assert {r["fill_price"] for r in reductions} == {"99.5"}
     # 10*(99.5 - 100) = -5 realized.
     assert result["final_balances"]["A"] == {"USDT": "995"}
+
+
+def test_a_cross_takeover_takes_a_position_being_force_reduced_too() -> None:
+    # A: cross, 30 USDT, long 10 X and long 10 Y at 100. A force-reduce of 5 Y is approved at t=1;
+    # Y's book (1 contract per 1%, refilling over a day) fills 1 at 99.5 and leaves 4 working.
+    # At t=3 X gaps to 97: equity 30 - 0.5 - 30 = -0.5, the account is liquidated. Its cash is
+    # taken, so both positions are taken over (the force-reduce is cut), not X alone.
+    doc = scenario(
+        [
+            position("A", "long", 10, "100", balance="30"),
+            position("B", "short", 10, "100", margin="1000", leverage="1"),
+        ],
+        [(0, "100"), (2, "100"), (3, "97"), (5, "97")],
+        fund="1000",
+        actions=[
+            {
+                "at": at(1),
+                "id": "cut",
+                "operator": "alice",
+                "action": "force_reduce",
+                "account": "A",
+                "symbol": "Y",
+                "contracts": 5,
+                "reason": "concentration",
+            },
+            {
+                "at": at(1),
+                "operator": "carol",
+                "action": "approve",
+                "request": "cut",
+                "reason": "ok",
+            },
+        ],
+    )
+    y = json.loads(json.dumps(doc["instruments"][0]))
+    y.update(symbol="Y", family="Y", index="Y")
+    doc["instruments"].append(y)
+    doc["market"]["indices"]["Y"] = [[at(0), "100"], [at(5), "100"]]
+    doc["market"]["marks"]["Y"] = doc["market"]["indices"]["Y"]
+    doc["market"]["books"] = {"Y": {"depth": "1", "refill_seconds": "86400"}}
+    y_long = {
+        "symbol": "Y",
+        "side": "long",
+        "contracts": 10,
+        "entry_price": "100",
+        "margin_mode": "cross",
+        "leverage": "10",
+    }
+    doc["accounts"][0]["positions"].append(y_long)
+    doc["accounts"][1]["positions"].append(
+        {**y_long, "side": "short", "margin_mode": "isolated", "margin": "1000", "leverage": "1"}
+    )
+    engine, _, events, contracts = run(
+        doc, lambda e: e.book.contracts[e.book.account == row_of(e, "A")].tolist()
+    )
+    assert contracts[2] == [10, 9]
+    assert contracts[3] == [0, 0]
+    assert sorted(e.symbol for e in of_type(events[3], LiquidationStarted)) == ["X", "Y"]
+    a = row_of(engine, "A")
+    assert not [o for o in engine.desk.orders if o.kind == "reduce" and o.row in (a, a + 1)]
+    assert int(engine.book.balances[a].sum()) == 0
+
+
+def test_cross_cash_is_split_exactly_by_largest_remainder() -> None:
+    # Shares follow the weights by largest remainder (ties to the first) and always add up,
+    # beyond what float weights can carry (2**62 + 1 over weights 1 : 2**40 : 3).
+    assert split_exact(10, np.array([1, 1, 1])).tolist() == [4, 3, 3]
+    assert split_exact(-10, np.array([1, 1, 1])).tolist() == [-4, -3, -3]
+    assert split_exact(7, np.array([0, 0])).tolist() == [7, 0]
+    weights = np.array([1, 2**40, 3], dtype=np.int64)
+    total = 2**62 + 1
+    shares = split_exact(total, weights)
+    assert sum(shares.tolist()) == total
+    exact = [Fraction(total * int(w), int(weights.sum())) for w in weights]
+    assert all(abs(share - part) < 1 for share, part in zip(shares.tolist(), exact, strict=True))
 
 
 # ----- clawback approval ---------------------------------------------------------------------
