@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console import cli_operators
+from console import cli_actions, cli_operators
 from core.controls import Refusal
 from core.errors import InputError
 
@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         "scenarios", help="list the built-in scenarios", description="List the built-in scenarios."
     )
     cli_operators.register(commands)
+    cli_actions.register(commands)
     return parser
 
 
@@ -177,9 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        handled = cli_operators.handle(args)
-        if handled is not None:
-            return handled
+        for module in (cli_operators, cli_actions):
+            handled = module.handle(args)
+            if handled is not None:
+                return handled
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)
         if args.command == "scenarios":

@@ -7,13 +7,17 @@ import bisect
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core import audit
 from core.controls import Refusal
 from core.engine import Engine
 from core.errors import InputError
 from core.events import Event
+from core.ledger import INSURANCE_FUND
+from core.requests import action_subject, audit_kind, record_operator_side
 from core.result import ResultCollector
 from core.scenario import parse_command, parse_scenario, read_scenario_doc
 from core.scenario_model import ActionSpec
@@ -69,6 +73,7 @@ class Session:
         self._events_since_snapshot = 0
         self._replay: list[tuple[int, tuple[dict[str, Any], ...], str | None]] = []
         self.on_snapshot: Callable[[int], None] | None = None
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # ----- opening ------------------------------------------------------------------------
 
@@ -106,9 +111,6 @@ class Session:
         settings = StoreSettings(**store.settings)
         snapshot_tick, (engine, collector) = store.load_snapshot(at)
         session = cls(engine, collector, store.scenario_doc, store, settings)
-        session._action_ids += [
-            c["id"] for t in store.journal(-1) for c in t.commands if c.get("id")
-        ]
         session.head = store.head_tick() or 0
         session._last_snapshot = snapshot_tick
         session._load_replay(snapshot_tick)
@@ -159,10 +161,9 @@ class Session:
     def seek(self, tick: int) -> None:
         """Jump to `tick`: back from the nearest snapshot (replaying the journal, writing nothing),
         or forward by stepping."""
-        if tick < 0 or tick >= self.engine.ticks_total:
-            raise InputError(
-                "tick", f"expected a tick from 0 to {self.engine.ticks_total - 1}, found {tick}"
-            )
+        last = max(self.engine.ticks_total - 1, self.head)
+        if tick < 0 or tick > last:
+            raise InputError("tick", f"expected a tick from 0 to {last}, found {tick}")
         if tick < self.engine.tick:
             if self.store is None:
                 raise InputError("tick", "a run without a store cannot go back in time")
@@ -178,8 +179,9 @@ class Session:
     # ----- commands -----------------------------------------------------------------------
 
     def submit(self, raw: dict[str, Any], *, role: str | None = None) -> ActionSpec:
-        """An operator command (a risk-scenario/1 action without `at`): validated, journaled at
-        once, and applied at the next tick. Bad fields raise InputError and change nothing."""
+        """An operator command (a risk-scenario/1 action without `at`): validated, journaled and
+        audited at once (one transaction), and applied at the next tick. Bad fields raise
+        InputError and change nothing."""
         if not self.live:
             raise Refusal(
                 "not_live", "the view is behind the live end of the run; jump to the end to act"
@@ -192,8 +194,38 @@ class Session:
         if self.store is not None:
             with self.store.transaction():
                 self.store.write_command(self.engine.tick + 1, self.engine.now, command)
+                audit.append(
+                    self.store.db,
+                    at=self.clock(),
+                    operator=action.operator,
+                    kind=audit_kind(action.action),
+                    subject=action_subject(action),
+                    reason=action.reason,
+                    before=self._state_before(action),
+                    after={k: v for k, v in command.items() if k not in ("operator", "reason")},
+                )
         self._enqueue(command, action)
         return action
+
+    def apply_pending(self) -> list[Event]:
+        """Apply the commands waiting for the next tick, also after the scenario's end (one more
+        tick of time then passes, at the last prices)."""
+        if not self.engine.controls.pending_actions or not self.live:
+            return []
+        return self.step()
+
+    def _state_before(self, action: ActionSpec) -> dict[str, Any] | None:
+        engine = self.engine
+        account = action.params.get("account")
+        if account is not None and str(account) in engine.book.account_index:
+            return {"account": account, "flags": list(engine.controls.flag_names(str(account)))}
+        currency = action.params.get("currency")
+        if currency is not None:
+            return {
+                "currency": currency,
+                "fund": engine.ledger.balance(INSURANCE_FUND, str(currency)),
+            }
+        return None
 
     def _enqueue(self, command: dict[str, Any], action: ActionSpec | None = None) -> None:
         if action is None:
@@ -209,7 +241,13 @@ class Session:
     # ----- the store ----------------------------------------------------------------------
 
     def _load_replay(self, after: int) -> None:
+        """Prepare to replay the journal after the snapshot at tick `after`; the ids of commands
+        up to that snapshot are known already (replayed ones are added as they apply)."""
         assert self.store is not None
+        self._action_ids = [a.id for a in self.engine.scenario.actions if a.id]
+        self._action_ids += [
+            c["id"] for t in self.store.journal(-1, after) for c in t.commands if c.get("id")
+        ]
         self._replay = [
             (t.tick, t.commands, t.state_hash) for t in self.store.journal(after, self.head)
         ]
@@ -244,6 +282,7 @@ class Session:
         hashed = snapshot_due or (settings.hash_every and tick % settings.hash_every == 0)
         with store.transaction():
             store.write_tick(tick, engine.now, [], events, engine.state_hash() if hashed else None)
+            record_operator_side(store, engine, events, self.clock())
             if tick % settings.price_every == 0 or engine.finished:
                 self._write_prices()
             if snapshot_due:
