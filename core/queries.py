@@ -36,7 +36,12 @@ EXPORTABLE: dict[str, tuple[str, ...]] = {
     "alerts": (),
     "operators": ("salt", "password_hash", "scrypt_n", "scrypt_r", "scrypt_p"),
 }
-ORDER = {"notional": "notional DESC", "risk": "margin_ratio IS NULL, margin_ratio ASC"}
+# Each ordering is served by an index on (currency, column); accounts that need no maintenance
+# margin have no margin ratio and are not listed by risk.
+ORDER = {
+    "notional": ("positions > 0", "notional DESC"),
+    "risk": ("margin_ratio IS NOT NULL", "margin_ratio ASC"),
+}
 
 
 def account_state_rows(engine: Engine) -> Iterator[tuple[Any, ...]]:
@@ -96,8 +101,8 @@ def top_accounts(
     limit, offset = _page(limit, offset)
     return list(
         db.query(
-            f"SELECT * FROM account_state WHERE currency = ? AND positions > 0 "
-            f"ORDER BY {ORDER[by]} LIMIT ? OFFSET ?",
+            f"SELECT * FROM account_state WHERE currency = ? AND {ORDER[by][0]} "
+            f"ORDER BY {ORDER[by][1]} LIMIT ? OFFSET ?",
             [currency, limit, offset],
         )
     )
