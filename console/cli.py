@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from console import cli_actions, cli_operators
+from console.launch import launch_if_gui
 from core.controls import Refusal
 from core.errors import InputError
 
@@ -175,8 +176,12 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    code = launch_if_gui(arguments)
+    if code is not None:
+        return code
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     try:
         for module in (cli_operators, cli_actions):
             handled = module.handle(args)

@@ -1,0 +1,192 @@
+"""The Qt application: argument handling for the window (`risk-console`, `open PATH`,
+`--screenshot PATH --quit-after SECONDS`), themes from assets/*.qss, start and clean shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+DEMO = "okx-2018-btc0928"
+THEMES = ("light", "dark")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="risk-console",
+        description="Open the console window. With no arguments it plays the built-in demo "
+        f"({DEMO}).",
+    )
+    p.add_argument("verb", nargs="?", choices=["open"], help="open PATH: a scenario or a store")
+    p.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="a scenario (.json or built-in name) or a store (.sqlite)",
+    )
+    p.add_argument(
+        "--store", metavar="STORE", help="where to keep the run's store (default: a temporary file)"
+    )
+    p.add_argument("--theme", choices=THEMES, help="light or dark (default: the last one used)")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="simulated seconds per real second (0: as fast as possible)",
+    )
+    p.add_argument("--paused", action="store_true", help="open without playing")
+    p.add_argument(
+        "--screenshot", metavar="PNG", help="save a screenshot of the main window, then quit"
+    )
+    p.add_argument(
+        "--quit-after", type=float, metavar="SECONDS", help="quit this many seconds after start"
+    )
+    p.add_argument(
+        "--views", action="store_true", help="with --screenshot: also save each view beside it"
+    )
+    p.add_argument("--settings", metavar="INI", help="keep the window layout in this file")
+    return p
+
+
+def apply_theme(app: object, theme: str) -> None:
+    """Style sheet and pyqtgraph defaults for `theme` (light or dark)."""
+    import pyqtgraph as pg
+
+    from console.widgets.plots import colours
+
+    qss = resources.files("assets").joinpath(f"{theme}.qss").read_text(encoding="utf-8")
+    app.setStyleSheet(qss)  # type: ignore[attr-defined]
+    c = colours(theme)
+    pg.setConfigOptions(background=c["background"], foreground=c["foreground"], antialias=False)
+
+
+def _no_display() -> bool:
+    return (
+        sys.platform.startswith("linux")
+        and not os.environ.get("QT_QPA_PLATFORM")
+        and not os.environ.get("DISPLAY")
+        and not os.environ.get("WAYLAND_DISPLAY")
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.verb == "open" and not args.path:
+        print("risk-console: error: open needs a PATH (a scenario or a store)", file=sys.stderr)
+        return 2
+    if _no_display():
+        # Qt would abort with a misleading message about libxcb-cursor0.
+        print(
+            "risk-console: error: no display (set DISPLAY, run under xvfb-run, or set "
+            "QT_QPA_PLATFORM=offscreen)",
+            file=sys.stderr,
+        )
+        return 2
+    from console.cli import resolve_scenario
+    from core.errors import InputError
+
+    try:
+        source = _source(args.path or DEMO, resolve_scenario)
+    except InputError as error:
+        print(f"risk-console: error: {error}", file=sys.stderr)
+        return 2
+
+    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from console.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "risk-console"])
+    app.setApplicationName("risk-console")
+    app.setOrganizationName("risk-console")
+    settings = (
+        QSettings(args.settings, QSettings.Format.IniFormat)
+        if args.settings
+        else QSettings("risk-console", "risk-console")
+    )
+    theme = args.theme or str(settings.value("theme", "light"))
+    theme = theme if theme in THEMES else "light"
+    apply_theme(app, theme)
+    window = MainWindow(settings=settings, theme=theme)
+    window.show()
+    window.bridge.set_speed(args.speed)
+    window.open_source(source, args.store, play=not args.paused)
+    outcome = {"code": 0}
+
+    if args.screenshot or args.quit_after is not None:
+        QTimer.singleShot(
+            int(1000 * (args.quit_after if args.quit_after is not None else 10.0)),
+            lambda: _finish(app, window, args, outcome),
+        )
+    app.exec()
+    _close(app, window)
+    return outcome["code"]
+
+
+def _source(path: str, resolve: object) -> Path:
+    candidate = Path(path)
+    if candidate.suffix in (".sqlite", ".db"):
+        if not candidate.exists():
+            from core.errors import InputError
+
+            raise InputError("PATH", f"no store {path!r}")
+        return candidate
+    return resolve(path)  # type: ignore[operator]
+
+
+def _finish(
+    app: object,
+    window: object,
+    args: argparse.Namespace,
+    outcome: dict[str, int],
+    waited: float = 0.0,
+) -> None:
+    """Save the screenshot once the first snapshot is shown (waiting up to a minute), then quit."""
+    from PySide6.QtCore import QTimer
+
+    if args.screenshot:
+        if window.updates == 0 and waited < 60.0:  # type: ignore[attr-defined]
+            QTimer.singleShot(200, lambda: _finish(app, window, args, outcome, waited + 0.2))
+            return
+        path = Path(args.screenshot)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ok = window.updates > 0 and window.screenshot(path)  # type: ignore[attr-defined]
+        if ok and args.views:
+            _save_views(window, path)
+        print(f"risk-console: screenshot {'saved to ' + str(path) if ok else 'failed'}")
+        outcome["code"] = 0 if ok else 1
+    window.close()  # type: ignore[attr-defined]
+    app.quit()  # type: ignore[attr-defined]
+
+
+def _save_views(window: object, path: Path) -> None:
+    """Each view alone, raised in its dock, beside the main screenshot."""
+    from PySide6.QtWidgets import QApplication
+
+    for title, dock in window.docks.items():  # type: ignore[attr-defined]
+        dock.show()
+        dock.raise_()
+        QApplication.processEvents()
+        name = title.lower().replace(" ", "-")
+        dock.widget().grab().save(str(path.with_name(f"{path.stem}-{name}.png")), "PNG")
+    window.charts.grab().save(str(path.with_name(f"{path.stem}-charts.png")), "PNG")  # type: ignore[attr-defined]
+    window.docks["Accounts"].raise_()  # type: ignore[attr-defined]
+
+
+def _close(app: object, window: object) -> None:
+    """Close and delete the window with events processed: pyqtgraph can crash at interpreter exit
+    (python -X dev) when a plot outlives the application."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    window.bridge.shutdown()  # type: ignore[attr-defined]
+    window.deleteLater()  # type: ignore[attr-defined]
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QApplication.processEvents()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

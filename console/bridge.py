@@ -1,0 +1,395 @@
+"""The engine on a worker thread: commands in by queued signals, immutable snapshots out at most
+about ten times a second (ticks coalesced, and none built while the UI still digests the last)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from core.controls import Refusal
+from core.errors import InputError
+from core.events import ClawbackComputed
+from core.session import Session
+from core.snapshot import Snapshot, SnapshotBuilder, TableSpec
+
+PUBLISH_SECONDS = 0.1  # at most ten snapshots a second
+STEP_BUDGET_SECONDS = 0.04  # the worker yields to its event loop this often to take commands
+UI_WAIT_SECONDS = 0.25  # the longest the engine waits for the UI to finish a snapshot
+SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL before it is asked to pass it on
+SPEEDS = (1.0, 10.0, 60.0, 100.0, 300.0, 1000.0, 0.0)  # simulated s per real s; 0: flat out
+
+
+class EngineWorker(QObject):
+    """Owns the Session (and so its SQLite connection): lives and runs on the worker thread."""
+
+    snapshot = Signal(object)
+    failed = Signal(str, str)  # field, message
+    accepted = Signal(str)
+    refused = Signal(str, str)  # code, reason
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Session | None = None
+        self.builder: SnapshotBuilder | None = None
+        self.spec = TableSpec()
+        self.playing = False
+        self.speed = 0.0
+        self.notice: str | None = None
+        self.awaiting_ui = False
+        self._dirty = False
+        self._fresh = False
+        self._last_publish = 0.0
+        self._play_origin = (0.0, 0)
+        self._rate: deque[tuple[float, int]] = deque(maxlen=64)
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        # Set while the UI is idle; the play loop waits on it before each tick so that the
+        # engine does not compete for the GIL while the UI applies and paints a snapshot.
+        self.ui_idle = threading.Event()
+        self.ui_idle.set()
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._run)
+
+    # ----- commands (queued from the UI) ---------------------------------------------------
+
+    @Slot(object, object)
+    def open(self, source: object, store_path: object) -> None:
+        """Open a scenario (path or document) into a store, or reopen a store (`.sqlite`)."""
+        self._close_session()
+        try:
+            self.session = _open_session(source, store_path, self._temp_store)
+        except (InputError, OSError, ValueError) as error:
+            field = error.field if isinstance(error, InputError) else "source"
+            message = error.message if isinstance(error, InputError) else str(error)
+            self.failed.emit(field, message)
+            return
+        self.builder = SnapshotBuilder(self.session)
+        self.notice = None
+        self._rate.clear()
+        self._publish(force=True, fresh=True)
+
+    @Slot()
+    def play(self) -> None:
+        if self.session is None or self.session.finished:
+            return
+        self.playing = True
+        self.notice = None
+        self._play_origin = (time.perf_counter(), self.session.tick)
+        self._dirty = True
+        self._timer.start(0)
+
+    @Slot()
+    def pause(self) -> None:
+        self.playing = False
+        self._timer.stop()
+        self._publish(force=True, fresh=True)
+
+    @Slot(int)
+    def step(self, ticks: int) -> None:
+        if self.session is None:
+            return
+        self.playing = False
+        for _ in range(max(1, ticks)):
+            if self.session.finished:
+                break
+            self._step_once()
+        self._publish(force=True, fresh=True)
+
+    @Slot(float)
+    def set_speed(self, speed: float) -> None:
+        self.speed = max(0.0, float(speed))
+        if self.session is not None:
+            self._play_origin = (time.perf_counter(), self.session.tick)
+        self._dirty = True
+
+    @Slot(int)
+    def seek(self, tick: int) -> None:
+        session = self.session
+        if session is None or self.builder is None:
+            return
+        target = max(0, min(int(tick), session.engine.ticks_total - 1))
+        try:
+            if target < session.tick:
+                session.seek(target)
+                self.builder.rewind()
+            else:
+                while session.tick < target:
+                    self._step_once(pause_on_pending=False)
+        except InputError as error:
+            self.failed.emit(error.field, error.message)
+        self._play_origin = (time.perf_counter(), session.tick)
+        self._publish(force=True, fresh=True)
+
+    @Slot(object)
+    def set_spec(self, spec: object) -> None:
+        if isinstance(spec, TableSpec):
+            self.spec = spec
+            self._publish(force=True)
+
+    @Slot(object)
+    def watch(self, account: object) -> None:
+        if self.builder is not None:
+            self.builder.watch(account if isinstance(account, str) and account else None)
+            self._publish(force=True)
+
+    @Slot(object, object)
+    def submit(self, raw: object, role: object) -> None:
+        if self.session is None or not isinstance(raw, dict):
+            return
+        try:
+            action = self.session.submit(raw, role=role if isinstance(role, str) else None)
+        except InputError as error:
+            self.failed.emit(error.field, error.message)
+        except Refusal as refusal:
+            self.refused.emit(refusal.code, refusal.reason)
+        else:
+            self.accepted.emit(action.action)
+
+    @Slot()
+    def ui_ready(self) -> None:
+        """The UI applied the last snapshot: publish a pending one now if it is due."""
+        self.awaiting_ui = False
+        if self._dirty and not self.playing:
+            self._publish(force=True)
+
+    @Slot()
+    def shutdown(self) -> None:
+        self.playing = False
+        self._timer.stop()
+        self._close_session()
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
+        thread = self.thread()
+        if thread is not None:
+            thread.quit()
+
+    # ----- the play loop -------------------------------------------------------------------
+
+    def _temp_store(self) -> Path:
+        if self._tempdir is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="risk-console-")
+        return Path(self._tempdir.name) / f"run-{time.time_ns()}.sqlite"
+
+    def _close_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.session = None
+        self.builder = None
+
+    def _step_once(self, *, pause_on_pending: bool = True) -> None:
+        assert self.session is not None and self.builder is not None
+        events = self.session.step()
+        self.builder.record_tick(events)
+        self._dirty = True
+        self._rate.append((time.perf_counter(), self.session.tick))
+        for event in events:
+            if isinstance(event, ClawbackComputed) and event.status == "pending":
+                self.notice = (
+                    f"Clawback pending approval: {event.family} {event.currency}, "
+                    f"ratio {float(event.ratio):.2%}; play paused"
+                )
+                if pause_on_pending:
+                    self.playing = False
+
+    def _due_tick(self) -> int | None:
+        """The tick the clock says play should have reached (None: as fast as possible)."""
+        if self.speed <= 0 or self.session is None:
+            return None
+        began, first = self._play_origin
+        seconds = (time.perf_counter() - began) * self.speed
+        return first + int(seconds // self.session.engine.scenario.tick_seconds)
+
+    @Slot()
+    def _run(self) -> None:
+        session = self.session
+        if session is None or not self.playing:
+            return
+        deadline = time.perf_counter() + STEP_BUDGET_SECONDS
+        while self.playing and not session.finished and time.perf_counter() < deadline:
+            due = self._due_tick()
+            if due is not None and session.tick >= due:
+                break
+            self.ui_idle.wait(UI_WAIT_SECONDS)
+            self._step_once()
+        if session.finished:
+            self.playing = False
+        self._publish(force=not self.playing, fresh=not self.playing)
+        if self.playing:
+            self._timer.start(self._wait_ms())
+
+    def _wait_ms(self) -> int:
+        due = self._due_tick()
+        if due is None or self.session is None or self.session.tick < due:
+            return 0
+        tick_seconds = self.session.engine.scenario.tick_seconds
+        return min(100, max(1, int(1000 * tick_seconds / self.speed)))
+
+    def _ticks_per_second(self) -> float:
+        if len(self._rate) < 2:
+            return 0.0
+        (t0, k0), (t1, k1) = self._rate[0], self._rate[-1]
+        if time.perf_counter() - t1 > 1.0 or t1 <= t0:
+            return 0.0
+        return (k1 - k0) / (t1 - t0)
+
+    def _publish(self, *, force: bool = False, fresh: bool = False) -> None:
+        if self.builder is None:
+            return
+        now = time.perf_counter()
+        if not force and (self.awaiting_ui or now - self._last_publish < PUBLISH_SECONDS):
+            return
+        self._fresh = self._fresh or fresh
+        snap = self.builder.build(
+            self.spec,
+            playing=self.playing,
+            speed=self.speed,
+            ticks_per_second=self._ticks_per_second(),
+            notice=self.notice,
+            fresh=self._fresh,
+        )
+        self._fresh = False
+        self._dirty = False
+        self._last_publish = now
+        self.awaiting_ui = True
+        self.snapshot.emit(snap)
+
+
+def _open_session(source: object, store_path: object, temp: Any) -> Session:
+    if isinstance(source, (str, Path)) and str(source).endswith((".sqlite", ".db")):
+        return Session.open(source)
+    path = None if store_path is None else Path(str(store_path))
+    return Session.start(source if isinstance(source, dict) else Path(str(source)), path or temp())
+
+
+class Bridge(QObject):
+    """The UI side: sends commands to the worker and re-emits its snapshots on the UI thread,
+    keeping only the latest when several arrive before the UI gets to them."""
+
+    snapshot_ready = Signal(object)
+    failed = Signal(str, str)
+    accepted = Signal(str)
+    refused = Signal(str, str)
+
+    _open = Signal(object, object)
+    _play = Signal()
+    _pause = Signal()
+    _step = Signal(int)
+    _speed = Signal(float)
+    _seek = Signal(int)
+    _spec = Signal(object)
+    _watch = Signal(object)
+    _submit = Signal(object, object)
+    _ready = Signal()
+    _shutdown = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.latest: Snapshot | None = None
+        self.received = 0
+        self._thread = QThread()
+        self._thread.setObjectName("engine")
+        self.worker = EngineWorker()
+        self.worker.moveToThread(self._thread)
+        for signal, slot in (
+            (self._open, self.worker.open),
+            (self._play, self.worker.play),
+            (self._pause, self.worker.pause),
+            (self._step, self.worker.step),
+            (self._speed, self.worker.set_speed),
+            (self._seek, self.worker.seek),
+            (self._spec, self.worker.set_spec),
+            (self._watch, self.worker.watch),
+            (self._submit, self.worker.submit),
+            (self._ready, self.worker.ui_ready),
+            (self._shutdown, self.worker.shutdown),
+        ):
+            signal.connect(slot)
+        self.worker.snapshot.connect(self._on_snapshot)
+        self.worker.failed.connect(self.failed)
+        self.worker.accepted.connect(self.accepted)
+        self.worker.refused.connect(self.refused)
+        self._pending: Snapshot | None = None
+        # The engine thread runs Python between numpy calls; at the default 5 ms switch interval
+        # the UI thread waits up to 5 ms for the GIL after every Qt call that released it.
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        self._thread.start()
+
+    # ----- commands -----------------------------------------------------------------------
+
+    def open(
+        self, source: str | Path | dict[str, Any], store_path: str | Path | None = None
+    ) -> None:
+        self._open.emit(source, store_path)
+
+    def play(self) -> None:
+        self._play.emit()
+
+    def pause(self) -> None:
+        self._pause.emit()
+
+    def step(self, ticks: int = 1) -> None:
+        self._step.emit(ticks)
+
+    def set_speed(self, speed: float) -> None:
+        self._speed.emit(float(speed))
+
+    def seek(self, tick: int) -> None:
+        self._seek.emit(int(tick))
+
+    def set_spec(self, spec: TableSpec) -> None:
+        self._spec.emit(spec)
+
+    def watch(self, account: str | None) -> None:
+        self._watch.emit(account)
+
+    def submit(self, raw: dict[str, Any], role: str | None = None) -> None:
+        self._submit.emit(raw, role)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.isRunning()
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Stop the worker and its thread; True when the thread ended in time."""
+        if not self._thread.isRunning():
+            return True
+        self.worker.ui_idle.set()
+        self._shutdown.emit()
+        done = self._thread.wait(timeout_ms)
+        if done:
+            self.worker.deleteLater()
+        return done
+
+    # ----- snapshots ----------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        first = self._pending is None
+        self._pending = snap
+        if first:
+            QTimer.singleShot(0, self, self._deliver)
+
+    def _deliver(self) -> None:
+        snap, self._pending = self._pending, None
+        if snap is None:
+            return
+        self.worker.ui_idle.clear()
+        self.latest = snap
+        self.received += 1
+        try:
+            self.snapshot_ready.emit(snap)
+        finally:
+            # After the repaints the views posted: they run before this zero-time timer.
+            QTimer.singleShot(0, self, self._painted)
+
+    def _painted(self) -> None:
+        self.worker.ui_idle.set()
+        self._ready.emit()

@@ -1,0 +1,1 @@
+"""The console's dialogs: opening scenarios and stores, exporting tables and charts."""

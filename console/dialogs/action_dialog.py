@@ -1,0 +1,513 @@
+"""One dialog for every operator action on an account or the fund: the fields of the chosen
+action checked (the bad field named), a required reason, a force-reduce preview, a confirmation
+step, and the raw command handed to `submit`; refusals are shown with their reason."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.book import band_limit
+from core.controls import ACTING_ROLES, Refusal
+from core.errors import InputError
+from core.instruments import realized_pnl_minor
+from core.units import format_minor, parse_decimal, to_minor
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+ACTIONS: dict[str, str] = {
+    "warn": "Warn the account",
+    "restrict": "Restrict to reduce-only",
+    "freeze": "Freeze trading",
+    "freeze_withdrawals": "Freeze withdrawals",
+    "unfreeze": "Unfreeze",
+    "cancel_orders": "Cancel open orders",
+    "force_reduce": "Force-reduce a position",
+    "inject": "Inject into the insurance fund",
+}
+ACCOUNT_ACTIONS = tuple(a for a in ACTIONS if a != "inject")
+REQUESTS = frozenset({"force_reduce", "inject"})  # maker-checker: a supervisor approves
+# The flags an action sets: refused up front when the account already has them all (the engine
+# refuses too), so the operator learns it before confirming.
+_SETS = {
+    "warn": ("warned",),
+    "restrict": ("reduce_only",),
+    "freeze": ("frozen", "withdrawals_frozen"),
+    "freeze_withdrawals": ("withdrawals_frozen",),
+}
+_UNFROZEN_BY = ("frozen", "withdrawals_frozen", "reduce_only")
+
+
+@dataclass(frozen=True, slots=True)
+class PositionInfo:
+    symbol: str
+    side: str  # long or short
+    contracts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForceReducePreview:
+    """The expected fill of a force-reduce against the book now (the engine works the rest on
+    later ticks). Money in minor units of `currency`; prices and equity are display floats."""
+
+    symbol: str
+    currency: str
+    decimals: int
+    requested: int
+    filled: int
+    average_price: float
+    worst_price: float
+    realized: int  # PnL the account realizes on the filled part
+    slippage: int  # that PnL against the same contracts valued at the mark (a cost when < 0)
+    equity_before: float
+    equity_after: float
+    fund_free: int  # unchanged by the fill: a force-reduce settles with the account
+    fund_shortfall: int  # what the fund would cover if the account ended below zero
+
+    def lines(self) -> list[str]:
+        money = lambda v: f"{format_minor(v, self.decimals)} {self.currency}"  # noqa: E731
+        out = [
+            f"Expected fill now: {self.filled:,} of {self.requested:,} {self.symbol} at "
+            f"{self.average_price:,.4f} on average (worst {self.worst_price:,.4f})",
+            f"Realized PnL {money(self.realized)}; slippage against the mark "
+            f"{money(self.slippage)}",
+            f"Account equity {self.equity_before:,.8f} -> {self.equity_after:,.8f} {self.currency}",
+            f"Insurance fund: {money(self.fund_free)} free, unchanged by the fill",
+        ]
+        if self.requested > self.filled:
+            out.append(
+                f"{self.requested - self.filled:,} contracts wait for liquidity (later ticks)"
+            )
+        if self.fund_shortfall:
+            out.append(f"Shortfall the fund would cover: {money(self.fund_shortfall)}")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ActionContext:
+    """What the dialog acts on: the operator, the account (None: fund actions only) with its
+    restrictions and positions, the fund's currencies and a force-reduce preview."""
+
+    operator: str
+    role: str
+    account: str | None = None
+    flags: tuple[str, ...] = ()
+    positions: tuple[PositionInfo, ...] = ()
+    currencies: tuple[tuple[str, int], ...] = ()  # (code, decimals)
+    preview: Callable[[str, int], ForceReducePreview] | None = None
+    new_id: Callable[[str], str] = lambda kind: f"{kind}-{uuid.uuid4().hex[:10]}"
+
+
+def action_context(engine: Engine, operator: str, role: str, account: str | None) -> ActionContext:
+    """The context of `account` as the engine holds it now (call on the engine's thread). The
+    force-reduce preview works on copies taken here, so the dialog may call it from any thread."""
+    currencies = tuple((c.code, c.decimals) for c in engine.currencies)
+    if account is None:
+        return ActionContext(operator, role, currencies=currencies)
+    book = engine.book
+    index = book.account_index.get(account)
+    if index is None:
+        raise InputError("account", f"unknown account {account!r}")
+    rows = np.flatnonzero((book.account == index) & (book.contracts > 0)).tolist()
+    positions = tuple(
+        PositionInfo(
+            engine.instruments[int(book.instrument[r])].symbol,
+            "long" if book.side[r] > 0 else "short",
+            int(book.contracts[r]),
+        )
+        for r in rows
+    )
+    quotes = {p.symbol: _quote(engine, account, p.symbol) for p in positions}
+
+    def preview(symbol: str, contracts: int) -> ForceReducePreview:
+        if symbol not in quotes:
+            raise InputError("symbol", f"account {account} holds no {symbol} position")
+        return quotes[symbol].preview(contracts)
+
+    return ActionContext(
+        operator,
+        role,
+        account,
+        engine.controls.flag_names(account),
+        positions,
+        currencies,
+        preview,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Quote:
+    """What a force-reduce preview of one position needs, copied out of the engine."""
+
+    inst: Any
+    currency: str
+    decimals: int
+    side: int
+    contracts: int
+    entry_units: int
+    mark: float
+    mid: float
+    liquidity: Any  # a private copy of the instrument's book model
+    equity: float
+    fund_free: int
+
+    def preview(self, contracts: int) -> ForceReducePreview:
+        """Sweep a copy of the book as the desk's order would (priced no worse than the mark by
+        the band); nothing here is shared with the engine."""
+        inst, side, decimals = self.inst, self.side, self.decimals
+        wanted = min(int(contracts), self.contracts)
+        order_side = "sell" if side > 0 else "buy"
+        limit = band_limit(order_side, self.mark, float(inst.liquidation_band))
+        fill = copy.deepcopy(self.liquidity).execute(order_side, wanted, limit, self.mid)
+        unit = float(inst.price_unit)
+        filled = int(fill.contracts_filled)
+        fill_units = max(1, round(fill.average_price / unit))
+        mark_units = max(1, round(self.mark / unit))
+        realized = realized_pnl_minor(inst, decimals, side, filled, self.entry_units, fill_units)
+        at_mark = realized_pnl_minor(inst, decimals, side, filled, self.entry_units, mark_units)
+        scale = 10**decimals
+        # Display only: the fill's slippage against the mark moves the equity (floats).
+        after = self.equity + (realized - at_mark) / scale
+        return ForceReducePreview(
+            inst.symbol,
+            self.currency,
+            decimals,
+            wanted,
+            filled,
+            float(fill.average_price) if filled else self.mark,
+            float(fill.worst_price) if filled else self.mark,
+            realized,
+            realized - at_mark,
+            self.equity,
+            after,
+            self.fund_free,
+            round(-after * scale) if after < 0 else 0,
+        )
+
+
+def _quote(engine: Engine, account: str, symbol: str) -> _Quote:
+    book = engine.book
+    k = next((i for i, inst in enumerate(engine.instruments) if inst.symbol == symbol), -1)
+    index = book.account_index.get(account, -1)
+    rows = np.flatnonzero((book.account == index) & (book.instrument == k) & (book.contracts > 0))
+    if k < 0 or rows.size == 0:
+        raise InputError("symbol", f"account {account} holds no {symbol} position")
+    row = int(rows[0])
+    currency = engine.currency_of(k)
+    return _Quote(
+        engine.instruments[k],
+        currency,
+        engine.decimals(k),
+        int(book.side[row]),
+        int(book.contracts[row]),
+        int(book.entry_units[row]),
+        float(engine.marks[k]),
+        float(engine.fair_mid(k)),
+        copy.deepcopy(engine.liquidity[k]),
+        float(engine.valuation.equity[row]),
+        engine.desk.fund_free(currency),
+    )
+
+
+def force_reduce_preview(
+    engine: Engine, account: str, symbol: str, contracts: int
+) -> ForceReducePreview:
+    """The expected fill of force-reducing `contracts` of the position now (engine's thread)."""
+    return _quote(engine, account, symbol).preview(contracts)
+
+
+def build_action(context: ActionContext, kind: str, values: dict[str, str]) -> dict[str, Any]:
+    """The raw command for `kind` from the typed `values` (text), checked as far as the console
+    can: InputError names the bad field, Refusal says why the action is meaningless or not
+    allowed. Requests get a fresh id."""
+    if context.role not in ACTING_ROLES:
+        raise Refusal("role", f"{context.operator} has the {context.role} role: no actions")
+    if kind not in ACTIONS:
+        raise InputError("action", f"expected one of {', '.join(ACTIONS)}, found {kind!r}")
+    reason = values.get("reason", "").strip()
+    if not reason:
+        raise InputError("reason", "a reason is required")
+    raw: dict[str, Any] = {"operator": context.operator, "action": kind, "reason": reason}
+    if kind in ACCOUNT_ACTIONS:
+        if context.account is None:
+            raise InputError("account", "choose an account first")
+        raw["account"] = context.account
+        _check_state(context, kind)
+    if kind == "warn":
+        message = values.get("message", "").strip()
+        if not message:
+            raise InputError("message", "a warning needs a message to the account")
+        raw["message"] = message
+    elif kind == "force_reduce":
+        symbol = values.get("symbol", "")
+        held = {p.symbol: p for p in context.positions}
+        if symbol not in held:
+            raise InputError(
+                "symbol", f"account {context.account} holds no {symbol or '?'} position"
+            )
+        text = values.get("contracts", "").strip().replace(",", "").replace("_", "")
+        if not text.isdigit() or int(text) <= 0:
+            raise InputError("contracts", f"expected a whole number of contracts, found {text!r}")
+        if int(text) > held[symbol].contracts:
+            raise InputError(
+                "contracts", f"the position holds {held[symbol].contracts:,} contracts"
+            )
+        raw.update(symbol=symbol, contracts=int(text))
+    elif kind == "inject":
+        decimals = dict(context.currencies)
+        currency = values.get("currency", "")
+        if currency not in decimals:
+            raise InputError("currency", f"expected one of {', '.join(decimals)}")
+        amount = parse_decimal(values.get("amount", ""), "amount", positive=True)
+        try:
+            to_minor(amount, decimals[currency])
+        except ValueError:
+            raise InputError(
+                "amount", f"{currency} has {decimals[currency]} decimals; {amount} is finer"
+            ) from None
+        raw.update(currency=currency, amount=format(amount.normalize(), "f"))
+    if kind in REQUESTS:
+        raw["id"] = context.new_id(kind)
+    return raw
+
+
+def _check_state(context: ActionContext, kind: str) -> None:
+    flags = set(context.flags)
+    if kind in _SETS and flags >= set(_SETS[kind]):
+        raise Refusal("no_effect", f"account {context.account} is already {'/'.join(_SETS[kind])}")
+    if kind == "unfreeze" and not flags & set(_UNFROZEN_BY):
+        raise Refusal("no_effect", f"account {context.account} is not frozen or restricted")
+
+
+def describe(raw: dict[str, Any]) -> str:
+    """The confirmation text of a raw command."""
+    kind = raw["action"]
+    target = f"account {raw['account']}" if "account" in raw else "the insurance fund"
+    detail = ""
+    if kind == "warn":
+        detail = f' with the message "{raw["message"]}"'
+    elif kind == "force_reduce":
+        detail = f": {raw['contracts']:,} {raw['symbol']} through the liquidation path"
+    elif kind == "inject":
+        detail = f": {raw['amount']} {raw['currency']}"
+    text = f"{ACTIONS[kind]} - {target}{detail}.\nReason: {raw['reason']}"
+    if kind in REQUESTS:
+        text += f"\nThis becomes request {raw['id']}: a different supervisor must approve it."
+    return text
+
+
+class ActionDialog(QDialog):
+    """Edit, then confirm; accepted once `submit(raw)` returns without a refusal."""
+
+    def __init__(
+        self,
+        context: ActionContext,
+        submit: Callable[[dict[str, Any]], None],
+        *,
+        action: str = "warn",
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("action-dialog")
+        self.context = context
+        self.submit = submit
+        self.raw: dict[str, Any] | None = None
+        self.setWindowTitle(f"Action on {context.account}" if context.account else "Fund action")
+        self.pages = QStackedWidget()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.pages)
+        self.error_label = QLabel()
+        self.error_label.setObjectName("action-error")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #b91c1c;")
+        self.error_label.hide()
+        layout.addWidget(self.error_label)
+        self._build_edit_page()
+        self._build_confirm_page()
+        if context.role not in ACTING_ROLES:
+            self._show_error(f"{context.operator} has the {context.role} role: no actions")
+            self.review_button.setEnabled(False)
+        self.set_action(action if action in self._kinds() else self._kinds()[0])
+
+    def _kinds(self) -> list[str]:
+        return list(ACTIONS) if self.context.account else ["inject"]
+
+    def _build_edit_page(self) -> None:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.action_combo = QComboBox()
+        for kind in self._kinds():
+            self.action_combo.addItem(ACTIONS[kind], kind)
+        self.action_combo.currentIndexChanged.connect(self._on_kind)
+        form.addRow("Action", self.action_combo)
+        flags = ", ".join(self.context.flags) or "none"
+        if self.context.account:
+            form.addRow("Account", QLabel(f"{self.context.account}  (restrictions: {flags})"))
+        self.message_edit = QLineEdit()
+        self.symbol_combo = QComboBox()
+        for p in self.context.positions:
+            self.symbol_combo.addItem(f"{p.symbol}  {p.side} {p.contracts:,}", p.symbol)
+        self.contracts_edit = QLineEdit()
+        self.contracts_edit.setPlaceholderText("contracts to reduce")
+        self.currency_combo = QComboBox()
+        for code, _ in self.context.currencies:
+            self.currency_combo.addItem(code, code)
+        self.amount_edit = QLineEdit()
+        self.amount_edit.setPlaceholderText("amount in major units, e.g. 2500")
+        self.reason_edit = QLineEdit()
+        self.reason_edit.setPlaceholderText("why (required; kept in the audit log)")
+        self.preview_label = QLabel()
+        self.preview_label.setObjectName("action-preview")
+        self.preview_label.setWordWrap(True)
+        self._rows = {
+            "message": (form, "Message", self.message_edit),
+            "symbol": (form, "Position", self.symbol_combo),
+            "contracts": (form, "Contracts", self.contracts_edit),
+            "currency": (form, "Currency", self.currency_combo),
+            "amount": (form, "Amount", self.amount_edit),
+        }
+        for _, label, widget in self._rows.values():
+            form.addRow(label, widget)
+        form.addRow("Reason", self.reason_edit)
+        form.addRow(self.preview_label)
+        self.preview_button = QPushButton("Preview fill")
+        self.preview_button.clicked.connect(self.update_preview)
+        self.review_button = QPushButton("Review…")
+        self.review_button.setDefault(True)
+        self.review_button.clicked.connect(self.review)
+        cancel = QPushButton("Cancel")
+        cancel.clicked.connect(self.reject)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.preview_button)
+        buttons.addStretch(1)
+        buttons.addWidget(cancel)
+        buttons.addWidget(self.review_button)
+        form.addRow(buttons)
+        self.edit_page = page
+        self.pages.addWidget(page)
+
+    def _build_confirm_page(self) -> None:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        self.summary_label = QLabel()
+        self.summary_label.setObjectName("action-summary")
+        self.summary_label.setWordWrap(True)
+        layout.addWidget(self.summary_label)
+        layout.addStretch(1)
+        back = QPushButton("Back")
+        back.clicked.connect(lambda: self.pages.setCurrentWidget(self.edit_page))
+        self.confirm_button = QPushButton("Confirm")
+        self.confirm_button.clicked.connect(self.confirm)
+        buttons = QHBoxLayout()
+        buttons.addWidget(back)
+        buttons.addStretch(1)
+        buttons.addWidget(self.confirm_button)
+        layout.addLayout(buttons)
+        self.confirm_page = page
+        self.pages.addWidget(page)
+
+    # ----- behaviour ----------------------------------------------------------------------
+
+    def set_action(self, kind: str) -> None:
+        self.action_combo.setCurrentIndex(self.action_combo.findData(kind))
+        self._on_kind()
+
+    def kind(self) -> str:
+        return str(self.action_combo.currentData())
+
+    def _on_kind(self) -> None:
+        kind = self.kind()
+        shown = {
+            "warn": {"message"},
+            "force_reduce": {"symbol", "contracts"},
+            "inject": {"currency", "amount"},
+        }.get(kind, set())
+        for name, (form, _, widget) in self._rows.items():
+            form.setRowVisible(widget, name in shown)
+        self.preview_button.setVisible(kind == "force_reduce")
+        self.preview_label.clear()
+        self.error_label.hide()
+
+    def values(self) -> dict[str, str]:
+        return {
+            "message": self.message_edit.text(),
+            "symbol": str(self.symbol_combo.currentData() or ""),
+            "contracts": self.contracts_edit.text(),
+            "currency": str(self.currency_combo.currentData() or ""),
+            "amount": self.amount_edit.text(),
+            "reason": self.reason_edit.text(),
+        }
+
+    def update_preview(self) -> ForceReducePreview | None:
+        """The force-reduce preview for the typed contracts (shown under the fields)."""
+        if self.context.preview is None or self.kind() != "force_reduce":
+            return None
+        values = self.values()
+        text = values["contracts"].strip().replace(",", "")
+        if not text.isdigit() or int(text) <= 0 or not values["symbol"]:
+            self.preview_label.setText("Type a whole number of contracts to preview the fill.")
+            return None
+        try:
+            preview = self.context.preview(values["symbol"], int(text))
+        except InputError as error:
+            self._show_error(f"{error.field}: {error.message}")
+            return None
+        self.preview_label.setText("\n".join(preview.lines()))
+        return preview
+
+    def review(self) -> bool:
+        """Check the fields; on success show the confirmation page."""
+        try:
+            raw = build_action(self.context, self.kind(), self.values())
+        except InputError as error:
+            return self._show_error(f"{error.field}: {error.message}")
+        except Refusal as refusal:
+            return self._show_error(f"Refused ({refusal.code}): {refusal.reason}")
+        self.raw = raw
+        text = describe(raw)
+        if raw["action"] == "force_reduce":
+            preview = self.update_preview()
+            if preview is not None:
+                text += "\n\n" + "\n".join(preview.lines())
+        self.summary_label.setText(text)
+        self.error_label.hide()
+        self.pages.setCurrentWidget(self.confirm_page)
+        return True
+
+    def confirm(self) -> bool:
+        """Hand the command to `submit`; a refusal sends the operator back to the fields."""
+        if self.raw is None:
+            return False
+        try:
+            self.submit(self.raw)
+        except InputError as error:
+            self.pages.setCurrentWidget(self.edit_page)
+            return self._show_error(f"{error.field}: {error.message}")
+        except Refusal as refusal:
+            self.pages.setCurrentWidget(self.edit_page)
+            return self._show_error(f"Refused ({refusal.code}): {refusal.reason}")
+        self.accept()
+        return True
+
+    def _show_error(self, text: str) -> bool:
+        self.error_label.setText(text)
+        self.error_label.show()
+        return False

@@ -1,0 +1,1 @@
+"""The console's views: tables, charts, the overview and the account detail."""

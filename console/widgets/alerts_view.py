@@ -1,0 +1,267 @@
+"""The alerts view: the alert queue filtered by state, with acknowledge, resolve, dismiss and
+reopen, an owner and notes per alert; and the surveillance thresholds editor. It works through an
+`AlertsBackend` (core.alerts.AlertDesk), which audits every change."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Protocol
+
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.alerts import STATES, Alert
+from core.controls import Refusal
+from core.errors import InputError
+from core.surveillance import Thresholds
+
+MOVES = {
+    "acknowledged": "Acknowledge",
+    "resolved": "Resolve",
+    "dismissed": "Dismiss",
+    "open": "Reopen",
+}
+NOBODY = "(nobody)"
+
+
+class AlertsBackend(Protocol):
+    def alerts(self, state: str | None = None) -> list[Alert]: ...
+    def counts(self) -> dict[str, int]: ...
+    def owners(self) -> list[str]: ...
+    def change(
+        self, alert_id: int, *, state: str | None = None, owner: Any = ..., note: str = ""
+    ) -> Alert: ...
+    def thresholds(self) -> Thresholds: ...
+    def set_thresholds(self, changes: dict[str, object], reason: str) -> dict[str, Any]: ...
+
+
+class AlertsView(QWidget):
+    """Call `refresh()` when new alerts may have been recorded (after each snapshot, say)."""
+
+    COLUMNS = ("#", "Time", "Rule", "Severity", "Account", "Symbol", "Message", "State", "Owner")
+
+    def __init__(self, backend: AlertsBackend, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("alerts-view")
+        self.backend = backend
+        self.shown: list[Alert] = []
+        self.tabs = QTabWidget()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
+        self.tabs.addTab(self._queue_tab(), "Alerts")
+        self.tabs.addTab(self._thresholds_tab(), "Thresholds")
+        self.refresh()
+
+    # ----- the queue ----------------------------------------------------------------------
+
+    def _queue_tab(self) -> QWidget:
+        page = QWidget()
+        self.state_combo = QComboBox()
+        self.state_combo.setObjectName("alerts-state")
+        self.state_combo.addItem("All states", None)
+        for state in STATES:
+            self.state_combo.addItem(state, state)
+        self.state_combo.setCurrentIndex(self.state_combo.findData("open"))
+        self.state_combo.currentIndexChanged.connect(self.refresh)
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setObjectName("alerts-table")
+        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.notes_view = QPlainTextEdit()
+        self.notes_view.setObjectName("alerts-notes")
+        self.notes_view.setReadOnly(True)
+        self.note_edit = QLineEdit()
+        self.note_edit.setPlaceholderText("note (required to resolve or dismiss)")
+        self.owner_combo = QComboBox()
+        self.assign_button = QPushButton("Assign")
+        self.assign_button.clicked.connect(self.assign)
+        self.move_buttons: dict[str, QPushButton] = {}
+        moves = QHBoxLayout()
+        for state, label in MOVES.items():
+            button = QPushButton(label)
+            button.clicked.connect(lambda _=False, s=state: self.move(s))
+            self.move_buttons[state] = button
+            moves.addWidget(button)
+        moves.addStretch(1)
+        moves.addWidget(QLabel("Owner"))
+        moves.addWidget(self.owner_combo)
+        moves.addWidget(self.assign_button)
+        self.status_label = QLabel()
+        self.status_label.setObjectName("alerts-status")
+        self.status_label.setWordWrap(True)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Show"))
+        top.addWidget(self.state_combo)
+        self.counts_label = QLabel()
+        top.addWidget(self.counts_label, 1)
+        layout = QVBoxLayout(page)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 3)
+        layout.addWidget(self.notes_view, 1)
+        layout.addWidget(self.note_edit)
+        layout.addLayout(moves)
+        layout.addWidget(self.status_label)
+        return page
+
+    def refresh(self) -> None:
+        chosen = self.selected()
+        self.shown = self.backend.alerts(self.state_combo.currentData())
+        counts = self.backend.counts()
+        self.counts_label.setText("   ".join(f"{s}: {counts[s]:,}" for s in STATES))
+        owners = [NOBODY, *self.backend.owners()]
+        if [self.owner_combo.itemText(i) for i in range(self.owner_combo.count())] != owners:
+            self.owner_combo.clear()
+            self.owner_combo.addItems(owners)
+        self.table.setRowCount(len(self.shown))
+        for row, a in enumerate(self.shown):
+            values = (
+                str(a.id),
+                a.time,
+                a.rule,
+                a.severity,
+                a.account or "",
+                a.symbol or "",
+                a.message,
+                a.state if a.standing else f"{a.state} (cleared)",
+                a.owner or "",
+            )
+            for column, value in enumerate(values):
+                self.table.setItem(row, column, QTableWidgetItem(value))
+        ids = [a.id for a in self.shown]
+        if chosen is not None and chosen.id in ids:
+            self.table.selectRow(ids.index(chosen.id))
+        self._on_selection()
+
+    def select(self, alert_id: int) -> None:
+        self.table.selectRow([a.id for a in self.shown].index(alert_id))
+
+    def selected(self) -> Alert | None:
+        if not hasattr(self, "table"):
+            return None
+        rows = self.table.selectionModel().selectedRows()
+        if not rows or rows[0].row() >= len(self.shown):
+            return None
+        return self.shown[rows[0].row()]
+
+    def _on_selection(self) -> None:
+        alert = self.selected()
+        allowed = alert.allowed() if alert else ()
+        for state, button in self.move_buttons.items():
+            button.setEnabled(state in allowed)
+        self.assign_button.setEnabled(alert is not None)
+        if alert is None:
+            self.notes_view.clear()
+            return
+        lines = [f"{alert.message} (value {alert.value}, threshold {alert.threshold})"]
+        if alert.cleared_at:
+            lines.append(f"Rule cleared at {alert.cleared_at}")
+        lines += [f"{n.at}  {n.operator}: {n.text}" for n in alert.notes]
+        self.notes_view.setPlainText("\n".join(lines))
+        self.owner_combo.setCurrentText(alert.owner or NOBODY)
+
+    def move(self, state: str) -> bool:
+        alert = self.selected()
+        if alert is None:
+            return False
+        return self._apply(alert, state=state, note=self.note_edit.text())
+
+    def assign(self) -> bool:
+        alert = self.selected()
+        if alert is None:
+            return False
+        owner = self.owner_combo.currentText()
+        return self._apply(
+            alert, owner=None if owner == NOBODY else owner, note=self.note_edit.text()
+        )
+
+    def _apply(self, alert: Alert, **change: Any) -> bool:
+        try:
+            updated = self.backend.change(alert.id, **change)
+        except InputError as error:
+            self.status_label.setText(f"{error.field}: {error.message}")
+            return False
+        except Refusal as refusal:
+            self.status_label.setText(f"Refused ({refusal.code}): {refusal.reason}")
+            return False
+        self.status_label.setText(
+            f"Alert {updated.id} is {updated.state}, owner {updated.owner or 'none'}"
+        )
+        self.note_edit.clear()
+        self.refresh()
+        return True
+
+    # ----- thresholds ---------------------------------------------------------------------
+
+    def _thresholds_tab(self) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.threshold_edits: dict[str, QLineEdit] = {}
+        for f in fields(Thresholds):
+            edit = QLineEdit()
+            edit.setObjectName(f"threshold-{f.name}")
+            self.threshold_edits[f.name] = edit
+            form.addRow(f.name.replace("_", " "), edit)
+        self.thresholds_reason = QLineEdit()
+        self.thresholds_reason.setPlaceholderText("why (required; kept in the audit log)")
+        form.addRow("Reason", self.thresholds_reason)
+        self.thresholds_button = QPushButton("Apply thresholds")
+        self.thresholds_button.clicked.connect(self.apply_thresholds)
+        form.addRow(self.thresholds_button)
+        self.thresholds_status = QLabel()
+        self.thresholds_status.setObjectName("thresholds-status")
+        self.thresholds_status.setWordWrap(True)
+        form.addRow(self.thresholds_status)
+        self.load_thresholds()
+        return page
+
+    def load_thresholds(self) -> None:
+        current = self.backend.thresholds()
+        for name, edit in self.threshold_edits.items():
+            edit.setText(str(getattr(current, name)))
+
+    def apply_thresholds(self) -> bool:
+        """Send the thresholds that differ from the current ones, with the reason."""
+        current = self.backend.thresholds()
+        changes = {
+            name: edit.text().strip()
+            for name, edit in self.threshold_edits.items()
+            if edit.text().strip() != str(getattr(current, name))
+        }
+        if not changes:
+            self.thresholds_status.setText("No threshold changed.")
+            return False
+        try:
+            changed = self.backend.set_thresholds(changes, self.thresholds_reason.text())
+        except InputError as error:
+            self.thresholds_status.setText(f"{error.field}: {error.message}")
+            return False
+        except Refusal as refusal:
+            self.thresholds_status.setText(f"Refused ({refusal.code}): {refusal.reason}")
+            return False
+        self.thresholds_status.setText(
+            "Changed: " + ", ".join(f"{k} = {v}" for k, v in changed.items())
+        )
+        self.thresholds_reason.clear()
+        self.load_thresholds()
+        return True

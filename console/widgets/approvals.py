@@ -1,0 +1,281 @@
+"""The approvals view: requests waiting for a second person (force-reduce, injections, settlement
+price adjustments, clawbacks) with their preview; a supervisor approves or rejects with a comment,
+never their own request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from console.dialogs.action_dialog import force_reduce_preview
+from core.controls import APPROVER_ROLE, Refusal
+from core.errors import InputError
+from core.operators import SYSTEM
+from core.units import format_minor
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+TITLES = {
+    "force_reduce": "Force-reduce",
+    "inject": "Fund injection",
+    "adjust_settlement_price": "Settlement price",
+    "approve_clawback": "Clawback",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRequest:
+    """One request awaiting a decision. `action` is what approving does: `approve` for an
+    operator's request, `approve_clawback` for a clawback the settlement froze (made by the
+    system, so any supervisor may approve it; it cannot be rejected, only left waiting)."""
+
+    id: str
+    kind: str
+    operator: str
+    reason: str
+    created: str
+    summary: str
+    preview: tuple[str, ...]
+    action: str = "approve"
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def rejectable(self) -> bool:
+        return self.action == "approve"
+
+
+def pending_requests(engine: Engine) -> tuple[PendingRequest, ...]:
+    """Every pending request of the engine with its preview as of now (call on its thread)."""
+    out = [
+        _request(engine, r.action)
+        for r in engine.controls.requests.values()
+        if r.status == "pending"
+    ]
+    for (family, currency), pending in sorted(engine.settlements.pending.items()):
+        p = pending.preview
+        money = lambda v, c=currency: f"{format_minor(v, _decimals(engine, c))} {c}"  # noqa: E731
+        out.append(
+            PendingRequest(
+                pending.request,
+                "approve_clawback",
+                SYSTEM,
+                "clawback computed at settlement",
+                pending.time.strftime("%Y-%m-%d %H:%M:%S"),
+                f"{family} {currency}: {money(p.deficit)} from {p.accounts.size:,} accounts",
+                (
+                    f"Settlement price {p.price}",
+                    f"Deficit shared {money(p.deficit)} (the fund paid {money(p.fund_pays)})",
+                    f"Total profit {money(p.total_profit)}, ratio {p.ratio_text}",
+                    f"Unrecovered {money(p.unrecovered)}",
+                    f"Digest {p.digest}",
+                ),
+                "approve_clawback",
+                (("family", family), ("currency", currency), ("digest", p.digest)),
+            )
+        )
+    return tuple(out)
+
+
+def _decimals(engine: Engine, currency: str) -> int:
+    return engine.scenario.currencies[currency].decimals
+
+
+def _request(engine: Engine, spec: Any) -> PendingRequest:
+    params = spec.params
+    kind = spec.action
+    lines: list[str] = []
+    if kind == "force_reduce":
+        summary = f"{params['contracts']:,} {params['symbol']} of account {params['account']}"
+        try:
+            lines = force_reduce_preview(
+                engine, str(params["account"]), str(params["symbol"]), int(params["contracts"])
+            ).lines()
+        except InputError as error:
+            lines = [f"No preview: {error.message}"]
+    elif kind == "inject":
+        currency = str(params["currency"])
+        amount = engine.scenario.currencies[currency].to_minor(params["amount"])
+        free = engine.desk.fund_free(currency)
+        summary = f"{params['amount']} {currency} into the insurance fund"
+        lines = [
+            f"Fund free balance {format_minor(free, _decimals(engine, currency))} -> "
+            f"{format_minor(free + amount, _decimals(engine, currency))} {currency}"
+        ]
+    else:
+        family, price = str(params["family"]), Decimal(str(params["price"]))
+        summary = f"{family} settles at {price}"
+        review = engine.settlements.review(family)
+        lines = [f"Computed price now {review.computed_price}; proposed {price}"]
+        for currency in sorted(review.pending_deficit):
+            try:
+                p = engine.settlements.preview(family, currency, price)
+            except InputError as error:
+                lines.append(f"{currency}: no preview ({error.message})")
+                continue
+            fmt = lambda v, c=currency: format_minor(v, _decimals(engine, c))  # noqa: E731
+            lines.append(
+                f"{currency}: clawback {fmt(p.deficit)} over total profit {fmt(p.total_profit)}, "
+                f"ratio {p.ratio_text}, {p.accounts.size:,} accounts"
+            )
+    return PendingRequest(
+        str(spec.id),
+        kind,
+        spec.operator,
+        spec.reason,
+        spec.at.strftime("%Y-%m-%d %H:%M:%S"),
+        summary,
+        tuple(lines),
+    )
+
+
+def decision(request: PendingRequest, operator: str, approve: bool, comment: str) -> dict[str, Any]:
+    """The raw command that approves or rejects `request`."""
+    if not comment.strip():
+        raise InputError("reason", "a comment is required")
+    raw: dict[str, Any] = {"operator": operator, "reason": comment.strip()}
+    if request.action == "approve_clawback":
+        if not approve:
+            raise Refusal("not_rejectable", "a clawback is approved or left waiting")
+        raw["action"] = "approve_clawback"
+        raw.update(dict(request.params))
+    else:
+        raw.update(action="approve" if approve else "reject", request=request.id)
+    return raw
+
+
+class ApprovalsView(QWidget):
+    """Pending requests (call `set_requests` with each fresh list) and the decision buttons."""
+
+    COLUMNS = ("Request", "Kind", "By", "Created", "What", "Reason")
+
+    def __init__(
+        self,
+        operator: str,
+        role: str,
+        submit: Callable[[dict[str, Any]], None],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("approvals-view")
+        self.operator = operator
+        self.role = role
+        self.submit = submit
+        self.requests: tuple[PendingRequest, ...] = ()
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setObjectName("approvals-table")
+        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().hide()
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.preview = QPlainTextEdit()
+        self.preview.setObjectName("approvals-preview")
+        self.preview.setReadOnly(True)
+        self.comment_edit = QLineEdit()
+        self.comment_edit.setPlaceholderText("comment (required; kept in the audit log)")
+        self.approve_button = QPushButton("Approve")
+        self.reject_button = QPushButton("Reject")
+        self.approve_button.clicked.connect(lambda: self.decide(True))
+        self.reject_button.clicked.connect(lambda: self.decide(False))
+        self.status_label = QLabel()
+        self.status_label.setObjectName("approvals-status")
+        self.status_label.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.comment_edit, 1)
+        buttons.addWidget(self.reject_button)
+        buttons.addWidget(self.approve_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 2)
+        layout.addWidget(self.preview, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status_label)
+        self._on_selection()
+
+    def set_requests(self, requests: tuple[PendingRequest, ...]) -> None:
+        """Show a fresh list, keeping the selected request selected while it is still pending."""
+        chosen = self.selected()
+        self.requests = tuple(requests)
+        self.table.setRowCount(len(self.requests))
+        for row, r in enumerate(self.requests):
+            values = (r.id, TITLES.get(r.kind, r.kind), r.operator, r.created, r.summary, r.reason)
+            for column, value in enumerate(values):
+                self.table.setItem(row, column, QTableWidgetItem(value))
+        ids = [r.id for r in self.requests]
+        if chosen is not None and chosen.id in ids:
+            self.table.selectRow(ids.index(chosen.id))
+        elif self.requests:
+            self.table.selectRow(0)
+        self._on_selection()
+
+    def select(self, request_id: str) -> None:
+        self.table.selectRow([r.id for r in self.requests].index(request_id))
+
+    def selected(self) -> PendingRequest | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows or rows[0].row() >= len(self.requests):
+            return None
+        return self.requests[rows[0].row()]
+
+    def why_not(self, request: PendingRequest | None) -> str | None:
+        """Why this operator cannot decide `request` (None: they can)."""
+        if request is None:
+            return "Select a request."
+        if request.operator == self.operator:
+            return "This is your own request: a different supervisor must decide it."
+        if self.role != APPROVER_ROLE:
+            return f"Deciding requests needs the {APPROVER_ROLE} role; you are {self.role}."
+        return None
+
+    def _on_selection(self) -> None:
+        request = self.selected()
+        self.preview.setPlainText("\n".join(request.preview) if request else "")
+        blocked = self.why_not(request)
+        self.approve_button.setEnabled(blocked is None)
+        self.reject_button.setEnabled(
+            blocked is None and request is not None and request.rejectable
+        )
+        self.approve_button.setToolTip(blocked or "")
+        self.status_label.setText(blocked if request is not None and blocked else "")
+
+    def decide(self, approve: bool) -> bool:
+        """Approve or reject the selected request with the typed comment."""
+        request = self.selected()
+        try:
+            raw = (
+                decision(request, self.operator, approve, self.comment_edit.text())
+                if request
+                else None
+            )
+            if raw is None:
+                return False
+            self.submit(raw)
+        except InputError as error:
+            self.status_label.setText(f"{error.field}: {error.message}")
+            return False
+        except Refusal as refusal:
+            self.status_label.setText(f"Refused ({refusal.code}): {refusal.reason}")
+            return False
+        verb = "approved" if approve else "rejected"
+        self.status_label.setText(f"{request.id} {verb}; it takes effect at the next tick.")
+        self.comment_edit.clear()
+        return True

@@ -1,0 +1,166 @@
+"""The audit view: the store's hash-chained audit log, newest first, filtered by operator, kind
+and time, paged; and a button that verifies the chain and names the first broken row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core import audit
+from core.audit import AuditEntry, VerifyResult
+from core.errors import InputError
+
+PAGE = 500
+KINDS = ("", "login", "operator", "action", "request", "approval", "alert", "settings")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSource:
+    """Where the view reads: `rows(**filters)` and `count(**filters)` take core.audit's filters
+    (operator, kind, since, until; rows also limit and offset); `verify()` checks the chain."""
+
+    rows: Callable[..., list[AuditEntry]]
+    count: Callable[..., int]
+    verify: Callable[[], VerifyResult]
+
+
+def store_audit(db: sqlite_utils.Database) -> AuditSource:
+    return AuditSource(
+        lambda **f: audit.rows(db, **f),
+        lambda **f: audit.count(db, **f),
+        lambda: audit.verify(db),
+    )
+
+
+class AuditView(QWidget):
+    COLUMNS = ("#", "Time (UTC)", "Operator", "Kind", "Subject", "Reason", "Before", "After")
+
+    def __init__(self, source: AuditSource, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("audit-view")
+        self.source = source
+        self.offset = 0
+        self.total = 0
+        self.entries: list[AuditEntry] = []
+        self.operator_edit = QLineEdit()
+        self.operator_edit.setPlaceholderText("operator")
+        self.kind_combo = QComboBox()
+        self.kind_combo.setEditable(True)
+        self.kind_combo.addItems(KINDS)
+        self.since_edit = QLineEdit()
+        self.since_edit.setPlaceholderText("since, e.g. 2018-07-31T10:00:00Z")
+        self.until_edit = QLineEdit()
+        self.until_edit.setPlaceholderText("until (exclusive)")
+        apply = QPushButton("Filter")
+        apply.clicked.connect(self.apply_filters)
+        for edit in (self.operator_edit, self.since_edit, self.until_edit):
+            edit.returnPressed.connect(self.apply_filters)
+        filters = QHBoxLayout()
+        for widget in (self.operator_edit, self.kind_combo, self.since_edit, self.until_edit):
+            filters.addWidget(widget)
+        filters.addWidget(apply)
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setObjectName("audit-table")
+        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        self.newer_button = QPushButton("Newer")
+        self.older_button = QPushButton("Older")
+        self.newer_button.clicked.connect(lambda: self.page(-1))
+        self.older_button.clicked.connect(lambda: self.page(1))
+        self.page_label = QLabel()
+        self.verify_button = QPushButton("Verify chain")
+        self.verify_button.clicked.connect(self.verify)
+        self.verify_label = QLabel()
+        self.verify_label.setObjectName("audit-verify")
+        self.verify_label.setWordWrap(True)
+        self.status_label = QLabel()
+        self.status_label.setObjectName("audit-status")
+        paging = QHBoxLayout()
+        paging.addWidget(self.newer_button)
+        paging.addWidget(self.older_button)
+        paging.addWidget(self.page_label, 1)
+        paging.addWidget(self.verify_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(filters)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(paging)
+        layout.addWidget(self.verify_label)
+        self.refresh()
+
+    def filters(self) -> dict[str, Any]:
+        values = {
+            "operator": self.operator_edit.text().strip(),
+            "kind": self.kind_combo.currentText().strip(),
+            "since": self.since_edit.text().strip(),
+            "until": self.until_edit.text().strip(),
+        }
+        return {k: v for k, v in values.items() if v}
+
+    def apply_filters(self) -> bool:
+        self.offset = 0
+        return self.refresh()
+
+    def page(self, direction: int) -> None:
+        self.offset = max(0, min(self.offset + direction * PAGE, max(0, self.total - 1)))
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Reload the current page; a bad filter is named and leaves the rows shown."""
+        filters = self.filters()
+        try:
+            total = self.source.count(**filters)
+            entries = self.source.rows(**filters, limit=PAGE, offset=self.offset)
+        except InputError as error:
+            self.status_label.setText(f"{error.field}: {error.message}")
+            return False
+        self.status_label.setText("")
+        self.total, self.entries = total, entries
+        self.table.setRowCount(len(entries))
+        for row, e in enumerate(entries):
+            values = (
+                str(e.seq),
+                e.at,
+                e.operator,
+                e.kind,
+                e.subject,
+                e.reason,
+                e.before or "",
+                e.after or "",
+            )
+            for column, value in enumerate(values):
+                self.table.setItem(row, column, QTableWidgetItem(value))
+        first = self.offset + 1 if entries else 0
+        self.page_label.setText(f"rows {first:,}-{self.offset + len(entries):,} of {total:,}")
+        self.newer_button.setEnabled(self.offset > 0)
+        self.older_button.setEnabled(self.offset + len(entries) < total)
+        return True
+
+    def verify(self) -> VerifyResult:
+        result = self.source.verify()
+        self.verify_label.setText(result.message())
+        self.verify_label.setStyleSheet(
+            "color: #166534;" if result.ok else "color: #b91c1c; font-weight: bold;"
+        )
+        return result

@@ -1,0 +1,176 @@
+"""The charts: index, mark and last price with liquidation markers; the insurance fund over time;
+the distribution of margin ratios; the liquidation ladder around the mark. Items are made once
+and fed with setData."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from console.widgets.plots import Plot, colours, finite_xy
+from core.snapshot import HISTOGRAM_EDGES, Snapshot
+
+MAX_MARKERS = 1000  # liquidation markers drawn at most (the largest by contracts)
+
+
+class ChartsPanel(QWidget):
+    def __init__(self, theme: str = "light", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("charts")
+        self.theme = theme
+        self.symbol: str | None = None
+        self.instrument = QComboBox()
+        self.instrument.setObjectName("chart-instrument")
+        self.instrument.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.instrument.currentTextChanged.connect(self._choose)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Instrument"))
+        bar.addWidget(self.instrument)
+        bar.addStretch(1)
+
+        self.prices = Plot(
+            "Index, mark and last price", "Price (USD)", "Time (UTC)", time_axis=True
+        )
+        self.prices.addLegend(offset=(10, 10))
+        self.index_curve = self.prices.curve("index", theme, "index")
+        self.mark_curve = self.prices.curve("mark", theme, "mark")
+        self.last_curve = self.prices.curve("last", theme, "last", style=Qt.PenStyle.DotLine)
+        self._markers_key: tuple[int, int] | None = None
+        self.long_marks = pg.ScatterPlotItem(symbol="t", size=8, name="long liquidated")
+        self.short_marks = pg.ScatterPlotItem(symbol="t1", size=8, name="short liquidated")
+        for item in (self.long_marks, self.short_marks):
+            self.prices.addItem(item)
+
+        self.fund = Plot("Insurance fund", "Balance (BTC)", "Time (UTC)", time_axis=True)
+        self.fund.addLegend(offset=(10, 10))
+        self.fund_curve = self.fund.curve("fund", theme, "balance")
+        self.reserved_curve = self.fund.curve(
+            "reserved", theme, "reserved", style=Qt.PenStyle.DashLine
+        )
+
+        self.histogram = Plot(
+            "Margin ratio distribution",
+            "Open positions",
+            "Margin ratio (equity / maintenance, log scale)",
+        )
+        left_edges = np.log10(np.maximum(HISTOGRAM_EDGES[:-1], 0.1))
+        right_edges = np.log10(np.minimum(HISTOGRAM_EDGES[1:], 1000.0))
+        self.histogram_bars = pg.BarGraphItem(
+            x0=left_edges, x1=right_edges, height=np.zeros(left_edges.size)
+        )
+        self.histogram.addItem(self.histogram_bars)
+        self.histogram_line = pg.InfiniteLine(
+            pos=0.0, angle=90, label="liquidation (1)", labelOpts={"position": 0.92}
+        )
+        self.histogram.addItem(self.histogram_line)
+        ticks = [(np.log10(v), f"{v:g}") for v in (0.5, 1, 2, 5, 10, 20, 50, 100, 1000)]
+        self.histogram.getPlotItem().getAxis("bottom").setTicks([ticks])
+
+        self.ladder = Plot("Liquidation ladder", "Contracts liquidated", "Liquidation price (USD)")
+        self.ladder.addLegend(offset=(10, 10))
+        self.ladder_long = pg.BarGraphItem(x=[0], height=[0], width=1, name="longs (below mark)")
+        self.ladder_short = pg.BarGraphItem(x=[0], height=[0], width=1, name="shorts (above mark)")
+        self.ladder.addItem(self.ladder_long)
+        self.ladder.addItem(self.ladder_short)
+        self.ladder_mark = pg.InfiniteLine(
+            pos=0.0, angle=90, label="mark", labelOpts={"position": 0.92}
+        )
+        self.ladder.addItem(self.ladder_mark)
+
+        grid = QGridLayout()
+        grid.addWidget(self.prices, 0, 0)
+        grid.addWidget(self.fund, 0, 1)
+        grid.addWidget(self.histogram, 1, 0)
+        grid.addWidget(self.ladder, 1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addLayout(grid, 1)
+        self.snapshot: Snapshot | None = None
+        self.apply_theme(theme)
+
+    @property
+    def plots(self) -> tuple[Plot, ...]:
+        return (self.prices, self.fund, self.histogram, self.ladder)
+
+    def apply_theme(self, theme: str) -> None:
+        self.theme = theme
+        c = colours(theme)
+        for plot in self.plots:
+            plot.apply_theme(theme)
+        self.long_marks.setBrush(pg.mkBrush(c["long"]))
+        self.long_marks.setPen(pg.mkPen(None))
+        self.short_marks.setBrush(pg.mkBrush(c["short"]))
+        self.short_marks.setPen(pg.mkPen(None))
+        self.histogram_bars.setOpts(brush=pg.mkBrush(c["bar"]), pen=pg.mkPen(c["background"]))
+        self.ladder_long.setOpts(brush=pg.mkBrush(c["long"]), pen=pg.mkPen(None))
+        self.ladder_short.setOpts(brush=pg.mkBrush(c["short"]), pen=pg.mkPen(None))
+        for line in (self.histogram_line, self.ladder_mark):
+            line.setPen(pg.mkPen(c["foreground"], style=Qt.PenStyle.DashLine))
+            line.label.setColor(c["foreground"])
+        if self.snapshot is not None:
+            self.update_snapshot(self.snapshot)
+
+    def _choose(self, symbol: str) -> None:
+        if symbol:
+            self.symbol = symbol
+            if self.snapshot is not None:
+                self.update_snapshot(self.snapshot)
+
+    def _default_symbol(self, snap: Snapshot) -> str:
+        """The instrument with the most open interest."""
+        cols = snap.table.columns
+        weights = np.bincount(
+            cols["symbol"], weights=cols["contracts"], minlength=len(snap.instruments)
+        )
+        return snap.instruments[int(np.argmax(weights))] if weights.size else snap.instruments[0]
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        self.snapshot = snap
+        if self.instrument.count() != len(snap.instruments) or self.symbol not in snap.instruments:
+            self.instrument.blockSignals(True)
+            self.instrument.clear()
+            self.instrument.addItems(list(snap.instruments))
+            self.symbol = self._default_symbol(snap)
+            self.instrument.setCurrentText(self.symbol)
+            self.instrument.blockSignals(False)
+        symbol = self.symbol or snap.instruments[0]
+        k = snap.instruments.index(symbol)
+        quote, currency = snap.quote_units[k], snap.instrument_currency[k]
+        times = snap.times
+        self.prices.getPlotItem().setLabel("left", f"Price ({quote})")
+        self.ladder.getPlotItem().setLabel("bottom", f"Liquidation price ({quote})")
+        self.ladder.getPlotItem().setTitle(f"Liquidation ladder — {symbol}")
+        self.fund.getPlotItem().setLabel("left", f"Balance ({currency})")
+        index_name = next((n for n in snap.indices if n.endswith(quote)), snap.indices[0])
+        self.index_curve.setData(*finite_xy(times, snap.series[f"index:{index_name}"]))
+        self.mark_curve.setData(*finite_xy(times, snap.series[f"mark:{symbol}"]))
+        self.last_curve.setData(*finite_xy(times, snap.series[f"last:{symbol}"]))
+        self._markers(snap, k)
+        scale = 10.0 ** next(o.decimals for o in snap.overview if o.code == currency)
+        self.fund_curve.setData(*finite_xy(times, snap.series[f"fund:{currency}"] / scale))
+        self.reserved_curve.setData(*finite_xy(times, snap.series[f"reserved:{currency}"] / scale))
+        self.histogram_bars.setOpts(height=snap.ratio_histogram.astype(np.float64))
+        prices, longs, shorts = snap.ladder[symbol]
+        width = float(prices[1] - prices[0]) * 0.9 if prices.size > 1 else 1.0
+        self.ladder_long.setOpts(x=prices, height=longs.astype(np.float64), width=width)
+        self.ladder_short.setOpts(x=prices, height=shorts.astype(np.float64), width=width)
+        self.ladder_mark.setValue(snap.marks[k])
+
+    def _markers(self, snap: Snapshot, k: int) -> None:
+        key = (len(snap.liquidations), k)
+        if self._markers_key == key:
+            return  # no new liquidation: the markers stand
+        self._markers_key = key
+        cols = snap.liquidations.columns
+        rows = np.flatnonzero(cols["symbol"] == k)
+        if rows.size > MAX_MARKERS:
+            biggest = np.argpartition(cols["contracts"][rows], -MAX_MARKERS)[-MAX_MARKERS:]
+            rows = np.sort(rows[biggest])
+        x = snap.epoch(cols["tick"][rows])
+        y = cols["fill_price"][rows]
+        longs = cols["side"][rows] > 0
+        self.long_marks.setData(x=x[longs], y=y[longs])
+        self.short_marks.setData(x=x[~longs], y=y[~longs])
