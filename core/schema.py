@@ -33,7 +33,6 @@ def _create_v1(db: sqlite_utils.Database) -> None:
         pk="symbol",
     )
     db["accounts"].create({"idx": INTEGER, "id": TEXT, "named": INTEGER}, pk="idx")
-    db["accounts"].create_index(["id"], unique=True)
     # Inputs, in the order the engine took them: one `tick` row per tick and the operator
     # commands applied in it. Replaying them from a snapshot rebuilds the state exactly.
     db["journal"].create(
@@ -169,11 +168,9 @@ def _create_v1(db: sqlite_utils.Database) -> None:
             "maintenance": REAL,
             "margin_ratio": REAL,
             "positions": INTEGER,
-        },
-        pk=("account", "currency"),
+        }
     )
-    db["account_state"].create_index(["currency", "notional"])
-    db["account_state"].create_index(["currency", "margin_ratio"])
+    create_account_state_indexes(db.conn)
     db["position_snapshots"].create(
         {
             "tick": INTEGER,
@@ -272,12 +269,29 @@ def _create_controls_v1(db: sqlite_utils.Database) -> None:
             "owner": TEXT,
             "notes": TEXT,
             "updated_at": TEXT,
+            # When the rule stopped firing (AlertCleared); the workflow state is the desk's own.
+            "cleared_at": TEXT,
         },
         pk="id",
     )
     db["alerts"].create_index(["state"])
     db["alerts"].create_index(["account"])
     db["settings"].create({"key": TEXT, "value": TEXT}, pk="key")
+
+
+# Indexes built after bulk writes (one sort, not a million random inserts): the store drops and
+# recreates them around each rewrite of the table.
+ACCOUNT_STATE_INDEXES = {
+    "account_state_by_notional": "account_state (currency, notional)",
+    "account_state_by_risk": "account_state (currency, margin_ratio)",
+    "account_state_by_account": "account_state (account)",
+}
+ACCOUNTS_INDEX = ("accounts_by_id", "accounts (id)")
+
+
+def create_account_state_indexes(conn: sqlite3.Connection) -> None:
+    for name, target in ACCOUNT_STATE_INDEXES.items():
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
 
 
 # MIGRATIONS[v] takes a store at version v to v + 1; version 0 is an empty file.
