@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +29,7 @@ from core.events import AdlFill, LiquidationFilled, LiquidationStarted
 from core.instruments import realized_pnl_minor
 from core.ledger import CLEARING, INSURANCE_FUND, OUTSIDE, Ledger, Reason, trader
 from core.scenario import parse_scenario
+from core.session import Session
 
 SCENARIO = Path(__file__).resolve().parents[1] / "assets" / "scenarios" / "cascade-2025.json"
 TARGET = 50_000.0
@@ -168,9 +170,24 @@ def peer_seconds_per_check(engine: Engine, sample: int = 200_000) -> float:
     return (time.perf_counter() - began) / max(1, len(rows))
 
 
+def replay_with_journal(doc: dict[str, Any]) -> tuple[float, str]:
+    """The same replay through a Session writing a store (setup and the first snapshot excluded)."""
+    with tempfile.TemporaryDirectory() as folder:
+        session = Session.start(doc, Path(folder) / "cascade.sqlite")
+        began = time.perf_counter()
+        session.run_to_end()
+        seconds = time.perf_counter() - began
+        state = session.engine.state_hash()
+        session.close()
+    return seconds, state
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument(
+        "--no-journal", dest="journal", action="store_false", help="skip the journaled replay"
+    )
     args = parser.parse_args()
     doc = json.loads(SCENARIO.read_text())
     doc["crowd"]["accounts"] = args.accounts
@@ -205,9 +222,20 @@ def main() -> int:
         f"{len(book):,} positions on {engine.tick} ticks at {per_check * 1e9:.0f} ns each)"
     )
     print(f"  engine / loop                       {rate / peer_rate:8.1f}x")
+    if args.journal:
+        journaled_s, journal_hash = replay_with_journal(doc)
+        assert journal_hash == run["hash"], "the journaled replay reached another state"
+        print(
+            f"  replay with the store's journal     {journaled_s:8.2f} s  "
+            f"{liquidations / journaled_s:11,.0f} liquidations/s (every tick and event committed)"
+        )
+        rate = liquidations / journaled_s
     print(f"  state {run['hash'][:16]}")
     ok = rate >= TARGET
-    print(f"  bar: >= {TARGET:,.0f} liquidations/s over the replay: {'PASS' if ok else 'FAIL'}")
+    print(
+        f"  bar: >= {TARGET:,.0f} liquidations/s over the replay"
+        f"{', journal included' if args.journal else ''}: {'PASS' if ok else 'FAIL'}"
+    )
     return 0 if ok else 1
 
 

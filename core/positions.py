@@ -113,6 +113,29 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
+# PositionBook attributes a snapshot leaves out: caches and indexes rebuilt from the columns.
+_DERIVED = frozenset(
+    {
+        "account_index",
+        "position_currency",
+        "group",
+        "group_order",
+        "group_start",
+        "size_per_x",
+        "upnl_a",
+        "upnl_b",
+        "iso_margin_major",
+        "entry_margin",
+        "tier",
+        "mm_c",
+        "mm_d",
+        "_tier_lo",
+        "_tier_hi",
+        "_watch",
+    }
+)
+
+
 class PositionBook:
     """All positions and cross balances of an exchange, in numpy columns.
 
@@ -174,6 +197,23 @@ class PositionBook:
 
     def __len__(self) -> int:
         return len(self.contracts)
+
+    def __getstate__(self) -> dict[str, object]:
+        """What a snapshot keeps: the positions and balances, not what is derived from them
+        (a third of the size at 1M positions; rebuilt on restore)."""
+        return {k: v for k, v in self.__dict__.items() if k not in _DERIVED}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.account_index = {name: i for i, name in enumerate(self.account_ids)}
+        self.position_currency = self.inst_currency[self.instrument]
+        self.group = self.account * self.n_currencies + self.position_currency
+        self.group_order = np.argsort(self.group, kind="stable")
+        self.group_start = np.searchsorted(
+            self.group[self.group_order], np.arange(self.n_groups + 1)
+        )
+        self._watch = None
+        self.refresh()
 
     @property
     def entry_price(self) -> np.ndarray:

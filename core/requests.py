@@ -44,7 +44,8 @@ def action_subject(action: ActionSpec) -> str:
 
 
 def clawback_request_id(event: ClawbackComputed) -> str:
-    return f"clawback:{event.family}:{event.currency}:{iso(event.time)}"
+    """The engine's id of a clawback request (core/settlement.py names it the same way)."""
+    return f"clawback-{event.family}-{event.currency}-{event.time.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def record_operator_side(store: Store, engine: Engine, events: list[Event], at: datetime) -> None:
@@ -82,9 +83,9 @@ def record_operator_side(store: Store, engine: Engine, events: list[Event], at: 
                 },
             )
         elif isinstance(event, ClawbackComputed):
-            request_id = clawback_request_id(event)
             if event.status == "pending":
                 pending = engine.settlements.pending.get((event.family, event.currency))
+                request_id = pending.request if pending else clawback_request_id(event)
                 conn.execute(
                     "INSERT OR REPLACE INTO requests (id, action, params, operator, reason, "
                     "created_at, status, preview, digest) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core import audit
+from core import alerts, audit
 from core.controls import Refusal
 from core.engine import Engine
 from core.errors import InputError
@@ -22,8 +22,13 @@ from core.result import ResultCollector
 from core.scenario import parse_command, parse_scenario, read_scenario_doc
 from core.scenario_model import ActionSpec
 from core.store import Store, dump_state, iso
+from core.surveillance import parse_thresholds
 
 ROLE_FIELD = "x-role"
+THRESHOLDS_FIELD = "x-thresholds"
+# Above this many positions a snapshot is a second's work: fewer of them, no compression, and the
+# per-account table written at the end rather than with each snapshot.
+BIG_BOOK = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +43,13 @@ class StoreSettings:
     @classmethod
     def for_engine(cls, engine: Engine) -> StoreSettings:
         positions = len(engine.book)
+        small = positions <= BIG_BOOK
         return cls(
-            # About 50 snapshots a run (10 for big books, where each costs about a second): a
-            # seek replays at most the ticks between two of them.
-            snapshot_ticks=max(100, engine.ticks_total // (50 if positions <= 200_000 else 10)),
-            snapshot_events=200_000,
-            hash_every=1 if positions <= 200_000 else 0,
+            # About 50 snapshots a run; 4 for big books, where each costs about a second (a
+            # seek or a restart replays at most the ticks between two of them).
+            snapshot_ticks=max(100, engine.ticks_total // (50 if small else 4)),
+            snapshot_events=200_000 if small else 1_000_000,
+            hash_every=1 if small else 0,
             price_every=max(1, engine.ticks_total // 20_000),
         )
 
@@ -71,6 +77,7 @@ class Session:
         self._action_ids = [a.id for a in engine.scenario.actions if a.id]
         self._last_snapshot = engine.tick
         self._events_since_snapshot = 0
+        self._account_state_tick = -1
         self._replay: list[tuple[int, tuple[dict[str, Any], ...], str | None]] = []
         self.on_snapshot: Callable[[int], None] | None = None
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -112,6 +119,8 @@ class Session:
         snapshot_tick, (engine, collector) = store.load_snapshot(at)
         session = cls(engine, collector, store.scenario_doc, store, settings)
         session.head = store.head_tick() or 0
+        stated = store.conn.execute("SELECT max(tick) FROM account_state").fetchone()[0]
+        session._account_state_tick = -1 if stated is None else stated
         session._last_snapshot = snapshot_tick
         session._load_replay(snapshot_tick)
         target = session.head if at is None else min(at, session.head)
@@ -123,7 +132,12 @@ class Session:
         return session
 
     def close(self) -> None:
+        """Close the store; a big book's per-account table (written only at snapshots of small
+        books) is brought up to the live tick first."""
         if self.store is not None:
+            if self.live and self._account_state_tick != self.engine.tick:
+                with self.store.transaction():
+                    self._write_account_state()
             self.store.close()
             self.store = None
 
@@ -227,7 +241,28 @@ class Session:
             }
         return None
 
+    def set_thresholds(self, changes: dict[str, Any]) -> tuple[Any, Any]:
+        """Change surveillance thresholds from the next tick on: validated (InputError names the
+        threshold, nothing changes), journaled so a replay makes the same change at the same
+        tick. Returns (before, after); the caller audits it (core/alerts.py)."""
+        if not self.live:
+            raise Refusal(
+                "not_live", "the view is behind the live end of the run; jump to the end to act"
+            )
+        surveillance = self.engine.surveillance
+        before = surveillance.thresholds
+        after = parse_thresholds(changes, before)
+        command = {THRESHOLDS_FIELD: changes, "at": iso(self.engine.now)}
+        if self.store is not None:
+            with self.store.transaction():
+                self.store.write_command(self.engine.tick + 1, self.engine.now, command)
+        surveillance.thresholds = after
+        return before, after
+
     def _enqueue(self, command: dict[str, Any], action: ActionSpec | None = None) -> None:
+        if THRESHOLDS_FIELD in command:
+            self.engine.surveillance.set_thresholds(**command[THRESHOLDS_FIELD])
+            return
         if action is None:
             action = parse_command(self.engine.scenario, command, self._action_ids)
         if action.id:
@@ -283,6 +318,7 @@ class Session:
         with store.transaction():
             store.write_tick(tick, engine.now, [], events, engine.state_hash() if hashed else None)
             record_operator_side(store, engine, events, self.clock())
+            alerts.record(store.db, events, tick=tick)
             if tick % settings.price_every == 0 or engine.finished:
                 self._write_prices()
             if snapshot_due:
@@ -301,17 +337,23 @@ class Session:
                 points.append(("last", inst.symbol, float(last)))
         self.store.write_prices(engine.tick, engine.now, points)
 
-    def _write_snapshot(self) -> None:
+    def _write_account_state(self) -> None:
         from core.queries import account_state_rows
 
+        assert self.store is not None
+        self.store.replace_account_state(account_state_rows(self.engine))
+        self._account_state_tick = self.engine.tick
+
+    def _write_snapshot(self) -> None:
         engine = self.engine
         assert self.store is not None
         self.store.write_snapshot(
             engine.tick,
             engine.now,
-            dump_state((engine, self.collector), compress=len(engine.book) <= 200_000),
+            dump_state((engine, self.collector), compress=len(engine.book) <= BIG_BOOK),
         )
-        self.store.replace_account_state(account_state_rows(engine))
+        if len(engine.book) <= BIG_BOOK or engine.finished:
+            self._write_account_state()
         self._last_snapshot = engine.tick
         self._events_since_snapshot = 0
 

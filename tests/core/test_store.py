@@ -366,3 +366,25 @@ def test_export_never_writes_password_material(tmp_path: Path) -> None:
     rows = json.loads(buffer.getvalue())
     assert rows and all("password_hash" not in r and "salt" not in r for r in rows)
     store.close()
+
+
+def test_threshold_changes_are_journaled_and_alerts_stored(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    session = Session.start(cascade_doc(1500), path)
+    for _ in range(10):
+        session.step()
+    with pytest.raises(InputError, match="near_liquidation"):
+        session.set_thresholds({"near_liquidation": "-1"})
+    before, after = session.set_thresholds({"near_liquidation": "1.5"})
+    assert (before.near_liquidation, after.near_liquidation) == (1.2, 1.5)
+    for _ in range(400):
+        session.step()
+    expected = session.engine.state_hash()
+    raised = len(session.result()["alerts"])
+    session.close()
+    reopened = Session.open(path)
+    assert reopened.engine.surveillance.thresholds.near_liquidation == 1.5
+    assert reopened.engine.state_hash() == expected
+    assert reopened.store is not None
+    assert reopened.store.db["alerts"].count == raised > 0
+    reopened.close()
