@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console import cli_actions, cli_operators
+from console import cli_actions, cli_operators, cli_report
 from console.launch import launch_if_gui
 from core.controls import Refusal
 from core.errors import InputError
@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cli_operators.register(commands)
     cli_actions.register(commands)
+    cli_report.register(commands)
     return parser
 
 
@@ -183,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(arguments)
     try:
-        for module in (cli_operators, cli_actions):
+        for module in (cli_operators, cli_actions, cli_report):
             handled = module.handle(args)
             if handled is not None:
                 return handled

@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,15 @@ class Store:
                 text = times[t] = iso(t)
             return text
 
+        prices: dict[object, str | None] = {}
+
+        def price(value: Decimal | float | None) -> str | None:
+            # A tick's fills sweep a few price levels: format each once.
+            text = prices.get(value, _MISSING)
+            if text is _MISSING:
+                text = prices[value] = price_str(value)
+            return text  # type: ignore[return-value]
+
         rows, liquidations, adl, fund, settlements = [], [], [], [], []
         for event in events:
             at = when(event.time)
@@ -243,7 +253,7 @@ class Store:
                         event.side,
                         event.contracts,
                         int(event.partial),
-                        price_str(event.fill_price),
+                        price(event.fill_price),
                         _finite(event.bankruptcy_price),
                         event.surplus,
                         event.deficit,
@@ -264,7 +274,7 @@ class Store:
                         event.account,
                         event.symbol,
                         event.contracts,
-                        price_str(event.price),
+                        price(event.price),
                         event.against,
                     )
                 )
@@ -445,6 +455,9 @@ class _Transaction:
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
         self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+_MISSING: Any = object()
 
 
 def _finite(value: float | None) -> float | None:

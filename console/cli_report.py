@@ -1,0 +1,177 @@
+"""The `risk-console report STORE ...` command: an incident report of a store's time range as PDF
+(headless Qt, offscreen), JSON or CSV. Wired into console/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from core.errors import InputError
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+FORMATS = ("pdf", "json", "csv")
+
+
+def register(commands: Any) -> None:
+    """Add `report` to the sub-command set of the risk-console parser."""
+    report = commands.add_parser(
+        "report",
+        help="write an incident report of a store's time range (PDF, JSON or CSV)",
+        description="Write an incident report of STORE over a time range: summary, timeline "
+        "(alerts, operator actions and approvals, liquidations, settlement, clawback), charts, "
+        "deficit waterfall, clawback, accounts involved and an integrity footer. PDF for people "
+        "(headless, no display needed); JSON holds everything in the report; CSV holds every "
+        "liquidation and clawback allocation of the range. The format follows the suffix of "
+        "--out unless --format is given. Bad input exits with code 2 naming the option.",
+    )
+    report.add_argument("store", metavar="STORE", help="the store file")
+    report.add_argument("--from", dest="start", metavar="TIME", help="ISO UTC time (run start)")
+    report.add_argument("--to", dest="end", metavar="TIME", help="ISO UTC time (last tick)")
+    report.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this account (repeat for more)",
+    )
+    report.add_argument(
+        "--symbol",
+        action="append",
+        default=[],
+        metavar="S",
+        help="only this instrument (repeat for more)",
+    )
+    report.add_argument("--out", required=True, metavar="FILE", help="report.pdf, .json or .csv")
+    report.add_argument("--format", choices=FORMATS, help="override the format the suffix gives")
+    report.add_argument(
+        "--top", type=int, default=20, metavar="N", help="accounts in the clawback table (20)"
+    )
+    report.add_argument(
+        "--no-distributions",
+        action="store_true",
+        help="skip the margin-ratio distributions (they rebuild the engine twice)",
+    )
+    report.add_argument(
+        "--generated-at",
+        metavar="TIME",
+        help="the time printed as the report's creation (default: now), for reproducible files",
+    )
+    report.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def output_format(out: str, chosen: str | None) -> str:
+    if chosen is not None:
+        return chosen
+    suffix = Path(out).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise InputError(
+            "--format", f"cannot tell the format of {out!r}: give --format pdf|json|csv"
+        )
+    return suffix
+
+
+def ensure_gui_app() -> Any:
+    """A QGuiApplication for fonts and painting, offscreen unless a platform is named."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtGui import QGuiApplication
+
+    return QGuiApplication.instance() or QGuiApplication(["risk-console"])
+
+
+def export(
+    store_path: str | Path,
+    out: str | Path,
+    fmt: str,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    accounts: list[str] | None = None,
+    symbols: list[str] | None = None,
+    top: int = 20,
+    distributions: bool = True,
+    generated_at: str | None = None,
+    progress: Any = None,
+) -> str:
+    """Build the report and write it to `out` in `fmt` (written to a temporary file first, so a
+    failure leaves no half report); returns a one-line description of what was written."""
+    from core import report_io
+    from core.report import build_report
+    from core.store import Store
+
+    if fmt not in FORMATS:
+        raise InputError("--format", f"expected one of {', '.join(FORMATS)}, found {fmt!r}")
+    store = Store.open(store_path)
+    target = Path(out)
+    partial = target.with_name(f".{target.name}.part")
+    try:
+        report = build_report(
+            store.db,
+            start=start,
+            end=end,
+            accounts=accounts or None,
+            instruments=symbols or None,
+            store_path=store_path,
+            generated_at=generated_at,
+            top=top,
+            distributions=distributions and fmt != "csv",
+            progress=progress,
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "json":
+            report_io.write_json(report, partial)
+            what = f"{len(report.timeline)} timeline entries"
+        elif fmt == "csv":
+            with partial.open("w", encoding="utf-8", newline="") as handle:
+                rows = report_io.write_csv(report, store.db, handle)
+            what = f"{rows} rows"
+        else:
+            from console.report_pdf import write_pdf
+
+            ensure_gui_app()
+            what = f"{write_pdf(report, partial)} pages"
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+        store.close()
+    return f"incident report of {report.scope.start} to {report.scope.end}: {what} -> {target}"
+
+
+def handle(args: argparse.Namespace, *, out: TextIO | None = None) -> int | None:
+    """Run a `report` command; None when `args` is some other command."""
+    if getattr(args, "command", None) != "report":
+        return None
+    try:
+        fmt = output_format(args.out, args.format)
+        line = export(
+            args.store,
+            args.out,
+            fmt,
+            start=args.start,
+            end=args.end,
+            accounts=args.account,
+            symbols=args.symbol,
+            top=args.top,
+            distributions=not args.no_distributions,
+            generated_at=args.generated_at,
+        )
+    except InputError as error:
+        print(f"risk-console: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not args.quiet:
+        print(line, file=out or sys.stderr)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m console.cli_report report STORE ...`: the command on its own."""
+    parser = argparse.ArgumentParser(prog="risk-console")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    result = handle(parser.parse_args(argv))
+    return EXIT_OK if result is None else result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
