@@ -11,8 +11,18 @@ from decimal import Decimal
 from typing import NamedTuple
 
 
+class _Compact:
+    """Pickles an event as its class and field values: snapshots hold hundreds of thousands of
+    events, and the generic slots-dataclass pickling (field lookup per object) costs 5x more."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return (type(self), tuple(getattr(self, name) for name in self.__slots__))  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True, slots=True)
-class LiquidationStarted:
+class LiquidationStarted(_Compact):
     time: datetime
     account: str
     symbol: str
@@ -25,7 +35,7 @@ class LiquidationStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class LiquidationFilled:
+class LiquidationFilled(_Compact):
     """A liquidation finished: `fill_price` is the VWAP over all its fills (ADL fills included)."""
 
     time: datetime
@@ -45,7 +55,7 @@ class LiquidationFilled:
 
 
 @dataclass(frozen=True, slots=True)
-class AdlFill:
+class AdlFill(_Compact):
     time: datetime
     account: str
     symbol: str
@@ -55,7 +65,7 @@ class AdlFill:
 
 
 @dataclass(frozen=True, slots=True)
-class FundPosting:
+class FundPosting(_Compact):
     time: datetime
     currency: str
     kind: str  # surplus_in, deficit_out, injection
@@ -64,7 +74,7 @@ class FundPosting:
 
 
 @dataclass(frozen=True, slots=True)
-class DeficitUncovered:
+class DeficitUncovered(_Compact):
     time: datetime
     family: str
     currency: str
@@ -72,7 +82,7 @@ class DeficitUncovered:
 
 
 @dataclass(frozen=True, slots=True)
-class SettlementDone:
+class SettlementDone(_Compact):
     time: datetime
     family: str
     price: Decimal
@@ -81,7 +91,7 @@ class SettlementDone:
 
 
 @dataclass(frozen=True, slots=True)
-class ClawbackComputed:
+class ClawbackComputed(_Compact):
     time: datetime
     family: str
     currency: str
@@ -94,7 +104,7 @@ class ClawbackComputed:
 
 
 @dataclass(frozen=True, slots=True)
-class ActionRecorded:
+class ActionRecorded(_Compact):
     time: datetime
     operator: str
     action: str
@@ -104,7 +114,7 @@ class ActionRecorded:
 
 
 @dataclass(frozen=True, slots=True)
-class ActionRefused:
+class ActionRefused(_Compact):
     time: datetime
     operator: str
     action: str
@@ -125,7 +135,7 @@ class Indicator(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class TradeApplied:
+class TradeApplied(_Compact):
     """A trade done: `position` is the signed contracts after it (+long), `realized` the PnL the
     reducing part realized (minor units)."""
 
@@ -143,7 +153,7 @@ class TradeApplied:
 
 
 @dataclass(frozen=True, slots=True)
-class TradeRefused:
+class TradeRefused(_Compact):
     """A trade refused with a stable `code` and a `reason` for people; nothing changed."""
 
     time: datetime
@@ -157,7 +167,7 @@ class TradeRefused:
 
 
 @dataclass(frozen=True, slots=True)
-class AlertRaised:
+class AlertRaised(_Compact):
     """A rule breached. `account` is None for market-wide rules; `symbol` names the instrument,
     or the currency (fund coverage) or `family/currency` (clawback ratio) the rule is about.
     `value` and `threshold` are in the rule's own unit (share, ratio, or major currency units)."""
@@ -173,7 +183,7 @@ class AlertRaised:
 
 
 @dataclass(frozen=True, slots=True)
-class AlertCleared:
+class AlertCleared(_Compact):
     """A breach raised earlier no longer holds; the same alert may be raised again later."""
 
     time: datetime
@@ -184,7 +194,7 @@ class AlertCleared:
 
 
 @dataclass(frozen=True, slots=True)
-class SettlementDelayed:
+class SettlementDelayed(_Compact):
     """A settlement put off because its window looked manipulated: the alert, with its evidence."""
 
     time: datetime
