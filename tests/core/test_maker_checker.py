@@ -167,3 +167,49 @@ def test_commands_are_audited_and_requests_listed(store_session: Session) -> Non
     requests = list(db.query("SELECT id, operator, status, decided_by FROM requests"))
     assert requests == [{"id": "inj", "operator": "alice", "status": "pending", "decided_by": None}]
     session.close()
+
+
+def test_the_settlement_flow_replays_from_the_store_to_the_same_state(tmp_path: Path) -> None:
+    """Propose an adjusted price, approve it, settle at it, approve the clawback request with
+    the digest of its preview: reopening the store rebuilds exactly that state."""
+    doc = two_traders()
+    doc["policy"]["clawback_approval"] = "required"
+    path = tmp_path / "settle.sqlite"
+    session = Session.start(doc, path)
+    for _ in range(10):
+        session.step()
+    proposal = {"action": "adjust_settlement_price", "family": "DEMO-USD", "price": "0.2"}
+    session.submit(
+        {**proposal, "id": "px", "operator": "alice", "reason": "manipulated"}, role="operator"
+    )
+    session.step()
+    session.submit(
+        {"action": "approve", "request": "px", "operator": "alice", "reason": "mine"},
+        role="operator",
+    )
+    session.step()
+    session.submit(
+        {"action": "approve", "request": "px", "operator": "carol", "reason": "checked"},
+        role="supervisor",
+    )
+    session.run_to_end()
+    (settlement,) = session.result()["settlements"]
+    assert (settlement["price"], settlement["adjusted_from"]) == ("0.2", "0.1")
+    pending = session.engine.settlements.pending[("DEMO-USD", "BTC")]
+    clawback = {"action": "approve_clawback", "family": "DEMO-USD", "currency": "BTC"}
+    session.submit(
+        {**clawback, "digest": pending.digest, "operator": "carol", "reason": "reviewed"},
+        role="supervisor",
+    )
+    session.apply_pending()
+    result = session.result()
+    assert result["clawbacks"][-1]["status"] == "applied"
+    assert [r["reason"] for r in result["refused"]] == [
+        "self-approval: the approver must be a different person"
+    ]
+    expected = session.engine.state_hash()
+    session.close()
+    reopened = Session.open(path)
+    assert reopened.engine.state_hash() == expected
+    assert reopened.result()["clawbacks"] == result["clawbacks"]
+    reopened.close()
