@@ -27,6 +27,7 @@ from core.events import (
     Event,
     FundPosting,
     LiquidationFilled,
+    LiquidationStarted,
     SettlementDone,
 )
 from core.schema import (
@@ -238,6 +239,7 @@ class Store:
                 text = prices[value] = price_str(value)
             return text  # type: ignore[return-value]
 
+        dumps = orjson.dumps
         rows, liquidations, adl, fund, settlements = [], [], [], [], []
         for event in events:
             at = when(event.time)
@@ -291,6 +293,20 @@ class Store:
                 )
             elif kind is ClawbackComputed:
                 self._write_clawback(tick, event)
+            elif kind is LiquidationStarted:
+                # The most frequent untabled event: its row without the generic lookups.
+                rows.append(
+                    (
+                        tick,
+                        at,
+                        "LiquidationStarted",
+                        event.account,
+                        event.symbol,
+                        event.currency,
+                        None,
+                        dumps(event, default=str, option=orjson.OPT_UTC_Z).decode(),
+                    )
+                )
             else:
                 rows.append(_event_row(tick, at, event))
         self._insert("events", rows)
