@@ -51,6 +51,9 @@ def _create_v1(db: sqlite_utils.Database) -> None:
         {"tick": INTEGER, "time": TEXT, "state": BLOB, "digest": TEXT, "bytes": INTEGER},
         pk="tick",
     )
+    # The result collector's events, each chunk those since the previous snapshot: a snapshot
+    # would otherwise re-pickle every event of the run so far.
+    db["event_chunks"].create({"tick": INTEGER, "events": BLOB, "digest": TEXT}, pk="tick")
     db["events"].create(
         {
             "seq": INTEGER,

@@ -78,6 +78,8 @@ class Session:
         self._last_snapshot = engine.tick
         self._events_since_snapshot = 0
         self._account_state_tick = -1
+        self._events_saved = len(collector.events)
+        self._snapshot_ticks: set[int] = set()
         self._replay: list[tuple[int, tuple[dict[str, Any], ...], str | None]] = []
         self.on_snapshot: Callable[[int], None] | None = None
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -116,8 +118,9 @@ class Session:
         journal after it. Commands journaled after the head are queued again."""
         store = Store.open(store_path)
         settings = StoreSettings(**store.settings)
-        snapshot_tick, (engine, collector) = store.load_snapshot(at)
+        snapshot_tick, engine, collector = _load(store, at)
         session = cls(engine, collector, store.scenario_doc, store, settings)
+        session._events_saved = len(collector.events)
         session.head = store.head_tick() or 0
         stated = store.conn.execute("SELECT max(tick) FROM account_state").fetchone()[0]
         session._account_state_tick = -1 if stated is None else stated
@@ -181,8 +184,9 @@ class Session:
         if tick < self.engine.tick:
             if self.store is None:
                 raise InputError("tick", "a run without a store cannot go back in time")
-            snapshot_tick, (engine, collector) = self.store.load_snapshot(tick)
-            self.engine, self.collector = engine, collector
+            snapshot_tick, self.engine, self.collector = _load(self.store, tick)
+            self._last_snapshot = snapshot_tick
+            self._events_saved = len(self.collector.events)
             self._load_replay(snapshot_tick)
         while self.engine.tick < tick:
             self.step()
@@ -275,6 +279,13 @@ class Session:
 
     # ----- the store ----------------------------------------------------------------------
 
+    def _passed_snapshot(self, tick: int) -> None:
+        """Replaying past a tick the store has a snapshot of: its events are saved already."""
+        if tick in self._snapshot_ticks:
+            self._last_snapshot = tick
+            self._events_saved = len(self.collector.events)
+            self._events_since_snapshot = 0
+
     def _load_replay(self, after: int) -> None:
         """Prepare to replay the journal after the snapshot at tick `after`; the ids of commands
         up to that snapshot are known already (replayed ones are added as they apply)."""
@@ -283,6 +294,7 @@ class Session:
         self._action_ids += [
             c["id"] for t in self.store.journal(-1, after) for c in t.commands if c.get("id")
         ]
+        self._snapshot_ticks = set(self.store.snapshot_ticks())
         self._replay = [
             (t.tick, t.commands, t.state_hash) for t in self.store.journal(after, self.head)
         ]
@@ -302,6 +314,7 @@ class Session:
             raise InputError(
                 "STORE", f"replaying tick {tick} gives another state than the run recorded"
             )
+        self._passed_snapshot(tick)
         return events
 
     def _journal(self, events: list[Event]) -> None:
@@ -347,11 +360,17 @@ class Session:
     def _write_snapshot(self) -> None:
         engine = self.engine
         assert self.store is not None
-        self.store.write_snapshot(
-            engine.tick,
-            engine.now,
-            dump_state((engine, self.collector), compress=len(engine.book) <= BIG_BOOK),
-        )
+        compress = len(engine.book) <= BIG_BOOK
+        events = self.collector.events
+        self.collector.events = []
+        try:
+            state = dump_state((engine, self.collector), compress=compress)
+        finally:
+            self.collector.events = events
+        self.store.write_snapshot(engine.tick, engine.now, state)
+        chunk = events[self._events_saved :]
+        self.store.write_event_chunk(engine.tick, dump_state(chunk, compress=compress))
+        self._events_saved = len(events)
         if len(engine.book) <= BIG_BOOK or engine.finished:
             self._write_account_state()
         self._last_snapshot = engine.tick
@@ -368,3 +387,11 @@ def _instrument_row(inst: Any) -> dict[str, Any]:
         "tick_size": str(inst.tick_size),
         "expiry": iso(inst.expiry) if inst.expiry is not None else None,
     }
+
+
+def _load(store: Store, at: int | None) -> tuple[int, Engine, ResultCollector]:
+    """The engine and result collector of the last snapshot at or before `at`, with the
+    collector's events gathered from the event chunks written up to it."""
+    tick, (engine, collector) = store.load_snapshot(at)
+    collector.events = store.load_event_chunks(tick)
+    return tick, engine, collector

@@ -385,6 +385,19 @@ class Store:
     def snapshot_ticks(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT tick FROM snapshots ORDER BY tick")]
 
+    def write_event_chunk(self, tick: int, blob: bytes) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO event_chunks VALUES (?, ?, ?)",
+            (tick, blob, hashlib.sha256(blob).hexdigest()),
+        )
+
+    def load_event_chunks(self, until: int) -> list[Any]:
+        """The events of every chunk up to tick `until`, in order."""
+        rows = self.conn.execute(
+            "SELECT events, digest FROM event_chunks WHERE tick <= ? ORDER BY tick", (until,)
+        )
+        return [event for blob, digest in rows for event in load_state(blob, digest)]
+
     def load_snapshot(self, at_or_before: int | None = None) -> tuple[int, Any]:
         sql = "SELECT tick, state, digest FROM snapshots"
         params: tuple[int, ...] = ()
