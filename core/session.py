@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,20 @@ from core import alerts, audit
 from core.controls import Refusal
 from core.engine import Engine
 from core.errors import InputError
-from core.events import Event
+from core.events import ActionRecorded, ActionRefused, ClawbackComputed, Event
 from core.ledger import INSURANCE_FUND
 from core.requests import action_subject, audit_kind, record_operator_side
 from core.result import ResultCollector
 from core.scenario import parse_command, parse_scenario, read_scenario_doc
 from core.scenario_model import ActionSpec
 from core.store import Store, dump_state, iso
+from core.store_writer import StoreWriter
 from core.surveillance import parse_thresholds
 
 ROLE_FIELD = "x-role"
+# Events whose store rows read the engine (requests, clawback previews): their tick is written on
+# the engine thread, after the writer has caught up.
+OPERATOR_EVENTS = (ActionRecorded, ActionRefused, ClawbackComputed)
 THRESHOLDS_FIELD = "x-thresholds"
 # Above this many positions a snapshot is a second's work: fewer of them, no compression, and the
 # per-account table written at the end rather than with each snapshot.
@@ -80,6 +85,7 @@ class Session:
         self._account_state_tick = -1
         self._events_saved = len(collector.events)
         self._snapshot_ticks: set[int] = set()
+        self._writer = StoreWriter() if store is not None else None
         self._replay: list[tuple[int, tuple[dict[str, Any], ...], str | None]] = []
         self.on_snapshot: Callable[[int], None] | None = None
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -108,7 +114,7 @@ class Session:
                     len(scenario.accounts),
                 )
                 store.write_tick(0, engine.now, [], [], engine.state_hash())
-                session._write_prices()
+                store.write_prices(0, engine.now, session._price_points())
                 session._write_snapshot()
         return session
 
@@ -137,6 +143,9 @@ class Session:
     def close(self) -> None:
         """Close the store; a big book's per-account table (written only at snapshots of small
         books) is brought up to the live tick first."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self.store is not None:
             if self.live and self._account_state_tick != self.engine.tick:
                 with self.store.transaction():
@@ -182,6 +191,7 @@ class Session:
         if tick < 0 or tick > last:
             raise InputError("tick", f"expected a tick from 0 to {last}, found {tick}")
         if tick < self.engine.tick:
+            self.flush()
             if self.store is None:
                 raise InputError("tick", "a run without a store cannot go back in time")
             snapshot_tick, self.engine, self.collector = _load(self.store, tick)
@@ -210,6 +220,7 @@ class Session:
             command[ROLE_FIELD] = role
         action = parse_command(self.engine.scenario, command, self._action_ids)
         if self.store is not None:
+            self.flush()
             with self.store.transaction():
                 self.store.write_command(self.engine.tick + 1, self.engine.now, command)
                 audit.append(
@@ -258,6 +269,7 @@ class Session:
         after = parse_thresholds(changes, before)
         command = {THRESHOLDS_FIELD: changes, "at": iso(self.engine.now)}
         if self.store is not None:
+            self.flush()
             with self.store.transaction():
                 self.store.write_command(self.engine.tick + 1, self.engine.now, command)
         surveillance.thresholds = after
@@ -328,27 +340,65 @@ class Session:
             or engine.finished
         )
         hashed = snapshot_due or (settings.hash_every and tick % settings.hash_every == 0)
+        state_hash = engine.state_hash() if hashed else None
+        prices = (
+            self._price_points() if tick % settings.price_every == 0 or engine.finished else None
+        )
+        if not snapshot_due and not any(isinstance(e, OPERATOR_EVENTS) for e in events):
+            # Nothing here reads the engine any more: commit it on the writer thread.
+            self._writer.put(
+                partial(self._write_plain_tick, tick, engine.now, events, state_hash, prices)
+            )
+            return
+        self.flush()
         with store.transaction():
-            store.write_tick(tick, engine.now, [], events, engine.state_hash() if hashed else None)
+            self._write_plain_tick_rows(tick, engine.now, events, state_hash, prices)
             record_operator_side(store, engine, events, self.clock())
-            alerts.record(store.db, events, tick=tick)
-            if tick % settings.price_every == 0 or engine.finished:
-                self._write_prices()
             if snapshot_due:
                 self._write_snapshot()
         if snapshot_due and self.on_snapshot is not None:
             self.on_snapshot(tick)
 
-    def _write_prices(self) -> None:
-        engine = self.engine
+    def _write_plain_tick(
+        self,
+        tick: int,
+        now: datetime,
+        events: list[Event],
+        state_hash: str | None,
+        prices: list[tuple[str, str, float]] | None,
+    ) -> None:
         assert self.store is not None
+        with self.store.transaction():
+            self._write_plain_tick_rows(tick, now, events, state_hash, prices)
+
+    def _write_plain_tick_rows(
+        self,
+        tick: int,
+        now: datetime,
+        events: list[Event],
+        state_hash: str | None,
+        prices: list[tuple[str, str, float]] | None,
+    ) -> None:
+        assert self.store is not None
+        self.store.write_tick(tick, now, [], events, state_hash)
+        alerts.record(self.store.db, events, tick=tick)
+        if prices is not None:
+            self.store.write_prices(tick, now, prices)
+
+    def flush(self) -> None:
+        """Wait until every tick stepped so far is committed to the store."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def _price_points(self) -> list[tuple[str, str, float]]:
+        engine = self.engine
         points = [("index", name, float(price)) for name, price in engine.index_now.items()]
         for k, inst in enumerate(engine.instruments):
             points.append(("mark", inst.symbol, float(engine.marks[k])))
             last = engine.liquidity[k].last_price
             if last is not None and math.isfinite(last):
                 points.append(("last", inst.symbol, float(last)))
-        self.store.write_prices(engine.tick, engine.now, points)
+        return points
 
     def _write_account_state(self) -> None:
         from core.queries import account_state_rows
