@@ -1,137 +1,45 @@
 """The liquidation process: partial step-down, takeover at bankruptcy, band-limited orders against
-the book, relisting, fund reservation and release, surplus and deficit, and auto-deleveraging.
-
-The desk holds the engine's orders in numpy columns and works them a tick at a time, vectorized
-over the orders, with exact integer money; it moves money through the engine's ledger in batches.
-"""
+the book, relisting and auto-deleveraging, a tick at a time vectorized over the orders (columns in
+liquidation_orders; the fund, the fills' money and closed positions in liquidation_money)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from itertools import repeat
-from operator import itemgetter
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.book import band_limit
 from core.deficit import adl_order, adl_ranking, allocate_clawback, effective_leverage
 from core.events import AdlFill, LiquidationFilled, LiquidationStarted
-from core.instruments import _pnl_factor
-from core.ledger import CLEARING, INSURANCE_FUND, ROUNDING, Reason
+from core.liquidation_money import DeskMoney
+from core.liquidation_orders import (
+    KIND_NAMES,
+    REDUCE,
+    TAKEOVER,
+    Order,
+    OrderColumns,
+    cumulative_within,
+    float_prices,
+    names_at,
+    split_exact,
+)
 from core.margin import bankruptcy_prices
 from core.units import Rounding, round_fraction
 
 if TYPE_CHECKING:
     from core.engine import Engine
 
-T = TypeVar("T")
-TAKEOVER, REDUCE = 0, 1
-_KIND_NAMES = ("takeover", "reduce")
-# Products of int64 columns stay below this, or the exact Python-int path is taken.
-_INT64_SAFE = 2**62
 
-
-@dataclass(slots=True)
-class Order:
-    """One liquidation or reduction being worked, as read from the desk's columns. `kind` is
-    `takeover` (the engine holds the position at its bankruptcy price) or `reduce` (a partial step
-    or a force-reduce: the trader keeps the position and realizes each fill)."""
-
-    kind: str
-    row: int
-    instrument: int
-    side: int  # the trader's side: +1 long (the order sells), -1 short
-    entry_units: int
-    total: int
-    remaining: int
-    collateral: int  # takeover: what the trader lost at the bankruptcy price, minor units
-    collateral_posted: int
-    started: datetime
-    bankruptcy_price: float | None
-    reserved: int = 0
-    filled_value: int = 0  # sum of contracts * price units, for the VWAP
-    surplus: int = 0
-    deficit: int = 0
-    covered: int = 0
-    fills: int = 0
-    partial: bool = False
-
-
-_INT_COLUMNS = (
-    "row",
-    "instrument",
-    "side",
-    "entry_units",
-    "total",
-    "remaining",
-    "collateral",
-    "posted",
-    "started",
-    "reserved",
-    "filled_value",
-    "surplus",
-    "deficit",
-    "covered",
-    "fills",
-    "kind",
-)
-
-
-class _Columns:
-    """The orders being worked, one numpy column per field, in the order they were started.
-    `started` is a tick number; `bankruptcy` is NaN where there is none."""
-
-    row: np.ndarray
-    instrument: np.ndarray
-    side: np.ndarray
-    entry_units: np.ndarray
-    total: np.ndarray
-    remaining: np.ndarray
-    collateral: np.ndarray
-    posted: np.ndarray
-    started: np.ndarray
-    reserved: np.ndarray
-    filled_value: np.ndarray
-    surplus: np.ndarray
-    deficit: np.ndarray
-    covered: np.ndarray
-    fills: np.ndarray
-    kind: np.ndarray
-
-    def __init__(self) -> None:
-        for name in _INT_COLUMNS:
-            setattr(self, name, np.zeros(0, dtype=np.int64))
-        self.bankruptcy = np.zeros(0, dtype=np.float64)
-        self.partial = np.zeros(0, dtype=bool)
-
-    def __len__(self) -> int:
-        return int(self.row.size)
-
-    def append(self, values: dict[str, np.ndarray]) -> None:
-        size = len(next(iter(values.values())))
-        for name in (*_INT_COLUMNS, "bankruptcy", "partial"):
-            column = getattr(self, name)
-            extra = values.get(name)
-            if extra is None:
-                extra = np.zeros(size, dtype=column.dtype)
-            setattr(self, name, np.concatenate((column, np.asarray(extra, dtype=column.dtype))))
-
-    def keep(self, mask: np.ndarray) -> None:
-        for name in (*_INT_COLUMNS, "bankruptcy", "partial"):
-            setattr(self, name, getattr(self, name)[mask])
-
-
-class LiquidationDesk:
+class LiquidationDesk(DeskMoney):
     """Works the orders of one engine, tick by tick."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.o = _Columns()
+        self.o = OrderColumns()
         self.reserved: dict[str, int] = dict.fromkeys(engine.currency_codes, 0)
         instruments = engine.instruments
         self._currency = [engine.currency_of(k) for k in range(len(instruments))]
@@ -155,7 +63,7 @@ class LiquidationDesk:
             values = [column[i] for column in columns]
             out.append(
                 Order(
-                    _KIND_NAMES[kind],
+                    KIND_NAMES[kind],
                     *values[:8],
                     self._started(values[8]),
                     None if price != price else price,
@@ -300,12 +208,12 @@ class LiquidationDesk:
         events = map(
             LiquidationStarted,
             repeat(engine.now),
-            _names(book.account_ids, book.account[rows]),
+            names_at(book.account_ids, book.account[rows]),
             self._per_instrument([i.symbol for i in engine.instruments], o.instrument[new]),
-            _names(("short", "long"), (o.side[new] > 0).astype(np.int64)),
+            names_at(("short", "long"), (o.side[new] > 0).astype(np.int64)),
             contracts.tolist(),
             repeat(False),
-            _prices(prices),
+            float_prices(prices),
             o.reserved[new].tolist(),
             self._per_instrument(self._currency, o.instrument[new]),
         )
@@ -348,47 +256,6 @@ class LiquidationDesk:
         o.total[hit] -= o.remaining[hit] - left
         o.remaining[hit] = left
 
-    # ----- the fund -----------------------------------------------------------------------
-
-    def fund_free(self, currency: str) -> int:
-        return self.engine.ledger.balance(INSURANCE_FUND, currency) - self.reserved[currency]
-
-    def _worst_loss(self, idx: np.ndarray) -> np.ndarray:
-        """The deficit of each order if its remainder filled at the band's limit now."""
-        engine, o = self.engine, self.o
-        limit_units = np.zeros(idx.size, dtype=np.int64)
-        for k in np.unique(o.instrument[idx]).tolist():
-            inst = engine.instruments[k]
-            sel = o.instrument[idx] == k
-            band, mark = float(inst.liquidation_band), engine.marks[k]
-            limit = np.where(
-                o.side[idx[sel]] > 0,
-                band_limit("sell", mark, band),
-                band_limit("buy", mark, band),
-            )
-            limit_units[sel] = np.maximum(1, np.floor(limit / float(inst.price_unit)))
-        pnl = self._pnl(
-            o.instrument[idx], o.side[idx], o.remaining[idx], o.entry_units[idx], limit_units
-        )
-        return np.maximum(0, -(o.collateral[idx] - o.posted[idx] + pnl))
-
-    def _reserve(self, idx: np.ndarray) -> np.ndarray:
-        """Top up the reservation of the takeovers among `idx` to their worst loss, in order, as
-        far as the free fund goes; returns those left short."""
-        o = self.o
-        idx = idx[o.kind[idx] == TAKEOVER]
-        needed = np.maximum(self._worst_loss(idx) - o.reserved[idx], 0)
-        taken = np.zeros(idx.size, dtype=np.int64)
-        currencies = self._currency_index[o.instrument[idx]]
-        for c in np.unique(currencies).tolist():
-            sel = np.flatnonzero(currencies == c)
-            currency = self.engine.currency_codes[c]
-            got = np.minimum(np.cumsum(needed[sel]), max(0, self.fund_free(currency)))
-            taken[sel] = np.diff(got, prepend=0)
-            self.reserved[currency] += int(got[-1])
-        o.reserved[idx] += taken
-        return idx[taken < needed]
-
     # ----- working the orders -------------------------------------------------------------
 
     def work(self) -> None:
@@ -416,7 +283,7 @@ class LiquidationDesk:
             return
         idx = idx[np.argsort(o.row[idx], kind="stable")]
         remaining = o.remaining[idx]
-        before = _cumulative_within(o.row[idx], remaining) - remaining
+        before = cumulative_within(o.row[idx], remaining) - remaining
         left = np.clip(self.engine.book.contracts[o.row[idx]] - before, 0, remaining)
         o.total[idx] -= remaining - left
         o.remaining[idx] = left
@@ -459,7 +326,7 @@ class LiquidationDesk:
         """Account for `contracts` of orders `idx` (in sequence; an order may recur) closed at
         `prices` (price units); `adl`: against ranked opposite positions at bankruptcy prices."""
         o = self.o
-        before = o.remaining[idx] - (_cumulative_within(idx, contracts) - contracts)
+        before = o.remaining[idx] - (cumulative_within(idx, contracts) - contracts)
         np.subtract.at(o.remaining, idx, contracts)
         np.add.at(o.fills, idx, 1)
         np.add.at(o.filled_value, idx, contracts * prices)
@@ -469,55 +336,6 @@ class LiquidationDesk:
         if not reduce.all():
             take = ~reduce
             self._settle_takeovers(idx[take], contracts[take], prices[take], before[take], adl)
-
-    def _settle_takeovers(
-        self,
-        idx: np.ndarray,
-        contracts: np.ndarray,
-        prices: np.ndarray,
-        before: np.ndarray,
-        adl: bool,
-    ) -> None:
-        """Money of takeover fills in sequence: collateral released pro rata plus the fill's PnL;
-        a surplus goes to the fund, a deficit comes from the order's reservation, then the free
-        fund, then is left uncovered (under ADL: sub-unit rounding, borne by the house)."""
-        engine, o = self.engine, self.o
-        k = int(o.instrument[idx[0]])
-        assert bool((o.instrument[idx] == k).all())
-        pnl = self._pnl(o.instrument[idx], o.side[idx], contracts, o.entry_units[idx], prices)
-        total = o.total[idx]
-        done = total - before + contracts
-        now = _scaled(o.collateral[idx], done, total)
-        # The collateral released before each fill: the order's posted, or the previous fill's.
-        sort = np.argsort(idx, kind="stable")
-        first = np.r_[True, idx[sort][1:] != idx[sort][:-1]]
-        prev_sorted = np.where(first, o.posted[idx[sort]], np.r_[0, now[sort][:-1]])
-        prev = np.empty_like(now)
-        prev[sort] = prev_sorted
-        net = now - prev + pnl
-        surplus = np.maximum(net, 0)
-        deficit = np.maximum(-net, 0)
-        reserved = o.reserved[idx]
-        cum_deficit = _cumulative_within(idx, deficit)
-        released = np.minimum(cum_deficit, reserved) - np.minimum(cum_deficit - deficit, reserved)
-        currency = self._currency[k]
-        cover = _draws(self.fund_free(currency), released, surplus, deficit)
-        uncovered = deficit - cover
-        last = np.r_[first[1:], True]
-        o.posted[idx[sort][last]] = now[sort][last]
-        np.add.at(o.surplus, idx, surplus)
-        np.add.at(o.deficit, idx, deficit)
-        np.add.at(o.covered, idx, cover)
-        np.subtract.at(o.reserved, idx, released)
-        self.reserved[currency] -= int(released.sum())
-        engine.fund_in(currency, int(surplus.sum()), Reason.LIQUIDATION_SURPLUS)
-        engine.fund_out(currency, int(cover.sum()))
-        left = int(uncovered.sum())
-        if left and adl:
-            # Sub-unit rounding of the bankruptcy fill: the house's rounding account bears it.
-            engine.ledger.post(ROUNDING, CLEARING, currency, left, Reason.ROUNDING)
-        elif left:
-            engine.add_uncovered(k, left)
 
     def _finish(self) -> None:
         engine, book, o = self.engine, self.engine.book, self.o
@@ -533,13 +351,13 @@ class LiquidationDesk:
             LiquidationFilled,
             repeat(engine.now),
             self._start_times(o.started[report]),
-            _names(book.account_ids, book.account[o.row[report]]),
+            names_at(book.account_ids, book.account[o.row[report]]),
             self._per_instrument([i.symbol for i in engine.instruments], k),
-            _names(("short", "long"), (o.side[report] > 0).astype(np.int64)),
+            names_at(("short", "long"), (o.side[report] > 0).astype(np.int64)),
             o.total[report].tolist(),
             (o.kind[report] == REDUCE).tolist(),
             self._vwaps(k, o.filled_value[report], o.total[report]),
-            _prices(o.bankruptcy[report]),
+            float_prices(o.bankruptcy[report]),
             o.surplus[report].tolist(),
             o.deficit[report].tolist(),
             o.covered[report].tolist(),
@@ -562,13 +380,13 @@ class LiquidationDesk:
 
     @staticmethod
     def _per_instrument(values: list[str], k: np.ndarray) -> list[str]:
-        return [values[int(k[0])]] * k.size if k.size and (k == k[0]).all() else _names(values, k)
+        return [values[int(k[0])]] * k.size if k.size and (k == k[0]).all() else names_at(values, k)
 
     def _start_times(self, ticks: np.ndarray) -> list[datetime]:
         if ticks.size == 0:
             return []
         uniq, inverse = np.unique(ticks, return_inverse=True)
-        return _names([self._started(t) for t in uniq.tolist()], inverse.reshape(-1))
+        return names_at([self._started(t) for t in uniq.tolist()], inverse.reshape(-1))
 
     def close_at(self, instrument: int, price_units: int) -> None:
         """Expiry: every order on the instrument is closed at the settlement price."""
@@ -577,107 +395,6 @@ class LiquidationDesk:
         if idx.size:
             self._fill(idx, o.remaining[idx].copy(), np.full(idx.size, price_units, dtype=np.int64))
         self._finish()
-
-    # ----- positions closed for their traders ---------------------------------------------
-
-    def close_positions(
-        self, rows: np.ndarray, contracts: np.ndarray, prices: np.ndarray
-    ) -> np.ndarray:
-        """Traders close `contracts` of `rows` (may recur) at `prices` and realize the PnL: gains
-        to the account's cash, losses from an isolated position's margin or from cash. What a
-        trader cannot pay (a closed isolated position's margin below zero, or cash below zero with
-        no cross position left) is a deficit: the fund, then the uncovered deficit. Returns the
-        PnL of each fill."""
-        engine, book = self.engine, self.engine.book
-        pnl = self._pnl(
-            book.instrument[rows], book.side[rows], contracts, book.entry_units[rows], prices
-        )
-        uniq, inverse = np.unique(rows, return_inverse=True)
-        row_pnl = np.zeros(uniq.size, dtype=np.int64)
-        row_contracts = np.zeros(uniq.size, dtype=np.int64)
-        np.add.at(row_pnl, inverse, pnl)
-        np.add.at(row_contracts, inverse, contracts)
-        accounts, currencies = book.account[uniq], book.position_currency[uniq]
-        from_margin = book.isolated[uniq] & (row_pnl < 0)
-        book.iso_margin[uniq] += np.where(from_margin, row_pnl, 0)
-        np.add.at(book.balances, (accounts, currencies), np.where(from_margin, 0, row_pnl))
-        self._post_traders(uniq, row_pnl)
-        engine.add_period_pnl(uniq, row_pnl)
-        book.contracts[uniq] -= row_contracts
-        closed = book.isolated[uniq] & (book.contracts[uniq] == 0)
-        short = np.zeros(uniq.size, dtype=np.int64)
-        short[closed] = np.maximum(0, -book.iso_margin[uniq[closed]])
-        book.iso_margin[uniq[closed]] += short[closed]
-        np.add.at(
-            book.balances, (accounts[closed], currencies[closed]), book.iso_margin[uniq[closed]]
-        )
-        book.iso_margin[uniq[closed]] = 0
-        # Cross accounts left with no cross position and cash below zero.
-        groups, first = np.unique(book.group[uniq], return_index=True)
-        members = book.rows_of_groups(groups)
-        members = members[~book.isolated[members] & (book.contracts[members] > 0)]
-        bare = ~np.isin(groups, book.group[members])
-        cash = book.balances.reshape(-1)
-        owing = bare & (cash[groups] < 0)
-        short_rows = np.concatenate((uniq[short > 0], uniq[first[owing]]))
-        short_amounts = np.concatenate((short[short > 0], -cash[groups[owing]]))
-        cash[groups[owing]] = 0
-        if short_rows.size:
-            self._post_traders(short_rows, short_amounts)
-            engine.add_period_pnl(short_rows, short_amounts)
-            for k in np.unique(book.instrument[short_rows]).tolist():
-                self._absorb(k, int(short_amounts[book.instrument[short_rows] == k].sum()))
-        book.refresh(uniq)
-        return pnl
-
-    def _absorb(self, k: int, amount: int) -> None:
-        """A deficit a trader could not pay: the free fund covers what it can, the rest is
-        uncovered (shared out at settlement under clawback)."""
-        engine = self.engine
-        currency = self._currency[k]
-        cover = max(0, min(amount, self.fund_free(currency)))
-        engine.fund_out(currency, cover)
-        if amount > cover:
-            engine.add_uncovered(k, amount - cover)
-
-    def _post_traders(self, rows: np.ndarray, amounts: np.ndarray) -> None:
-        """Post signed `amounts` (to the trader when positive) between the traders of `rows`
-        and the clearing house, netted per trader, one step per currency."""
-        engine, book = self.engine, self.engine.book
-        currencies = book.position_currency[rows]
-        for c in np.unique(currencies).tolist():
-            sel = currencies == c
-            ids, inverse = np.unique(book.account[rows[sel]], return_inverse=True)
-            net = np.zeros(ids.size, dtype=np.int64)
-            np.add.at(net, inverse, amounts[sel])
-            engine.ledger.post_signed(
-                ids, net, CLEARING, engine.currency_codes[c], Reason.REALIZED_PNL
-            )
-
-    def _pnl(
-        self,
-        instruments: np.ndarray,
-        side: np.ndarray,
-        contracts: np.ndarray,
-        entry: np.ndarray,
-        prices: np.ndarray,
-    ) -> np.ndarray:
-        """Exact realized PnL in minor units of each (side, contracts, entry, price), as
-        `realized_pnl_minor` gives it, vectorized per instrument."""
-        engine = self.engine
-        out = np.zeros(contracts.size, dtype=np.int64)
-        for k in np.unique(instruments).tolist():
-            sel = instruments == k
-            inst = engine.instruments[k]
-            out[sel] = pnl_minor(
-                *_pnl_factor(inst, engine.decimals(k)),
-                inst.inverse,
-                side[sel].astype(np.int64),
-                contracts[sel],
-                entry[sel],
-                np.broadcast_to(prices, contracts.shape)[sel],
-            )
-        return out
 
     # ----- auto-deleveraging --------------------------------------------------------------
 
@@ -756,95 +473,3 @@ class LiquidationDesk:
         rounding = Rounding.CEIL if side > 0 else Rounding.FLOOR
         units = round_fraction(price / Fraction(inst.price_unit), rounding)
         return max(units, 0)
-
-
-# ----- exact integer helpers -----------------------------------------------------------------
-
-
-def pnl_minor(
-    numerator: int,
-    denominator: int,
-    inverse: bool,
-    side: np.ndarray,
-    contracts: np.ndarray,
-    entry: np.ndarray,
-    price: np.ndarray,
-) -> np.ndarray:
-    """`realized_pnl_minor` over arrays: floor(side*n*(P-E)*num / den), times E*P in the
-    denominator for an inverse contract; int64 where the bounds allow, else Python ints."""
-    if contracts.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    move_bound = int(np.abs(contracts).max()) * int(np.abs(price - entry).max() + 1) * numerator
-    den_bound = denominator * (int(entry.max()) * int(price.max()) if inverse else 1)
-    if move_bound < _INT64_SAFE and den_bound < _INT64_SAFE and int(price.max()) < _INT64_SAFE:
-        move = side * contracts * (price - entry) * numerator
-        return move // (denominator * entry * price if inverse else denominator)
-    as_int = [np.asarray(a).astype(object) for a in (side, contracts, entry, price)]
-    side_o, contracts_o, entry_o, price_o = as_int
-    move_o = side_o * contracts_o * (price_o - entry_o) * numerator
-    den_o = denominator * entry_o * price_o if inverse else denominator
-    return np.asarray(move_o // den_o).astype(np.int64)
-
-
-def _names(names: Sequence[T], index: np.ndarray) -> list[T]:
-    """names[i] for each i of `index`."""
-    if index.size == 0:
-        return []
-    picked = itemgetter(*index.tolist())(names)
-    return list(picked) if index.size > 1 else [picked]
-
-
-def _prices(values: np.ndarray) -> list[float | None]:
-    """Float prices for events; None where there is none (NaN)."""
-    return [None if p != p else p for p in values.tolist()]
-
-
-def split_exact(total: int, weights: np.ndarray) -> np.ndarray:
-    """`total` split in proportion to int `weights` by largest remainder (core.deficit's exact
-    allocator); the parts sum to `total` exactly. No weight at all: the first takes it."""
-    amount = abs(total)
-    weight_sum = int(weights.sum())
-    if weight_sum <= 0:
-        parts = np.zeros(weights.size, dtype=np.int64)
-        parts[0] = amount
-    else:
-        whole, rest = divmod(amount, weight_sum)
-        parts = weights * whole + allocate_clawback(rest, weights).amounts
-    return parts if total >= 0 else -parts
-
-
-def _scaled(collateral: np.ndarray, done: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """collateral * done // total exactly (floor), without int64 overflow."""
-    if int(total.max()) ** 2 < _INT64_SAFE:
-        whole, rest = np.divmod(collateral, total)
-        return whole * done + rest * done // total
-    exact = collateral.astype(object) * done.astype(object) // total.astype(object)
-    return np.asarray(exact).astype(np.int64)
-
-
-def _cumulative_within(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Running sum of `values` (inclusive) among equal `keys`, in sequence order."""
-    sort = np.argsort(keys, kind="stable")
-    ordered = values[sort]
-    sums = np.cumsum(ordered)
-    first = np.r_[True, keys[sort][1:] != keys[sort][:-1]]
-    base = (sums - ordered)[first][np.cumsum(first) - 1]
-    out = np.empty_like(sums)
-    out[sort] = sums - base
-    return out
-
-
-def _draws(free: int, released: np.ndarray, surplus: np.ndarray, deficit: np.ndarray) -> np.ndarray:
-    """What the fund covers of each deficit in sequence: the deficit, at most the free fund then
-    (plus the reservation released for it). Free after each step: max(0, free + released +
-    surplus - deficit), a clamped running sum."""
-    if deficit.size == 0 or not deficit.any():
-        return np.zeros(deficit.size, dtype=np.int64)
-    step = released + surplus - deficit
-    bound = abs(free) + int(np.abs(released).sum() + surplus.sum() + deficit.sum())
-    if bound >= _INT64_SAFE:
-        raise OverflowError("fund movements of one tick exceed int64")
-    running = free + np.cumsum(step)
-    after = running - np.minimum(np.minimum.accumulate(running), 0)
-    before = np.r_[free, after[:-1]]
-    return np.minimum(deficit, before + released)
