@@ -53,8 +53,10 @@ def record_operator_side(store: Store, engine: Engine, events: list[Event], at: 
     audit row for the outcome of each command (applied with its effect, or refused with why)."""
     conn = store.conn
     for event in events:
-        if isinstance(event, ActionRecorded):
-            _recorded(store, engine, event)
+        if isinstance(event, ActionRecorded | ActionRefused):
+            applied = isinstance(event, ActionRecorded)
+            if applied:
+                _recorded(store, engine, event)
             audit.append(
                 store.db,
                 at=at,
@@ -64,21 +66,7 @@ def record_operator_side(store: Store, engine: Engine, events: list[Event], at: 
                 reason=event.reason,
                 after={
                     "action": event.action,
-                    "applied": event.detail,
-                    "engine_time": iso(event.time),
-                },
-            )
-        elif isinstance(event, ActionRefused):
-            audit.append(
-                store.db,
-                at=at,
-                operator=event.operator,
-                kind="outcome",
-                subject=event.request or event.action,
-                reason=event.reason,
-                after={
-                    "action": event.action,
-                    "refused": event.reason,
+                    "applied" if applied else "refused": getattr(event, "detail", event.reason),
                     "engine_time": iso(event.time),
                 },
             )

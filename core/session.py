@@ -8,7 +8,6 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -346,9 +345,13 @@ class Session:
         )
         if not snapshot_due and not any(isinstance(e, OPERATOR_EVENTS) for e in events):
             # Nothing here reads the engine any more: commit it on the writer thread.
-            self._writer.put(
-                partial(self._write_plain_tick, tick, engine.now, events, state_hash, prices)
-            )
+            now = engine.now
+
+            def commit() -> None:
+                with store.transaction():
+                    self._write_plain_tick_rows(tick, now, events, state_hash, prices)
+
+            self._writer.put(commit)
             return
         self.flush()
         with store.transaction():
@@ -358,18 +361,6 @@ class Session:
                 self._write_snapshot()
         if snapshot_due and self.on_snapshot is not None:
             self.on_snapshot(tick)
-
-    def _write_plain_tick(
-        self,
-        tick: int,
-        now: datetime,
-        events: list[Event],
-        state_hash: str | None,
-        prices: list[tuple[str, str, float]] | None,
-    ) -> None:
-        assert self.store is not None
-        with self.store.transaction():
-            self._write_plain_tick_rows(tick, now, events, state_hash, prices)
 
     def _write_plain_tick_rows(
         self,
