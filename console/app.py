@@ -1,5 +1,6 @@
 """The Qt application: argument handling for the window (`risk-console`, `open PATH`,
-`--screenshot PATH --quit-after SECONDS`), themes from assets/*.qss, start and clean shutdown."""
+`--operator NAME --password-stdin`, `--screenshot PATH --quit-after SECONDS`), themes from
+assets/*.qss, start and clean shutdown."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 DEMO = "okx-2018-btc0928"
 THEMES = ("light", "dark")
+PASSWORD_ENV = "RISK_CONSOLE_PASSWORD"  # with --operator, for scripts that cannot pipe stdin
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,7 +50,24 @@ def parser() -> argparse.ArgumentParser:
         "--views", action="store_true", help="with --screenshot: also save each view beside it"
     )
     p.add_argument("--settings", metavar="INI", help="keep the window layout in this file")
+    p.add_argument(
+        "--operator",
+        metavar="NAME",
+        help=f"log in as NAME without the dialog; the password from --password-stdin or "
+        f"${PASSWORD_ENV} (the dialog opens when it is missing or wrong)",
+    )
+    p.add_argument(
+        "--password-stdin", action="store_true", help="with --operator: read one line from stdin"
+    )
     return p
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    if not args.operator:
+        return None
+    if args.password_stdin:
+        return args.operator, sys.stdin.readline().rstrip("\r\n")
+    return args.operator, os.environ.get(PASSWORD_ENV, "")
 
 
 def apply_theme(app: object, theme: str) -> None:
@@ -110,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     theme = args.theme or str(settings.value("theme", "light"))
     theme = theme if theme in THEMES else "light"
     apply_theme(app, theme)
-    window = MainWindow(settings=settings, theme=theme)
+    window = MainWindow(settings=settings, theme=theme, login=True)
+    window.desk.credentials = _credentials(args)
     window.show()
     window.bridge.set_speed(args.speed)
     window.open_source(source, args.store, play=not args.paused)
@@ -164,15 +184,31 @@ def _finish(
 
 def _save_views(window: object, path: Path) -> None:
     """Each view alone, raised in its dock, beside the main screenshot."""
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QScrollArea
 
+    from console.operator_desk import DOCKS
+
+    operations = {title for title, _, _ in DOCKS}
+    layout = window.saveState()  # type: ignore[attr-defined]
     for title, dock in window.docks.items():  # type: ignore[attr-defined]
         dock.show()
         dock.raise_()
         QApplication.processEvents()
         name = title.lower().replace(" ", "-")
-        dock.widget().grab().save(str(path.with_name(f"{path.stem}-{name}.png")), "PNG")
+        if title in operations:
+            # Grabbed floating at a readable size: in its tab the view shares the bottom strip.
+            dock.setFloating(True)
+            dock.resize(1280, 960)
+            QApplication.processEvents()
+            name = f"operations-{name}"
+        view = dock.widget()
+        if isinstance(view, QScrollArea):
+            view = view.widget()  # the whole view, not the part scrolled into sight
+        view.grab().save(str(path.with_name(f"{path.stem}-{name}.png")), "PNG")
+        if dock.isFloating():
+            dock.setFloating(False)
     window.charts.grab().save(str(path.with_name(f"{path.stem}-charts.png")), "PNG")  # type: ignore[attr-defined]
+    window.restoreState(layout)  # type: ignore[attr-defined]
     window.docks["Accounts"].raise_()  # type: ignore[attr-defined]
 
 

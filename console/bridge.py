@@ -1,5 +1,6 @@
 """The engine on a worker thread: commands in by queued signals, immutable snapshots out at most
-about ten times a second (ticks coalesced, and none built while the UI still digests the last)."""
+about ten times a second (ticks coalesced, and none built while the UI still digests the last);
+beside them what the operations docks read from the engine, and the outcome of each command."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import tempfile
 import threading
 import time
 from collections import deque
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
+from console.dialogs.action_dialog import action_context
+from console.operations import Outcome, engine_outcomes, failure, operations_state
+from core.alerts import AlertDesk
 from core.controls import Refusal
 from core.errors import InputError
 from core.events import ClawbackComputed
@@ -24,6 +29,7 @@ STEP_BUDGET_SECONDS = 0.04  # the worker yields to its event loop this often to 
 UI_WAIT_SECONDS = 0.25  # the longest the engine waits for the UI to finish a snapshot
 SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL before it is asked to pass it on
 SPEEDS = (1.0, 10.0, 60.0, 100.0, 300.0, 1000.0, 0.0)  # simulated s per real s; 0: flat out
+OPERATIONS_SECONDS = 1.0  # while playing, the operations docks' state at most once a second
 
 
 class EngineWorker(QObject):
@@ -33,10 +39,17 @@ class EngineWorker(QObject):
     failed = Signal(str, str)  # field, message
     accepted = Signal(str)
     refused = Signal(str, str)  # code, reason
+    outcome = Signal(object)  # Outcome
+    operations = Signal(object)  # OperationsState
+    context_ready = Signal(object, str)  # ActionContext, the action to open the dialog on
+    preview_ready = Signal(object, object)  # (family, currency, price), preview or InputError
 
     def __init__(self) -> None:
         super().__init__()
         self.session: Session | None = None
+        self.publish_operations = False
+        self.family: str | None = None
+        self._last_operations = 0.0
         self.builder: SnapshotBuilder | None = None
         self.spec = TableSpec()
         self.playing = False
@@ -139,18 +152,94 @@ class EngineWorker(QObject):
             self.builder.watch(account if isinstance(account, str) and account else None)
             self._publish(force=True)
 
-    @Slot(object, object)
-    def submit(self, raw: object, role: object) -> None:
+    @Slot(object, object, int)
+    def submit(self, raw: object, role: object, token: int = 0) -> None:
+        """Journal and audit an operator command; it applies at the next tick (at once when the
+        run is over: the session steps once more to apply it)."""
         if self.session is None or not isinstance(raw, dict):
             return
+        operator = str(raw.get("operator", "")) or None
+        kind = str(raw.get("action", "")) or None
         try:
             action = self.session.submit(raw, role=role if isinstance(role, str) else None)
         except InputError as error:
             self.failed.emit(error.field, error.message)
+            self.outcome.emit(failure(error, operator, token, kind))
+            return
         except Refusal as refusal:
             self.refused.emit(refusal.code, refusal.reason)
-        else:
-            self.accepted.emit(action.action)
+            self.outcome.emit(failure(refusal, operator, token, kind))
+            return
+        self.accepted.emit(action.action)
+        subject = action.id or action.action
+        when = "now" if self.session.finished else "at the next tick"
+        text = f"{subject} sent; it applies {when}"
+        self.outcome.emit(Outcome(True, text, operator, token, action=action.action))
+        if self.session.finished and self.builder is not None:
+            events = self.session.apply_pending()
+            self._after_tick(events)
+        self._publish(force=True, fresh=True)
+
+    @Slot(object, str, str, int)
+    def set_thresholds(self, changes: object, operator: str, reason: str, token: int = 0) -> None:
+        """Surveillance thresholds changed by `operator`: checked, applied and journaled by the
+        session, recorded and audited in the store (core.alerts.AlertDesk)."""
+        session = self.session
+        if session is None or session.store is None or not isinstance(changes, dict):
+            return
+        desk = AlertDesk(
+            session.store.db, operator, session.clock, apply_thresholds=session.set_thresholds
+        )
+        try:
+            changed = desk.set_thresholds(changes, reason)
+        except (InputError, Refusal) as error:
+            self.outcome.emit(failure(error, operator, token))
+            return
+        listed = ", ".join(f"{k} = {v}" for k, v in changed.items()) or "nothing"
+        self.outcome.emit(Outcome(True, f"thresholds changed: {listed}", operator, token))
+        self._publish(force=True)
+
+    @Slot(bool)
+    def set_operations(self, on: bool) -> None:
+        """Publish the operations docks' state (someone is logged in) or stop."""
+        self.publish_operations = bool(on)
+        if on:
+            self._send_operations()
+
+    @Slot(object)
+    def set_family(self, family: object) -> None:
+        self.family = family if isinstance(family, str) else None
+        self._send_operations()
+
+    @Slot(str, str, object, str)
+    def request_context(self, operator: str, role: str, account: object, action: str) -> None:
+        """What the action dialog needs about `account` (None: the fund), read here."""
+        if self.session is None:
+            return
+        try:
+            context = action_context(
+                self.session.engine, operator, role, account if isinstance(account, str) else None
+            )
+        except InputError as error:
+            self.outcome.emit(failure(error, operator))
+            return
+        self.context_ready.emit(context, action)
+
+    @Slot(str, str, str)
+    def request_preview(self, family: str, currency: str, price: str) -> None:
+        """A clawback preview at a typed price, computed on the engine."""
+        if self.session is None:
+            return
+        key = (family, currency, price)
+        try:
+            preview: object = self.session.engine.settlements.preview(
+                family, currency, Decimal(price)
+            )
+        except InputError as error:
+            preview = error
+        except (InvalidOperation, KeyError, ValueError) as error:
+            preview = InputError("price", f"no preview at {price}: {error}")
+        self.preview_ready.emit(key, preview)
 
     @Slot()
     def ui_ready(self) -> None:
@@ -187,7 +276,13 @@ class EngineWorker(QObject):
     def _step_once(self, *, pause_on_pending: bool = True) -> None:
         assert self.session is not None and self.builder is not None
         events = self.session.step()
+        self._after_tick(events, pause_on_pending=pause_on_pending)
+
+    def _after_tick(self, events: list[Any], *, pause_on_pending: bool = True) -> None:
+        assert self.session is not None and self.builder is not None
         self.builder.record_tick(events)
+        for outcome in engine_outcomes(events):
+            self.outcome.emit(outcome)
         self._dirty = True
         self._rate.append((time.perf_counter(), self.session.tick))
         for event in events:
@@ -198,6 +293,11 @@ class EngineWorker(QObject):
                 )
                 if pause_on_pending:
                     self.playing = False
+            elif isinstance(event, ClawbackComputed):
+                self.notice = (
+                    f"Clawback applied: {event.family} {event.currency}, "
+                    f"ratio {float(event.ratio):.2%}"
+                )
 
     def _due_tick(self) -> int | None:
         """The tick the clock says play should have reached (None: as fast as possible)."""
@@ -260,6 +360,14 @@ class EngineWorker(QObject):
         self._last_publish = now
         self.awaiting_ui = True
         self.snapshot.emit(snap)
+        if force or now - self._last_operations >= OPERATIONS_SECONDS:
+            self._send_operations()
+
+    def _send_operations(self) -> None:
+        if not self.publish_operations or self.session is None:
+            return
+        self._last_operations = time.perf_counter()
+        self.operations.emit(operations_state(self.session, self.family, playing=self.playing))
 
 
 def _open_session(source: object, store_path: object, temp: Any) -> Session:
@@ -277,6 +385,10 @@ class Bridge(QObject):
     failed = Signal(str, str)
     accepted = Signal(str)
     refused = Signal(str, str)
+    outcome = Signal(object)
+    operations_ready = Signal(object)
+    context_ready = Signal(object, str)
+    preview_ready = Signal(object, object)
 
     _open = Signal(object, object)
     _play = Signal()
@@ -286,14 +398,21 @@ class Bridge(QObject):
     _seek = Signal(int)
     _spec = Signal(object)
     _watch = Signal(object)
-    _submit = Signal(object, object)
+    _submit = Signal(object, object, int)
+    _thresholds = Signal(object, str, str, int)
+    _operations = Signal(bool)
+    _family = Signal(object)
+    _context = Signal(str, str, object, str)
+    _preview = Signal(str, str, str)
     _ready = Signal()
     _shutdown = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.latest: Snapshot | None = None
+        self.operations: Any = None  # the latest OperationsState
         self.received = 0
+        self._tokens = 0
         self._thread = QThread()
         self._thread.setObjectName("engine")
         self.worker = EngineWorker()
@@ -308,6 +427,11 @@ class Bridge(QObject):
             (self._spec, self.worker.set_spec),
             (self._watch, self.worker.watch),
             (self._submit, self.worker.submit),
+            (self._thresholds, self.worker.set_thresholds),
+            (self._operations, self.worker.set_operations),
+            (self._family, self.worker.set_family),
+            (self._context, self.worker.request_context),
+            (self._preview, self.worker.request_preview),
             (self._ready, self.worker.ui_ready),
             (self._shutdown, self.worker.shutdown),
         ):
@@ -316,6 +440,10 @@ class Bridge(QObject):
         self.worker.failed.connect(self.failed)
         self.worker.accepted.connect(self.accepted)
         self.worker.refused.connect(self.refused)
+        self.worker.outcome.connect(self.outcome)
+        self.worker.operations.connect(self._on_operations)
+        self.worker.context_ready.connect(self.context_ready)
+        self.worker.preview_ready.connect(self.preview_ready)
         self._pending: Snapshot | None = None
         # The engine thread runs Python between numpy calls; at the default 5 ms switch interval
         # the UI thread waits up to 5 ms for the GIL after every Qt call that released it.
@@ -350,8 +478,35 @@ class Bridge(QObject):
     def watch(self, account: str | None) -> None:
         self._watch.emit(account)
 
-    def submit(self, raw: dict[str, Any], role: str | None = None) -> None:
-        self._submit.emit(raw, role)
+    def _token(self) -> int:
+        self._tokens += 1
+        return self._tokens
+
+    def submit(self, raw: dict[str, Any], role: str | None = None) -> int:
+        """Send an operator command; the Outcome with the returned token answers it."""
+        token = self._token()
+        self._submit.emit(raw, role, token)
+        return token
+
+    def set_thresholds(self, changes: dict[str, object], operator: str, reason: str) -> int:
+        token = self._token()
+        self._thresholds.emit(changes, operator, reason, token)
+        return token
+
+    def set_operations(self, on: bool) -> None:
+        self._operations.emit(bool(on))
+
+    def set_family(self, family: str | None) -> None:
+        self._family.emit(family)
+
+    def request_context(
+        self, operator: str, role: str, account: str | None, action: str = "warn"
+    ) -> None:
+        """Ask for an ActionContext; it arrives by `context_ready`."""
+        self._context.emit(operator, role, account, action)
+
+    def request_preview(self, family: str, currency: str, price: str) -> None:
+        self._preview.emit(family, currency, price)
 
     @property
     def running(self) -> bool:
@@ -369,6 +524,11 @@ class Bridge(QObject):
         return done
 
     # ----- snapshots ----------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_operations(self, state: object) -> None:
+        self.operations = state
+        self.operations_ready.emit(state)
 
     @Slot(object)
     def _on_snapshot(self, snap: Snapshot) -> None:

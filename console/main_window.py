@@ -1,8 +1,10 @@
 """The main window: the charts in the middle, docked views around them (layout kept in QSettings),
-menus, the replay toolbar (play, pause, step, speed, time slider) and the status bar."""
+menus, the replay toolbar (play, pause, step, speed, time slider), the status bar, and the
+operations docks of the logged-in operator (console/operator_desk.py)."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,9 @@ from PySide6.QtWidgets import (
 )
 
 from console.bridge import SPEEDS, Bridge
+from console.dialogs.report_dialog import add_report_action
+from console.operations import Outcome
+from console.operator_desk import COLOURS, OperatorDesk
 from console.widgets.account_detail import AccountDetailPanel
 from console.widgets.accounts import AccountsPanel
 from console.widgets.charts import ChartsPanel
@@ -33,10 +38,7 @@ from console.widgets.overview import OverviewPanel
 from console.widgets.table import DataTable
 from core.snapshot import Snapshot
 
-LAYOUT_VERSION = 1
-# Places kept for views other parts of the product add: alert queue, maker-checker approvals,
-# settlement review, audit log. Each becomes a dock beside the ones here.
-OPERATIONS = ("Alerts", "Approvals", "Settlement review", "Audit log")
+LAYOUT_VERSION = 2  # 2: the operations docks
 
 
 def speed_label(speed: float) -> str:
@@ -52,8 +54,10 @@ class MainWindow(QMainWindow):
         *,
         settings: QSettings | None = None,
         theme: str = "light",
+        login: bool = False,
         parent: QWidget | None = None,
     ) -> None:
+        """`login`: ask for an operator (dialog) each time a run or store opens."""
         super().__init__(parent)
         self.setObjectName("main-window")
         self.setWindowTitle("Risk console")
@@ -77,8 +81,12 @@ class MainWindow(QMainWindow):
         self._dock("Liquidations", self.liquidations, area.BottomDockWidgetArea)
         self._dock("Events", self.events, area.BottomDockWidgetArea)
         self._dock("Account detail", self.detail, area.RightDockWidgetArea)
-        self.tabifyDockWidget(self.docks["Accounts"], self.docks["Liquidations"])
-        self.tabifyDockWidget(self.docks["Liquidations"], self.docks["Events"])
+        self.desk = OperatorDesk(self)
+        self.desk.ask_login = login
+        tabs = ("Accounts", "Liquidations", "Events", "Alerts", "Approvals", "Settlement review",
+                "Audit log")  # fmt: skip
+        for left, right in itertools.pairwise(tabs):
+            self.tabifyDockWidget(self.docks[left], self.docks[right])
         self.docks["Accounts"].raise_()
         self._default_state = self.saveState(LAYOUT_VERSION)
 
@@ -92,6 +100,8 @@ class MainWindow(QMainWindow):
         self.accounts.model.spec_changed.connect(self.bridge.set_spec)
         self.accounts.account_chosen.connect(self.choose_account)
         self.detail.watch_requested.connect(self.bridge.watch)
+        self.desk.install_menu(self.accounts.table, self._account_at)
+        self.desk.install_menu(self.detail.positions_table, lambda _: self.detail.account)
         self.apply_theme(theme)
         self.resize(1500, 950)
         self._restore_layout()
@@ -198,6 +208,9 @@ class MainWindow(QMainWindow):
         file.addAction(self.export_action)
         file.addAction(self.save_charts_action)
         file.addAction(self.screenshot_action)
+        add_report_action(
+            file, self, lambda: self.snapshot.store_path if self.snapshot is not None else None
+        )
         file.addSeparator()
         file.addAction(self.quit_action)
         replay = menus.addMenu("&Replay")
@@ -219,12 +232,14 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         view.addAction(self.reset_layout_action)
         operations = menus.addMenu("&Operations")
-        self.operation_actions = {}
-        for name in OPERATIONS:
-            action = operations.addAction(name)
-            action.setEnabled(False)
-            action.setToolTip("not available in this build")
-            self.operation_actions[name] = action
+        self.operation_actions: dict[str, QAction] = {}
+        for action in self.desk.build_actions():
+            if action is self.desk.act_action:
+                operations.addSeparator()
+            if action is self.desk.login_action:
+                operations.addSeparator()
+            operations.addAction(action)
+            self.operation_actions[action.text()] = action
         help_menu = menus.addMenu("&Help")
         help_menu.addAction("About", self._about)
 
@@ -236,11 +251,17 @@ class MainWindow(QMainWindow):
         self.status_store = QLabel("")
         self.status_notice = QLabel("")
         self.status_notice.setObjectName("notice")
+        self.status_operator = QLabel("not logged in")
+        self.status_operator.setObjectName("status-operator")
+        self.status_outcome = QLabel("")
+        self.status_outcome.setObjectName("status-outcome")
         for name, label in (("status-time", self.status_time), ("status-state", self.status_state),
                             ("status-rate", self.status_rate), ("status-store", self.status_store)):  # fmt: skip
             label.setObjectName(name)
             status.addWidget(label)
+        status.addPermanentWidget(self.status_outcome)
         status.addPermanentWidget(self.status_notice)
+        status.addPermanentWidget(self.status_operator)
 
     # ----- commands -----------------------------------------------------------------------
 
@@ -286,6 +307,18 @@ class MainWindow(QMainWindow):
         self.speed.setCurrentIndex(
             max(0, min(self.speed.count() - 1, self.speed.currentIndex() + by))
         )
+
+    def _account_at(self, pos: Any) -> str | None:
+        """The account of the Accounts row under `pos` (None off the rows)."""
+        index = self.accounts.table.indexAt(pos)
+        return self.accounts.model.cell_text(index.row(), 0) if index.isValid() else None
+
+    def show_outcome(self, outcome: Outcome) -> None:
+        """What became of the operator's last command, in the status bar (red when refused)."""
+        text = outcome.text if len(outcome.text) <= 90 else outcome.text[:89] + "…"
+        self.status_outcome.setText(text)
+        self.status_outcome.setToolTip(outcome.text)
+        self.status_outcome.setStyleSheet(f"color: {COLOURS[self.theme][outcome.ok]};")
 
     def choose_account(self, account: str) -> None:
         self.detail.show_account(account)
@@ -349,6 +382,8 @@ class MainWindow(QMainWindow):
             panel.apply_theme(theme)
         self.accounts.model.set_theme(theme)
         self.events.model.set_theme(theme)
+        if hasattr(self, "desk"):
+            self.desk.apply_theme(theme)
         if theme in getattr(self, "theme_actions", {}):
             self.theme_actions[theme].setChecked(True)
         self.theme_changed.emit(theme)
@@ -359,6 +394,7 @@ class MainWindow(QMainWindow):
         """Show a snapshot: every view takes what it needs; nothing here waits on the engine."""
         self.snapshot = snap
         self.updates += 1
+        self.desk.on_snapshot(snap)
         self.overview.update_snapshot(snap)
         self.accounts.update_snapshot(snap)
         self.charts.update_snapshot(snap)
@@ -377,7 +413,10 @@ class MainWindow(QMainWindow):
             state += " (replaying history)"
         self.status_state.setText(f"{state}  speed {speed_label(snap.speed)}")
         self.status_rate.setText(f"{snap.ticks_per_second:,.0f} ticks/s")
-        self.status_store.setText(f"store {snap.store_path}" if snap.store_path else "no store")
+        # The file name only: the status bar also carries the notice, outcome and operator.
+        store = Path(snap.store_path).name if snap.store_path else None
+        self.status_store.setText(f"store {store}" if store else "no store")
+        self.status_store.setToolTip(snap.store_path or "")
         self.status_notice.setText(snap.notice or "")
         self.time_label.setText(when)
         style = QStyle.StandardPixmap
@@ -430,6 +469,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_layout()
         self.bridge.shutdown()
+        self.desk.close()
         super().closeEvent(event)
 
     def stop_after(self, seconds: float, callback: Any) -> None:

@@ -313,7 +313,11 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite_utils.Database:
     if create and path.exists() and path.stat().st_size > 0:
         raise InputError("STORE", f"{path} exists already; choose a new file for a new store")
     try:
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        # A second connection (the console's UI thread) waits for the run's tick transaction;
+        # a snapshot of a big book holds it for a few seconds.
+        conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=30.0
+        )
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         application = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]

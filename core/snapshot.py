@@ -383,10 +383,25 @@ class SnapshotBuilder:
         self.money[code][key] += amount
         self._money_at.append((tick, code, key, amount))
 
+    def _grow(self, tick: int) -> None:
+        """Room for `tick`: commands applied after the scenario's end (an approved clawback)
+        take ticks past `ticks_total`."""
+        size = self.times.size
+        if tick < size:
+            return
+        extra = max(tick + 1 - size, 16)
+        step = self.session.engine.scenario.tick_seconds
+        more = self.times[-1] + step * np.arange(1, extra + 1, dtype=np.float64)
+        self.times = np.concatenate((self.times, more))
+        self.series = {
+            k: np.concatenate((v, np.full(extra, np.nan))) for k, v in self.series.items()
+        }
+
     def record_tick(self, events: list[Any]) -> None:
         engine = self.session.engine
         t = engine.tick
         book = engine.book
+        self._grow(t)
         for name, price in engine.index_now.items():
             self.series[f"index:{name}"][t] = price
         for k, inst in enumerate(engine.instruments):
@@ -510,7 +525,7 @@ class SnapshotBuilder:
         return Snapshot(
             scenario=engine.scenario.name,
             tick=t,
-            ticks_total=engine.ticks_total,
+            ticks_total=max(engine.ticks_total, t + 1),
             tick_seconds=engine.scenario.tick_seconds,
             start_epoch=self.start_epoch,
             now=engine.now,

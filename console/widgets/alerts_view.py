@@ -50,14 +50,18 @@ class AlertsBackend(Protocol):
 
 
 class AlertsView(QWidget):
-    """Call `refresh()` when new alerts may have been recorded (after each snapshot, say)."""
+    """Call `refresh()` when new alerts may have been recorded (after each snapshot, say).
+    `read_only` (a viewer) shows everything and disables every change."""
 
     COLUMNS = ("#", "Time", "Rule", "Severity", "Account", "Symbol", "Message", "State", "Owner")
 
-    def __init__(self, backend: AlertsBackend, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, backend: AlertsBackend, parent: QWidget | None = None, *, read_only: bool = False
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("alerts-view")
         self.backend = backend
+        self.read_only = read_only
         self.shown: list[Alert] = []
         self.tabs = QTabWidget()
         layout = QVBoxLayout(self)
@@ -166,10 +170,10 @@ class AlertsView(QWidget):
 
     def _on_selection(self) -> None:
         alert = self.selected()
-        allowed = alert.allowed() if alert else ()
+        allowed = alert.allowed() if alert and not self.read_only else ()
         for state, button in self.move_buttons.items():
             button.setEnabled(state in allowed)
-        self.assign_button.setEnabled(alert is not None)
+        self.assign_button.setEnabled(alert is not None and not self.read_only)
         if alert is None:
             self.notes_view.clear()
             return
@@ -228,6 +232,7 @@ class AlertsView(QWidget):
         self.thresholds_button = QPushButton("Apply thresholds")
         self.thresholds_button.clicked.connect(self.apply_thresholds)
         form.addRow(self.thresholds_button)
+        self.thresholds_button.setEnabled(not self.read_only)
         self.thresholds_status = QLabel()
         self.thresholds_status.setObjectName("thresholds-status")
         self.thresholds_status.setWordWrap(True)

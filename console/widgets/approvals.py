@@ -215,6 +215,9 @@ class ApprovalsView(QWidget):
         """Show a fresh list, keeping the selected request selected while it is still pending."""
         chosen = self.selected()
         self.requests = tuple(requests)
+        # Rebuilt silently: the status line keeps the last outcome while the same request stays
+        # selected.
+        self.table.blockSignals(True)
         self.table.setRowCount(len(self.requests))
         for row, r in enumerate(self.requests):
             values = (r.id, TITLES.get(r.kind, r.kind), r.operator, r.created, r.summary, r.reason)
@@ -225,7 +228,11 @@ class ApprovalsView(QWidget):
             self.table.selectRow(ids.index(chosen.id))
         elif self.requests:
             self.table.selectRow(0)
-        self._on_selection()
+        self.table.blockSignals(False)
+        now = self.selected()
+        self._on_selection(
+            keep_status=chosen is not None and now is not None and chosen.id == now.id
+        )
 
     def select(self, request_id: str) -> None:
         self.table.selectRow([r.id for r in self.requests].index(request_id))
@@ -246,7 +253,7 @@ class ApprovalsView(QWidget):
             return f"Deciding requests needs the {APPROVER_ROLE} role; you are {self.role}."
         return None
 
-    def _on_selection(self) -> None:
+    def _on_selection(self, keep_status: bool = False) -> None:
         request = self.selected()
         self.preview.setPlainText("\n".join(request.preview) if request else "")
         blocked = self.why_not(request)
@@ -255,7 +262,8 @@ class ApprovalsView(QWidget):
             blocked is None and request is not None and request.rejectable
         )
         self.approve_button.setToolTip(blocked or "")
-        self.status_label.setText(blocked if request is not None and blocked else "")
+        if not keep_status:
+            self.status_label.setText(blocked if request is not None and blocked else "")
 
     def decide(self, approve: bool) -> bool:
         """Approve or reject the selected request with the typed comment."""

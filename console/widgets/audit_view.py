@@ -58,6 +58,7 @@ class AuditView(QWidget):
         self.offset = 0
         self.total = 0
         self.entries: list[AuditEntry] = []
+        self._sized = False
         self.operator_edit = QLineEdit()
         self.operator_edit.setPlaceholderText("operator")
         self.kind_combo = QComboBox()
@@ -151,6 +152,13 @@ class AuditView(QWidget):
             )
             for column, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(value))
+        if entries and not self._sized:
+            # Once, from the first rows: the short columns fit their text; Before and After
+            # (JSON) keep a fixed width and the last one stretches.
+            for column in range(6):
+                self.table.resizeColumnToContents(column)
+            self.table.setColumnWidth(6, 260)
+            self._sized = True
         first = self.offset + 1 if entries else 0
         self.page_label.setText(f"rows {first:,}-{self.offset + len(entries):,} of {total:,}")
         self.newer_button.setEnabled(self.offset > 0)

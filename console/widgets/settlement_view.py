@@ -158,10 +158,12 @@ class SettlementView(QWidget):
         self.new_id = new_id
         self.state: SettlementState | None = None
         self.shown_preview: ClawbackPreview | None = None
+        self._in_model: ClawbackPreview | None = None
         self.summary_label = QLabel()
         self.summary_label.setObjectName("settlement-summary")
         self.summary_label.setWordWrap(True)
         self.plot = Plot("Index over the settlement window", "Price", "Time (UTC)", time_axis=True)
+        self.plot.setMinimumHeight(170)  # below that the time axis and its label are cut
         self.plot.apply_theme(theme)
         self.index_curve = self.plot.curve("index", theme, "index")
         self.computed_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#1f6fd1"))
@@ -299,6 +301,7 @@ class SettlementView(QWidget):
         self.shown_preview = None
         if state is None or not currency:
             self.model.set_preview(None, (), 8)
+            self._in_model = None
             self._update_buttons()
             return None
         r = state.review
@@ -316,6 +319,7 @@ class SettlementView(QWidget):
         except InputError as error:
             self.preview_label.setText(f"{error.field}: {error.message}")
             self.model.set_preview(None, (), state.decimals.get(currency, 8))
+            self._in_model = None
             self.typed_line.setVisible(False)
             self._update_buttons()
             return None
@@ -329,10 +333,29 @@ class SettlementView(QWidget):
         )
         self.typed_line.setValue(float(preview.price))
         self.typed_line.setVisible(typed is not None)
-        self.model.set_preview(preview, state.account_ids, decimals)
+        if preview is not self._in_model:
+            # A new preview (not the same one published again): reload, keeping no stale sort.
+            self.model.set_preview(preview, state.account_ids, decimals)
+            self._size_columns()
+            self._in_model = preview
         self.shown_preview = preview
         self._update_buttons()
         return preview
+
+    def _size_columns(self) -> None:
+        """Widths from the longest name and the largest amounts, so no figure is cut."""
+        model, metrics = self.model, self.table.fontMetrics()
+        if not model.rowCount():
+            return
+        widest = (
+            max(model.names, key=len),
+            fmt_minor(int(model.profits.max()), model.decimals),
+            fmt_minor(int(model.amounts.max()), model.decimals),
+        )
+        for c, text in enumerate(widest):
+            title = model.columns[c].title
+            width = max(metrics.horizontalAdvance(text), metrics.horizontalAdvance(title))
+            self.table.setColumnWidth(c, width + 28)
 
     def _update_buttons(self) -> None:
         r = self.state.review if self.state else None

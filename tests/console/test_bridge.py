@@ -119,3 +119,53 @@ def test_close_leaves_no_thread_running(qtbot: Any) -> None:
     assert b.shutdown()
     assert not b.running
     assert b.worker.session is None  # the store was closed on the engine thread
+
+
+def test_reads_for_the_operations_docks_are_answered_by_signal(qtbot: Any, bridge: Any) -> None:
+    from console.dialogs.action_dialog import ActionContext
+    from core.errors import InputError
+    from core.settlement import ClawbackPreview
+
+    bridge.open(two_traders_doc(clawback_approval="required"))
+    wait_snapshot(qtbot, bridge)
+    bridge.step(2)  # 8 BTC of deficit wait for the settlement
+    wait_snapshot(qtbot, bridge, lambda s: s.tick == 2)
+    with qtbot.waitSignal(bridge.preview_ready, timeout=10_000) as answer:
+        bridge.request_preview("DEMO-USD", "BTC", "7000")
+    key, preview = answer.args
+    assert key == ("DEMO-USD", "BTC", "7000")
+    assert isinstance(preview, ClawbackPreview) and preview.deficit == 800_000_000
+    with qtbot.waitSignal(bridge.preview_ready, timeout=10_000) as answer:
+        bridge.request_preview("DEMO-USD", "BTC", "seven")
+    assert isinstance(answer.args[1], InputError) and answer.args[1].field == "price"
+    with qtbot.waitSignal(bridge.context_ready, timeout=10_000) as answer:
+        bridge.request_context("alice", "operator", "B", "freeze")
+    context, action = answer.args
+    assert isinstance(context, ActionContext) and action == "freeze"
+    assert (context.account, [p.contracts for p in context.positions]) == ("B", [10])
+    with qtbot.waitSignal(bridge.outcome, timeout=10_000) as answer:
+        bridge.request_context("alice", "operator", "nobody", "warn")
+    assert not answer.args[0].ok and answer.args[0].field == "account"
+    bridge.set_operations(True)
+    with qtbot.waitSignal(bridge.operations_ready, timeout=10_000) as answer:
+        bridge.step(1)
+    state = answer.args[0]
+    assert state.families == ("DEMO-USD",) and state.settlement is not None
+    assert state.settlement.review.pending_deficit == {"BTC": 800_000_000}
+
+
+def test_a_command_after_the_end_applies_at_once(qtbot: Any, bridge: Any) -> None:
+    bridge.open(TWO_TRADERS)
+    wait_snapshot(qtbot, bridge)
+    bridge.seek(3601)
+    end = wait_snapshot(qtbot, bridge, lambda s: s.tick == 3601)
+    assert end.finished
+    command = {"operator": "alice", "action": "warn", "account": "B", "message": "m", "reason": "r"}
+    with qtbot.waitSignal(bridge.outcome, timeout=10_000) as answer:
+        bridge.submit(command, "operator")
+    assert answer.args[0].ok and answer.args[0].text == "warn sent; it applies now"
+    qtbot.waitUntil(lambda: bridge.latest.tick == 3602)  # its snapshot may come with it
+    snap = bridge.latest
+    assert snap.ticks_total == 3603 and snap.times.size == 3603
+    b_rows = snap.table.rows_of_account(snap.table.account_ids.index("B"))
+    assert snap.table.columns["flags"][b_rows].any()

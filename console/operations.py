@@ -1,0 +1,214 @@
+"""What the operations docks need from the engine thread (pending requests, the settlement review,
+the surveillance thresholds), the outcome of each operator command, and the UI-side backends that
+answer the views from that published state: threshold changes and clawback previews go to the
+engine thread as requests and come back by signal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+
+from console.widgets.approvals import PendingRequest, pending_requests
+from console.widgets.settlement_view import SettlementState, settlement_state
+from core.alerts import SETTINGS_ROLE, Alert, AlertDesk
+from core.controls import Refusal
+from core.errors import InputError
+from core.events import ActionRecorded, ActionRefused
+from core.operators import require_role
+from core.settlement import ClawbackPreview
+from core.surveillance import Thresholds, parse_thresholds
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+    from core.session import Session
+
+PREVIEW_CACHE = 64  # typed prices remembered per state (each a full allocation)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of an operator's command. `token` names the submit it answers (0: an
+    engine outcome of a later tick); `field` or `code` say why it failed."""
+
+    ok: bool
+    text: str
+    operator: str | None = None
+    token: int = 0
+    field: str | None = None
+    code: str | None = None
+    action: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationsState:
+    """The operations docks' view of the engine at one tick (built on the engine's thread)."""
+
+    tick: int
+    live: bool
+    finished: bool
+    playing: bool
+    requests: tuple[PendingRequest, ...]
+    families: tuple[str, ...]
+    settlement: SettlementState | None
+    thresholds: Thresholds
+
+    @property
+    def pending_clawbacks(self) -> tuple[str, ...]:
+        """The ids of clawback requests waiting for a supervisor."""
+        return tuple(r.id for r in self.requests if r.action == "approve_clawback")
+
+
+def settled_families(engine: Engine) -> tuple[str, ...]:
+    """Families that settle (futures), in the engine's order."""
+    out: list[str] = []
+    for inst in engine.instruments:
+        if inst.expiry is not None and inst.family not in out:
+            out.append(inst.family)
+    return tuple(out)
+
+
+def chosen_family(engine: Engine, wanted: str | None) -> str | None:
+    """The family the settlement view reviews: the one asked for, else one with a clawback
+    waiting, else the first that settles."""
+    families = settled_families(engine)
+    if wanted in families:
+        return wanted
+    for family, _ in sorted(engine.settlements.pending):
+        if family in families:
+            return family
+    return families[0] if families else None
+
+
+def operations_state(session: Session, family: str | None, *, playing: bool) -> OperationsState:
+    """Call on the engine's thread."""
+    engine = session.engine
+    chosen = chosen_family(engine, family)
+    return OperationsState(
+        engine.tick,
+        session.live,
+        session.finished,
+        playing,
+        pending_requests(engine),
+        settled_families(engine),
+        settlement_state(engine, chosen) if chosen is not None else None,
+        engine.surveillance.thresholds,
+    )
+
+
+def failure(
+    error: InputError | Refusal, operator: str | None, token: int = 0, action: str | None = None
+) -> Outcome:
+    """The Outcome of a command refused before it was journaled (bad field or refusal)."""
+    if isinstance(error, InputError):
+        text = f"{error.field}: {error.message}"
+        return Outcome(False, text, operator, token, field=error.field, action=action)
+    text = f"refused ({error.code}): {error.reason}"
+    return Outcome(False, text, operator, token, code=error.code, action=action)
+
+
+def engine_outcomes(events: list[Any]) -> list[Outcome]:
+    """The outcome of each command the engine applied or refused in a tick."""
+    out = []
+    for event in events:
+        if not isinstance(event, ActionRecorded | ActionRefused):
+            continue
+        subject = f"{event.action}" + (f" {event.request}" if event.request else "")
+        if isinstance(event, ActionRecorded):
+            detail = f": {event.detail}" if event.detail else ""
+            out.append(
+                Outcome(True, f"{subject} applied{detail}", event.operator, action=event.action)
+            )
+        else:
+            text = f"{subject} refused: {event.reason}"
+            out.append(Outcome(False, text, event.operator, code="engine", action=event.action))
+    return out
+
+
+class PreviewCache:
+    """Clawback previews at typed prices, answered by the engine thread. A miss sends the request
+    and reads as an InputError that says the preview is on its way; the answer calls `arrived`."""
+
+    def __init__(self, request: Callable[[str, str, str], None]) -> None:
+        self.request = request
+        self.answers: dict[tuple[str, str, str], ClawbackPreview | InputError] = {}
+        self.asked: set[tuple[str, str, str]] = set()
+        self.arrived: Callable[[], None] = lambda: None
+
+    def clear(self) -> None:
+        self.answers.clear()
+        self.asked.clear()
+
+    def get(self, family: str, currency: str, price: Decimal) -> ClawbackPreview:
+        key = (family, currency, format(price, "f"))
+        answer = self.answers.get(key)
+        if isinstance(answer, InputError):
+            raise answer
+        if answer is not None:
+            return answer
+        if key not in self.asked:
+            self.asked.add(key)
+            self.request(*key)
+        raise InputError("price", f"computing the clawback preview at {key[2]}…")
+
+    def answer(self, key: tuple[str, str, str], value: object) -> None:
+        if key not in self.asked:
+            return  # asked before the state changed: stale
+        if len(self.answers) >= PREVIEW_CACHE:
+            self.answers.clear()
+        if isinstance(value, (ClawbackPreview, InputError)):
+            self.answers[key] = value
+        self.arrived()
+
+
+class DeskAlerts:
+    """The alerts view's backend for the logged-in operator: alert states on the UI thread's
+    store connection (core.alerts.AlertDesk); thresholds as the engine last published them, and
+    changes checked here, then applied, journaled and audited on the engine's thread."""
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        operator: str,
+        send: Callable[[dict[str, object], str], None],
+        thresholds: Callable[[], Thresholds | None],
+    ) -> None:
+        self.desk = AlertDesk(db, operator, lambda: datetime.now(UTC))
+        self.send = send
+        self.current = thresholds
+
+    def alerts(self, state: str | None = None) -> list[Alert]:
+        return self.desk.alerts(state)
+
+    def counts(self) -> dict[str, int]:
+        return self.desk.counts()
+
+    def owners(self) -> list[str]:
+        return self.desk.owners()
+
+    def change(self, alert_id: int, **change: Any) -> Alert:
+        return self.desk.change(alert_id, **change)
+
+    def thresholds(self) -> Thresholds:
+        return self.current() or self.desk.thresholds()
+
+    def set_thresholds(self, changes: dict[str, object], reason: str) -> dict[str, Any]:
+        """Check what the engine thread will check (field, role, reason) so the operator hears of
+        a mistake at once; return what will change. The engine's answer arrives as an Outcome."""
+        before = self.thresholds()
+        after = parse_thresholds(changes, before)
+        require_role(self.desk.db, self.desk.operator, SETTINGS_ROLE)
+        if not isinstance(reason, str) or not reason.strip():
+            raise InputError("reason", "a reason is required")
+        changed = {
+            f.name: getattr(after, f.name)
+            for f in fields(Thresholds)
+            if getattr(before, f.name) != getattr(after, f.name)
+        }
+        if changed:
+            self.send(dict(changes), reason.strip())
+        return changed
