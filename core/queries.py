@@ -18,6 +18,7 @@ from core.errors import InputError
 
 # Tables `export` writes, with the columns it leaves out (password material never leaves).
 EXPORTABLE: dict[str, tuple[str, ...]] = {
+    "liquidation_starts": (),
     "liquidations": (),
     "adl": (),
     "fund_history": (),
@@ -123,6 +124,11 @@ def account_history(
             "'partial', partial, 'fill_price', fill_price, 'bankruptcy_price', bankruptcy_price, "
             "'surplus', surplus, 'deficit', deficit, 'covered_by_fund', covered_by_fund) "
             "FROM liquidations WHERE account = :account "
+            "UNION ALL "
+            "SELECT tick, time, 'LiquidationStarted', symbol, currency, NULL, "
+            "json_object('side', side, 'contracts', contracts, 'partial', partial, "
+            "'bankruptcy_price', bankruptcy_price, 'reserved', reserved) "
+            "FROM liquidation_starts WHERE account = :account "
             "UNION ALL "
             "SELECT tick, time, 'AdlFill', symbol, NULL, NULL, "
             "json_object('contracts', contracts, 'price', price, 'against', against) "

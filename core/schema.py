@@ -69,6 +69,23 @@ def _create_v1(db: sqlite_utils.Database) -> None:
         pk="seq",
     )
     db["events"].create_index(["account", "tick"])
+    db["liquidation_starts"].create(
+        {
+            "seq": INTEGER,
+            "tick": INTEGER,
+            "time": TEXT,
+            "account": TEXT,
+            "symbol": TEXT,
+            "side": TEXT,
+            "contracts": INTEGER,
+            "partial": INTEGER,
+            "bankruptcy_price": REAL,
+            "reserved": INTEGER,
+            "currency": TEXT,
+        },
+        pk="seq",
+    )
+    db["liquidation_starts"].create_index(["account"])
     db["liquidations"].create(
         {
             "seq": INTEGER,

@@ -220,8 +220,8 @@ class Store:
         )
 
     def _write_events(self, tick: int, events: list[Event]) -> None:
-        """Events with a table of their own (liquidations, ADL, fund, settlements, clawbacks) go
-        only there; `events` holds all the others."""
+        """Events with a table of their own (liquidation starts and fills, ADL, fund, settlements,
+        clawbacks) go only there; `events` holds all the others."""
         times: dict[datetime, str] = {}
 
         def when(t: datetime) -> str:
@@ -239,8 +239,7 @@ class Store:
                 text = prices[value] = price_str(value)
             return text  # type: ignore[return-value]
 
-        dumps = orjson.dumps
-        rows, liquidations, adl, fund, settlements = [], [], [], [], []
+        rows, starts, liquidations, adl, fund, settlements = [], [], [], [], [], []
         for event in events:
             at = when(event.time)
             kind = type(event)
@@ -294,22 +293,24 @@ class Store:
             elif kind is ClawbackComputed:
                 self._write_clawback(tick, event)
             elif kind is LiquidationStarted:
-                # The most frequent untabled event: its row without the generic lookups.
-                rows.append(
+                starts.append(
                     (
                         tick,
                         at,
-                        "LiquidationStarted",
                         event.account,
                         event.symbol,
+                        event.side,
+                        event.contracts,
+                        int(event.partial),
+                        _finite(event.bankruptcy_price),
+                        event.reserved,
                         event.currency,
-                        None,
-                        dumps(event, default=str, option=orjson.OPT_UTC_Z).decode(),
                     )
                 )
             else:
                 rows.append(_event_row(tick, at, event))
         self._insert("events", rows)
+        self._insert("liquidation_starts", starts)
         self._insert("liquidations", liquidations)
         self._insert("adl", adl)
         self._insert("fund_history", fund)
