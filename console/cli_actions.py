@@ -4,12 +4,12 @@ command line, through the same session path (journal, audit, maker-checker) as t
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from console.cli_operators import read_password
 from core.errors import InputError
 from core.events import ActionRecorded, ActionRefused
 from core.scenario import ACTION_FIELDS
@@ -59,16 +59,6 @@ def handle(args: argparse.Namespace) -> int | None:
     return None
 
 
-def _password(args: argparse.Namespace) -> str:
-    if args.password is not None:
-        return str(args.password)
-    if args.password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    if not sys.stdin.isatty():
-        raise InputError("password", "give --password-stdin (or run in a terminal to be asked)")
-    return getpass.getpass(f"Password for {args.operator}: ")
-
-
 def raw_action(args: argparse.Namespace) -> dict[str, Any]:
     """The command as a risk-scenario/1 action; fields the action does not take are an error."""
     raw: dict[str, Any] = {"operator": args.operator, "action": args.action, "reason": args.reason}
@@ -92,7 +82,10 @@ def _action(args: argparse.Namespace) -> int:
     try:
         assert session.store is not None
         operator = authenticate(
-            session.store.db, args.operator, _password(args), at=datetime.now(UTC)
+            session.store.db,
+            args.operator,
+            read_password(args, sys.stdin, f"Password for {args.operator}: "),
+            at=datetime.now(UTC),
         )
         session.submit(raw_action(args), role=operator.role)
         events = session.apply_pending()

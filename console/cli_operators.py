@@ -157,7 +157,11 @@ def _actor() -> str:
 
 def _operators(args: argparse.Namespace, at: datetime, stdin: TextIO, out: TextIO) -> int:
     verb = args.operators_command
-    password = _read_password(args, stdin) if verb in ("add", "passwd") else ""
+    password = (
+        read_password(args, stdin, f"New password for {args.name}: ", confirm=True)
+        if verb in ("add", "passwd")
+        else ""
+    )
     db = _open(args.store)
     try:
         actor, reason = _actor(), getattr(args, "reason", "")
@@ -205,7 +209,10 @@ def _list_operators(db: Any, as_json: bool, out: TextIO) -> None:
             print(f"{operator.name}\t{operator.role}\t{status}\t{operator.created_at}", file=out)
 
 
-def _read_password(args: argparse.Namespace, stdin: TextIO) -> str:
+def read_password(
+    args: argparse.Namespace, stdin: TextIO, prompt: str, *, confirm: bool = False
+) -> str:
+    """From --password, one line of --password-stdin, or a terminal prompt (twice to confirm)."""
     if args.password is not None:
         return str(args.password)
     if args.password_stdin:
@@ -219,8 +226,8 @@ def _read_password(args: argparse.Namespace, stdin: TextIO) -> str:
         raise InputError(
             "password", "give --password-stdin (or run in a terminal to be asked for it)"
         )
-    first = getpass.getpass(f"New password for {args.name}: ")
-    if getpass.getpass("Again: ") != first:
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Again: ") != first:
         raise InputError("password", "the two entries differ")
     return first
 

@@ -349,8 +349,11 @@ class OperatorDesk(QObject):
             return
         if self.action_dialog is not None:
             self.action_dialog.deleteLater()
-        dialog = ActionDialog(context, lambda raw: None, action=action, parent=self.window)
-        dialog.submit = lambda raw: self.submit(raw, lambda o: self._dialog_outcome(dialog, o))
+
+        def submit(raw: dict[str, Any]) -> None:
+            self.submit(raw, lambda o: self._dialog_outcome(dialog, o))
+
+        dialog = ActionDialog(context, submit, action=action, parent=self.window)
         self.action_dialog = dialog
         dialog.open()
 

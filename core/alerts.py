@@ -17,6 +17,7 @@ from core.controls import Refusal
 from core.errors import InputError
 from core.events import AlertCleared, AlertRaised
 from core.operators import LOCAL_PREFIX, SYSTEM, list_operators, require_role
+from core.store import finite_or_none
 from core.surveillance import Thresholds, parse_thresholds
 
 if TYPE_CHECKING:
@@ -111,8 +112,8 @@ def record(db: sqlite_utils.Database, events: Iterable[object], *, tick: int | N
                         event.symbol,
                         event.severity,
                         event.message,
-                        _finite(event.value),
-                        _finite(event.threshold),
+                        finite_or_none(event.value),
+                        finite_or_none(event.threshold),
                     ),
                 )
                 raised += 1
@@ -128,11 +129,6 @@ def record(db: sqlite_utils.Database, events: Iterable[object], *, tick: int | N
                     ),
                 )
     return raised
-
-
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
 
 
 # ----- reading ------------------------------------------------------------------------------

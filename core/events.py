@@ -11,6 +11,11 @@ from decimal import Decimal
 from typing import NamedTuple
 
 
+def iso(t: datetime) -> str:
+    """A UTC time as results and the store write it: `2018-07-31T12:17:14Z`."""
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class _Compact:
     """Pickles an event as its class and field values: snapshots hold hundreds of thousands of
     events, and the generic slots-dataclass pickling (field lookup per object) costs 5x more."""

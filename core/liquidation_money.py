@@ -64,6 +64,8 @@ class DeskMoney:
         for c in np.unique(currencies).tolist():
             sel = np.flatnonzero(currencies == c)
             currency = self.engine.currency_codes[c]
+            if int(needed[sel].max(initial=0)) * sel.size >= _INT64_SAFE:
+                raise OverflowError(f"{currency} reservations beyond int64 range")
             got = np.minimum(np.cumsum(needed[sel]), max(0, self.fund_free(currency)))
             taken[sel] = np.diff(got, prepend=0)
             self.reserved[currency] += int(got[-1])
@@ -142,9 +144,10 @@ class DeskMoney:
         np.add.at(row_contracts, inverse, contracts)
         accounts, currencies = book.account[uniq], book.position_currency[uniq]
         from_margin = book.isolated[uniq] & (row_pnl < 0)
+        # The ledger first: it refuses an amount out of range before the book has changed.
+        self._post_traders(uniq, row_pnl)
         book.iso_margin[uniq] += np.where(from_margin, row_pnl, 0)
         np.add.at(book.balances, (accounts, currencies), np.where(from_margin, 0, row_pnl))
-        self._post_traders(uniq, row_pnl)
         engine.add_period_pnl(uniq, row_pnl)
         book.contracts[uniq] -= row_contracts
         closed = book.isolated[uniq] & (book.contracts[uniq] == 0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -69,9 +69,6 @@ class SettlementChecks:
         if self.window_seconds > 3600:
             # The engine keeps two hours of index samples: one window plus the delay.
             raise InputError("window_seconds", "expected at most 3600 (the settlement hour)")
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -186,7 +186,6 @@ class PositionBook:
         self.position_currency = self.inst_currency[self.instrument]
         self.group = self.account * self.n_currencies + self.position_currency
         self.n_groups = len(self.account_ids) * self.n_currencies
-        self.frozen_order_margin = np.zeros(self.n_groups, dtype=np.float64)
         # Rows by cross group, in row order: a group's rows are a slice (rows never change group).
         self.group_order = np.argsort(self.group, kind="stable")
         self.group_start = np.searchsorted(
@@ -363,10 +362,9 @@ class PositionBook:
 
     def okx_margin_rate(self, valuation: Valuation) -> np.ndarray:
         """OKX's margin rate (seed 003): cross equity / (position margin + frozen order margin);
-        isolated (fixed margin + upnl) * E * leverage / (cv * n), i.e. equity over entry margin."""
-        cross_denominator = (valuation.group_notional_over_leverage + self.frozen_order_margin)[
-            self.group
-        ]
+        isolated (fixed margin + upnl) * E * leverage / (cv * n), i.e. equity over entry margin.
+        The engine models no resting orders, so no order margin is frozen."""
+        cross_denominator = valuation.group_notional_over_leverage[self.group]
         denominator = np.where(self.isolated, self.entry_margin, cross_denominator)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(denominator > 0, valuation.equity / denominator, np.inf)

@@ -27,7 +27,6 @@ EXPORTABLE: dict[str, tuple[str, ...]] = {
     "clawback_allocations": (),
     "events": (),
     "account_state": (),
-    "position_snapshots": (),
     "prices": (),
     "journal": (),
     "accounts": (),

@@ -255,8 +255,3 @@ def write_csv(report: Any, db: sqlite_utils.Database, out: TextIO) -> int:
 
 def _csv_row(**values: Any) -> list[Any]:
     return [values.get(name, "") for name in CSV_COLUMNS]
-
-
-def read_csv(path: str | Path) -> list[dict[str, str]]:
-    with Path(path).open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))

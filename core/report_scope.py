@@ -15,6 +15,7 @@ from typing import Any
 import sqlite_utils
 
 from core.errors import InputError
+from core.events import iso
 from core.units import to_minor
 from core.views import price_str
 
@@ -80,10 +81,6 @@ def parse_time(value: str | datetime, option: str) -> datetime:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC)
-
-
-def iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_scope(

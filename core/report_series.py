@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from core.report_scope import LiquidationRow, Scope, iso, money, parse_time
+from core.events import iso
+from core.report_scope import LiquidationRow, Scope, money, parse_time
 
 MAX_POINTS = 2000
 # Half the window of the close-up price chart around the largest liquidation.

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from core import audit
 from core.controls import NEEDS_APPROVAL
-from core.events import ActionRecorded, ActionRefused, ClawbackComputed, Event
+from core.events import ActionRecorded, ActionRefused, ClawbackComputed, Event, iso
 from core.scenario_model import ActionSpec
-from core.store import iso
 
 if TYPE_CHECKING:
     from core.engine import Engine

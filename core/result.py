@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -24,16 +23,13 @@ from core.events import (
     SettlementDone,
     TradeApplied,
     TradeRefused,
+    iso,
 )
 from core.ledger import CLEARING, INSURANCE_FUND, ROUNDING, fund_summary, trader
 from core.units import format_minor
 from core.views import price_str
 
 FORMAT = "risk-result/1"
-
-
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

@@ -191,22 +191,6 @@ def _create_v1(db: sqlite_utils.Database) -> None:
         }
     )
     create_account_state_indexes(db.conn)
-    db["position_snapshots"].create(
-        {
-            "tick": INTEGER,
-            "account": TEXT,
-            "symbol": TEXT,
-            "side": TEXT,
-            "contracts": INTEGER,
-            "entry_price": TEXT,
-            "margin_mode": TEXT,
-            "margin_ratio": REAL,
-            "liquidation_price": REAL,
-            "bankruptcy_price": REAL,
-        },
-        pk=("tick", "account", "symbol"),
-    )
-    db["position_snapshots"].create_index(["account", "tick"])
     _create_controls_v1(db)
 
 

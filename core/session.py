@@ -15,13 +15,13 @@ from core import alerts, audit
 from core.controls import Refusal
 from core.engine import Engine
 from core.errors import InputError
-from core.events import ActionRecorded, ActionRefused, ClawbackComputed, Event
+from core.events import ActionRecorded, ActionRefused, ClawbackComputed, Event, iso
 from core.ledger import INSURANCE_FUND
 from core.requests import action_subject, audit_kind, record_operator_side
 from core.result import ResultCollector
 from core.scenario import parse_command, parse_scenario, read_scenario_doc
 from core.scenario_model import ActionSpec
-from core.store import Store, dump_state, iso
+from core.store import Store, dump_state
 from core.store_writer import StoreWriter
 from core.surveillance import parse_thresholds
 

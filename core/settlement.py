@@ -120,11 +120,6 @@ class Settlements:
             f"{self.checks}|{self.watch.digest()}"
         )
 
-    def set_checks(self, checks: SettlementChecks) -> tuple[SettlementChecks, SettlementChecks]:
-        """Replace the thresholds; returns (before, after) for the audit log."""
-        before, self.checks = self.checks, checks
-        return before, checks
-
     # ----- the schedule -------------------------------------------------------------------
 
     def _schedule(self) -> list[tuple[datetime, str]]:

@@ -29,6 +29,7 @@ from core.events import (
     LiquidationFilled,
     LiquidationStarted,
     SettlementDone,
+    iso,
 )
 from core.schema import (
     ACCOUNT_STATE_INDEXES,
@@ -51,10 +52,6 @@ _SNAPSHOT_MODULES = (
     "_codecs",
 )
 _SNAPSHOT_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range"})
-
-
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def software_version() -> str:
@@ -163,7 +160,7 @@ class Store:
         return json.loads(self.meta("settings") or "{}")
 
     def transaction(self) -> _Transaction:
-        return _Transaction(self.conn)
+        return _Transaction(self)
 
     # ----- writing ------------------------------------------------------------------------
 
@@ -188,10 +185,6 @@ class Store:
             self._seq[table] = row[0] or 0
         self._seq[table] += 1
         return self._seq[table]
-
-    def forget_sequences(self) -> None:
-        """After a rolled-back transaction the cached row numbers are stale."""
-        self._seq.clear()
 
     def write_tick(
         self,
@@ -255,7 +248,7 @@ class Store:
                         event.contracts,
                         int(event.partial),
                         price(event.fill_price),
-                        _finite(event.bankruptcy_price),
+                        finite_or_none(event.bankruptcy_price),
                         event.surplus,
                         event.deficit,
                         event.covered_by_fund,
@@ -302,7 +295,7 @@ class Store:
                         event.side,
                         event.contracts,
                         int(event.partial),
-                        _finite(event.bankruptcy_price),
+                        finite_or_none(event.bankruptcy_price),
                         event.reserved,
                         event.currency,
                     )
@@ -371,11 +364,6 @@ class Store:
         self.conn.execute("DELETE FROM account_state")
         self.conn.executemany("INSERT INTO account_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         create_account_state_indexes(self.conn)
-
-    def write_position_snapshots(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO position_snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-        )
 
     # ----- reading ------------------------------------------------------------------------
 
@@ -475,20 +463,26 @@ def _event_row(tick: int, at: str, event: Event) -> tuple[Any, ...]:
 
 
 class _Transaction:
-    """BEGIN ... COMMIT around a block, ROLLBACK when it raises."""
+    """BEGIN ... COMMIT around a block; ROLLBACK when it raises, and the row numbers the store
+    handed out inside it are forgotten (they were never written)."""
 
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.store.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            self.store.conn.execute("COMMIT")
+            return
+        self.store.conn.execute("ROLLBACK")
+        self.store._seq.clear()
 
 
 _MISSING: Any = object()
 
 
-def _finite(value: float | None) -> float | None:
+def finite_or_none(value: float | None) -> float | None:
+    """A float for a REAL column: NULL where it is missing, NaN or infinite."""
     return value if value is not None and np.isfinite(value) else None

@@ -234,9 +234,6 @@ class ApprovalsView(QWidget):
             keep_status=chosen is not None and now is not None and chosen.id == now.id
         )
 
-    def select(self, request_id: str) -> None:
-        self.table.selectRow([r.id for r in self.requests].index(request_id))
-
     def selected(self) -> PendingRequest | None:
         rows = self.table.selectionModel().selectedRows()
         if not rows or rows[0].row() >= len(self.requests):

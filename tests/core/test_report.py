@@ -260,6 +260,10 @@ def test_a_cascade_under_adl_groups_what_it_does_not_list(tmp_path: Path) -> Non
     assert len(r.liquidation_groups) <= report_io.GROUPS_MAX * len(r.scope.symbols)
     (w,) = r.waterfalls
     assert w.adl_fills == one(store.db, "SELECT count(*) FROM adl")
-    assert w.deficit == w.fund + w.injection + w.clawback + w.unrecovered + w.open
+    assert w.deficit == one(store.db, "SELECT coalesce(sum(deficit), 0) FROM liquidations")
+    paid = one(
+        store.db, "SELECT coalesce(sum(amount), 0) FROM fund_history WHERE kind = 'deficit_out'"
+    )
+    assert w.fund + w.injection == paid
     assert all(len(s.times) <= report_io.MAX_POINTS for s in r.charts.prices)
     store.close()
