@@ -60,21 +60,64 @@ class DeskAdl(DeskMoney):
         unit = 10.0 ** -self.engine.decimals(k)
         return equity - 4 * unit - 1e-12 * np.abs(equity)
 
-    def _adl_room(self, rows: np.ndarray, k: int, price_units: np.ndarray) -> np.ndarray:
-        """Contracts each ADL counterparty among `rows` (instrument `k`) can be closed at the
-        worst of `price_units` while its equity at the mark (its account's for cross, its own for
-        isolated) stays at or above zero: deleveraging may take a counterparty's profit and
-        collateral, never more (which would leave a new deficit)."""
+    def _adl_pairs(
+        self, queue: np.ndarray, k: int, demand: np.ndarray, price_units: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Match the remainders `demand` (in order, closed at `price_units` each) against the
+        ranked opposite positions `queue` of instrument `k`: each remainder takes from the
+        highest-ranked position first, and each position is closed for at most the contracts
+        that leave its equity at the mark (its account's for cross, its own for isolated) at or
+        above zero, what earlier remainders took from it counted at their own prices.
+        Deleveraging may take a counterparty's profit and collateral, never more (which would
+        leave a new deficit). Returns (queue positions, contracts, remainders) per pair."""
         engine, book = self.engine, self.engine.book
         prices = price_units.astype(np.float64) * float(engine.instruments[k].price_unit)
         x_prices = 1.0 / prices if book.inst_inverse[k] else prices
-        per_contract = book.upnl_a[rows] / np.maximum(book.contracts[rows], 1)
-        # What closing one contract at each price instead of the mark costs; the worst counts.
-        loss = np.max(per_contract[:, None] * (engine.x_marks[k] - x_prices[None, :]), axis=1)
-        spare = self._spare(self._equity_of(rows)[0], k)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            room = np.where(loss > 0, np.floor(spare / loss), np.where(spare >= 0, np.inf, 0.0))
-        return np.minimum(np.maximum(room, 0), book.contracts[rows]).astype(np.int64)
+        # Upnl per contract per unit of x; each closed contract costs it times (x_mark - x).
+        slope = book.upnl_a[queue] / np.maximum(book.contracts[queue], 1)
+        dx = engine.x_marks[k] - x_prices
+        left = book.contracts[queue].copy()
+        # One position per account and symbol: no two rows of the queue share a cross account's
+        # equity, so each row's spare is its own to spend.
+        spare = self._spare(self._equity_of(queue)[0], k)
+        # A position below zero, or short of one contract at the cheapest price, takes nothing.
+        cheapest = np.minimum(slope * dx.min(), slope * dx.max())
+        floor = np.maximum(cheapest, 0)
+        candidates = np.flatnonzero((left > 0) & (spare >= floor))
+        out_q: list[np.ndarray] = []
+        out_n: list[np.ndarray] = []
+        out_j: list[np.ndarray] = []
+        reached = 0  # the candidates past it are untouched, still as alive as at the start
+        for j, need in enumerate(demand.tolist()):
+            head = candidates[:reached]
+            head = head[(left[head] > 0) & (spare[head] >= floor[head])]
+            candidates = np.concatenate((head, candidates[reached:]))
+            reached = head.size
+            pos, window = 0, 64
+            while need > 0 and pos < candidates.size:
+                seg = candidates[pos : pos + window]
+                cost = slope[seg] * dx[j]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    afford = np.where(cost > 0, np.floor(spare[seg] / cost), np.inf)
+                can = np.clip(afford, 0, left[seg]).astype(np.int64)
+                got = np.minimum(np.cumsum(can), need)
+                take = np.diff(got, prepend=0)
+                hit = take > 0
+                if hit.any():
+                    rows, n = seg[hit], take[hit]
+                    left[rows] -= n
+                    spare[rows] -= n * cost[hit]
+                    out_q.append(rows)
+                    out_n.append(n)
+                    out_j.append(np.full(rows.size, j, dtype=np.int64))
+                need -= int(got[-1])
+                pos += seg.size
+                window *= 2
+            reached = max(reached, pos)
+        if not out_q:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        return np.concatenate(out_q), np.concatenate(out_n), np.concatenate(out_j)
 
     def _solvent_limits(self, idx: np.ndarray) -> np.ndarray:
         """Under ADL, the worst price at which each reduction among `idx` (one instrument and
@@ -136,19 +179,10 @@ class DeskAdl(DeskMoney):
             if not opposite.any():
                 continue
             queue = adl_order(scores, opposite)
-            room = self._adl_room(queue, k, prices)
-            queue, room = queue[room > 0], room[room > 0]
-            if queue.size == 0:
+            at, take, which = self._adl_pairs(queue, k, o.remaining[orders], prices)
+            if take.size == 0:
                 continue
-            demand = np.cumsum(o.remaining[orders])
-            supply = np.cumsum(room)
-            end = min(int(demand[-1]), int(supply[-1]))
-            points = np.unique(np.concatenate((demand, supply)))
-            points = points[(points > 0) & (points <= end)]
-            starts = np.r_[0, points[:-1]]
-            take = points - starts
-            which = np.searchsorted(demand, starts, side="right")
-            rows = queue[np.searchsorted(supply, starts, side="right")]
+            rows = queue[at]
             pair_prices = prices[which]
             self.close_positions(rows, take, pair_prices)
             per_row = np.unique(rows)

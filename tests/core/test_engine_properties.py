@@ -659,3 +659,41 @@ def test_an_adl_counterparty_is_not_closed_beyond_its_equity() -> None:
     adl = [(e.account, e.contracts, e.price, e.against) for e in events if isinstance(e, AdlFill)]
     assert adl == [("acct-2", 1, Decimal("1016.2714"), "acct-1")]
     assert lowest == 0
+
+
+# Found by the property test above (hypothesis seed 0): on the inverse I1, two longs are taken over
+# in one tick, acct-0's 796 (bankruptcy 2949.56) and acct-5's 1024 (bankruptcy 2891.22), with the
+# mark at 2563.37 and an empty fund. Their only counterparty, acct-2's isolated short of 4869 on
+# 7.567 BTC, was given room for what it could take at the worse of the two prices (1632 in all),
+# so it took 836 of acct-5's remainder and 188 went to the book, leaving 0.83 BTC uncovered while
+# acct-2 could still bear 129 more. Each remainder now counts at its own price: acct-2 takes 965
+# of it, which leaves it just above zero.
+ADL_TWO_BANKRUPTCY_PRICES = Path(__file__).parent / "data" / "adl_two_bankruptcy_prices.json"
+
+
+def test_adl_counts_each_remainder_at_its_own_bankruptcy_price() -> None:
+    doc = json.loads(ADL_TWO_BANKRUPTCY_PRICES.read_text())
+    engine = Engine(parse_scenario(doc))
+    tick_events = next(iter(engine.run()))
+    adl = [
+        (e.account, e.contracts, e.price, e.against)
+        for e in tick_events
+        if isinstance(e, AdlFill) and e.symbol == "I1"
+    ]
+    assert adl == [
+        ("acct-2", 796, Decimal("2949.56325"), "acct-0"),
+        ("acct-2", 965, Decimal("2891.22395"), "acct-5"),
+    ]
+    k = [inst.symbol for inst in engine.instruments].index("I1")
+    book = engine.book
+    (row,) = [
+        r
+        for r in range(len(book))
+        if book.instrument[r] == k and book.account_ids[book.account[r]] == "acct-2"
+    ]
+    equity = float(engine.valuation.equity[row])
+    # One more contract at acct-5's bankruptcy price would cost more than what is left.
+    one_more = 100 * (1 / float(engine.marks[k]) - 1 / 2891.22395)
+    assert 0 <= equity < one_more
+    _, _, unexplained = run_checked(doc)
+    assert unexplained == []
