@@ -387,9 +387,12 @@ def adl_could_not_help(
 
 
 def no_room_opposite(engine: Engine, k: int, tick_events: list[Event]) -> bool:
-    """A takeover of instrument `k` worked this tick (still working, or finished), and every
-    open position opposite it would end below zero at the mark (with a few minor units of slack)
-    by closing one more contract at the takeover's bankruptcy price."""
+    """A takeover of instrument `k` left a deficit beyond the fund (finished this tick, or still
+    working with part of it filled in the book), and every open position opposite it would end
+    below zero at the mark (with a few minor units of slack) by closing one more contract at the
+    takeover's bankruptcy price. A takeover with no uncovered deficit (deleveraged or filled within
+    its collateral and the fund, or started after this tick's deleveraging) explains nothing: a
+    position short of room at one takeover's price may still take a cheaper one."""
     book, inst = engine.book, engine.instruments[k]
     takeovers = [
         (e.side == "long", e.bankruptcy_price)
@@ -398,11 +401,15 @@ def no_room_opposite(engine: Engine, k: int, tick_events: list[Event]) -> bool:
         and e.symbol == inst.symbol
         and not e.partial
         and e.bankruptcy_price is not None
+        and e.deficit > e.covered_by_fund
     ]
     takeovers += [
         (o.side > 0, o.bankruptcy_price)
         for o in engine.desk.orders
-        if o.kind == "takeover" and o.instrument == k and o.bankruptcy_price is not None
+        if o.kind == "takeover"
+        and o.instrument == k
+        and o.bankruptcy_price is not None
+        and o.deficit > o.covered
     ]
     if not takeovers:
         return False
@@ -416,7 +423,9 @@ def no_room_opposite(engine: Engine, k: int, tick_events: list[Event]) -> bool:
         move = 1 / mark - 1 / price if inst.inverse else price - mark
         loss = side * cv * move
         rows = (book.instrument == k) & (book.contracts > 0) & (book.side == -side)
-        if (equity[rows] - loss > slack).any():
+        # A position already below zero at the mark is not deleveraged at all (it is itself
+        # being liquidated).
+        if ((equity[rows] >= 0) & (equity[rows] - loss > slack)).any():
             return False
     return True
 
