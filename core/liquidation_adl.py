@@ -171,38 +171,57 @@ class DeskAdl(DeskMoney):
         leverage = effective_leverage(valuation.notional, valuation.notional - cushion)
         scores = adl_ranking(np.nan_to_num(pnl_pct), np.nan_to_num(leverage, posinf=1e300))
         keys = o.instrument[idx] * 2 + (o.side[idx] > 0)
-        for key in np.unique(keys).tolist():
-            sel = keys == key
-            orders, prices = idx[sel], units[sel]
-            k, side = key // 2, 1 if key % 2 else -1
-            opposite = (book.instrument == k) & (book.side == -side) & (book.contracts > 0)
-            if not opposite.any():
-                continue
-            queue = adl_order(scores, opposite)
-            at, take, which = self._adl_pairs(queue, k, o.remaining[orders], prices)
-            if take.size == 0:
-                continue
-            rows = queue[at]
-            pair_prices = prices[which]
-            self.close_positions(rows, take, pair_prices)
-            per_row = np.unique(rows)
-            by = np.zeros(per_row.size, dtype=np.int64)
-            np.add.at(by, np.searchsorted(per_row, rows), take)
-            self._cut_reductions(per_row, by)
-            self._fill(orders[which], take, pair_prices, adl=True)
-            inst = engine.instruments[k]
-            unit = self._price_unit[k]
-            now, ids = engine.now, book.account_ids
-            engine.events.extend(
-                AdlFill(now, ids[account], inst.symbol, n, Decimal(p) * unit, ids[against])
-                for account, n, p, against in zip(
-                    book.account[rows].tolist(),
-                    take.tolist(),
-                    pair_prices.tolist(),
-                    book.account[o.row[orders[which]]].tolist(),
-                    strict=True,
-                )
+        # A remainder closed at a price better than the mark for its counterparty (a gap the
+        # other way) adds to that account's room, which remainders matched before it (of this
+        # instrument or, for a cross account, of another) may still use: a second pass takes it.
+        # Gains are taken whole in the first pass, so a third would find nothing.
+        for _ in range(2):
+            gained = False
+            for key in np.unique(keys).tolist():
+                sel = (keys == key) & (o.remaining[idx] > 0)
+                if sel.any():
+                    gained |= self._deleverage_queue(key, idx[sel], units[sel], scores)
+            if not gained or not (o.remaining[idx] > 0).any():
+                break
+
+    def _deleverage_queue(
+        self, key: int, orders: np.ndarray, prices: np.ndarray, scores: np.ndarray
+    ) -> bool:
+        """Close remainders `orders` (one instrument and side, `key`) against the ranked opposite
+        positions at their bankruptcy `prices`; whether any counterparty gained against the mark."""
+        engine, book, o = self.engine, self.engine.book, self.o
+        k, side = key // 2, 1 if key % 2 else -1
+        opposite = (book.instrument == k) & (book.side == -side) & (book.contracts > 0)
+        if not opposite.any():
+            return False
+        queue = adl_order(scores, opposite)
+        at, take, which = self._adl_pairs(queue, k, o.remaining[orders], prices)
+        if take.size == 0:
+            return False
+        rows = queue[at]
+        pair_prices = prices[which]
+        self.close_positions(rows, take, pair_prices)
+        per_row = np.unique(rows)
+        by = np.zeros(per_row.size, dtype=np.int64)
+        np.add.at(by, np.searchsorted(per_row, rows), take)
+        self._cut_reductions(per_row, by)
+        self._fill(orders[which], take, pair_prices, adl=True)
+        inst = engine.instruments[k]
+        unit = self._price_unit[k]
+        now, ids = engine.now, book.account_ids
+        engine.events.extend(
+            AdlFill(now, ids[account], inst.symbol, n, Decimal(p) * unit, ids[against])
+            for account, n, p, against in zip(
+                book.account[rows].tolist(),
+                take.tolist(),
+                pair_prices.tolist(),
+                book.account[o.row[orders[which]]].tolist(),
+                strict=True,
             )
+        )
+        # A long remainder's short counterparty gains below the mark; a short's long, above it.
+        mark_units = engine.marks[k] / float(inst.price_unit)
+        return bool((side * (pair_prices - mark_units) < 0).any())
 
     def _bankruptcy_units(self, i: int) -> int:
         """The exact price at which order `i`'s remainder loses its remaining collateral, in

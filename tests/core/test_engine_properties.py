@@ -706,3 +706,55 @@ def test_adl_counts_each_remainder_at_its_own_bankruptcy_price() -> None:
     assert 0 <= equity < one_more
     _, _, unexplained = run_checked(doc)
     assert unexplained == []
+
+
+def adl_fills(events: list[Event], symbol: str) -> list[tuple[str, int, Decimal, str]]:
+    return [
+        (e.account, e.contracts, e.price, e.against)
+        for e in events
+        if isinstance(e, AdlFill) and e.symbol == symbol
+    ]
+
+
+# Found by the property test above (hypothesis seed 34): at tick 2 two longs are deleveraged
+# against acct-4's cross short of I0 (mark 11525.67): acct-6's remainder at 12112.99 (a loss to
+# acct-4 against the mark), then acct-5's 416 at 11450.29 (a gain). acct-4 took 725 of the first,
+# all its equity allowed, and the gain of the second left it room for 53 more that went unused:
+# 311 USDT of the first's shortfall stayed uncovered. A second pass now takes them.
+ADL_GAIN_ADDS_ROOM = Path(__file__).parent / "data" / "adl_gain_adds_room.json"
+
+
+def test_adl_uses_the_room_a_counterparty_gains_from_a_later_remainder() -> None:
+    doc = json.loads(ADL_GAIN_ADDS_ROOM.read_text())
+    _, events, unexplained = run_checked(doc)
+    second = [e for e in adl_fills(events, "I0") if e[0] == "acct-4"][:3]
+    assert second == [
+        ("acct-4", 725, Decimal("12112.99137"), "acct-6"),
+        ("acct-4", 416, Decimal("11450.29298"), "acct-5"),
+        ("acct-4", 53, Decimal("12112.99137"), "acct-6"),
+    ]
+    assert unexplained == []
+
+
+# Found by the property test above (hypothesis seed 73): acct-6's isolated short of I0 is found
+# far past its bankruptcy price (3734.96, the mark at 4087.19) and acct-4's cross long takes 335
+# of it, all its account's equity allowed; then acct-0's short of I1 is deleveraged against
+# acct-4's long of I1 at 1979.84, above that mark, a gain that left acct-4 room for 29 more of
+# acct-6's remainder, which went to the book instead (102 USDT more uncovered). Cross accounts
+# share one equity, so the second pass runs over every instrument.
+ADL_CROSS_GAIN_ADDS_ROOM = Path(__file__).parent / "data" / "adl_cross_gain_adds_room.json"
+
+
+def test_adl_uses_the_room_a_cross_counterparty_gains_in_another_instrument() -> None:
+    doc = json.loads(ADL_CROSS_GAIN_ADDS_ROOM.read_text())
+    engine = Engine(parse_scenario(doc))
+    tick_events = next(iter(engine.run()))
+    assert adl_fills(tick_events, "I0") == [
+        ("acct-4", 335, Decimal("3734.955335"), "acct-6"),
+        ("acct-4", 29, Decimal("3734.955335"), "acct-6"),
+    ]
+    book = engine.book
+    acct_4 = book.account_ids.index("acct-4")
+    assert (engine.valuation.equity[book.account == acct_4] >= 0).all()
+    _, _, unexplained = run_checked(doc)
+    assert unexplained == []
