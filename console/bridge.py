@@ -535,6 +535,11 @@ class Bridge(QObject):
         self._ask.emit(token, query)
 
     @property
+    def answers_due(self) -> int:
+        """Store queries sent and not yet answered."""
+        return len(self._replies)
+
+    @property
     def running(self) -> bool:
         return self._thread.isRunning()
 
