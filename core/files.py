@@ -10,7 +10,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from core.errors import WriteError
 
@@ -38,7 +38,7 @@ def write_error(target: Path, error: OSError, *, existed: bool) -> WriteError:
 
 
 def leftovers(target: Path) -> list[Path]:
-    """Temporary files of `target` whose writer is gone (killed before its rename), oldest first.
+    """Temporary files of `target` whose writer is gone (killed before its rename).
 
     The writer's process id is in the name, so a file another live process is still writing is
     left alone; on systems without signal 0 (Windows) nothing is taken for a leftover."""
@@ -49,7 +49,7 @@ def leftovers(target: Path) -> list[Path]:
         pid = path.name[len(target.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             found.append(path)
-    return sorted(found, key=lambda p: p.stat().st_mtime)
+    return sorted(found)
 
 
 def _alive(pid: int) -> bool:
@@ -58,7 +58,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # another user's live process
     return True
 
 
@@ -119,8 +119,11 @@ def discard(temp: Path) -> None:
 def replacing_path(target: str | Path) -> Iterator[Path]:
     """A temporary path for a writer that opens the file itself; renamed over `target` when the
     block ends normally, removed when it raises. An OSError inside is a WriteError naming
-    `target`."""
+    `target`. A target that is a symbolic link has the file it points to replaced, as `open`
+    would write it."""
     target = Path(target)
+    if target.is_symlink():
+        target = target.resolve()
     existed = target.exists()
     temp = temp_beside(target)
     try:
@@ -138,7 +141,7 @@ def replacing_path(target: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def replacing(target: str | Path, *, binary: bool = False) -> Iterator[IO]:
+def replacing(target: str | Path, *, binary: bool = False) -> Iterator[IO[Any]]:
     """An open temporary file (text in UTF-8 with newlines as written, or binary) that replaces
     `target` when the block ends normally; see `replacing_path`."""
     with replacing_path(target) as temp:
