@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import numpy as np
 import sqlite_utils
 
+from core import files
 from core.engine import Engine
 from core.errors import InputError
 
@@ -187,10 +188,7 @@ def clawback_allocations(
 
 def export_table(db: sqlite_utils.Database, table: str, fmt: str, out: TextIO) -> int:
     """Write a whole table as CSV (a header row) or JSON (a list of objects); returns the rows."""
-    if table not in EXPORTABLE:
-        raise InputError("--table", f"expected one of {', '.join(EXPORTABLE)}, found {table!r}")
-    if fmt not in ("csv", "json"):
-        raise InputError("--format", f"expected csv or json, found {fmt!r}")
+    check_export(table, fmt)
     hidden = EXPORTABLE[table]
     columns = [c.name for c in db[table].columns if c.name not in hidden]
     selected = ", ".join(f'"{c}"' for c in columns)
@@ -212,6 +210,14 @@ def export_table(db: sqlite_utils.Database, table: str, fmt: str, out: TextIO) -
     return count
 
 
+def check_export(table: str, fmt: str) -> None:
+    """Refuse an unknown table or format (before anything is opened for writing)."""
+    if table not in EXPORTABLE:
+        raise InputError("--table", f"expected one of {', '.join(EXPORTABLE)}, found {table!r}")
+    if fmt not in ("csv", "json"):
+        raise InputError("--format", f"expected csv or json, found {fmt!r}")
+
+
 def _cell(value: object) -> object:
     return value.hex() if isinstance(value, bytes) else value
 
@@ -221,5 +227,6 @@ def export_to(db: sqlite_utils.Database, table: str, fmt: str, path: Path | None
         import sys
 
         return export_table(db, table, fmt, sys.stdout)
-    with path.open("w", encoding="utf-8", newline="") as out:
+    check_export(table, fmt)
+    with files.replacing(path) as out:
         return export_table(db, table, fmt, out)

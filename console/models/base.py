@@ -13,6 +13,8 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from core import files
+
 Index = QModelIndex | QPersistentModelIndex
 
 # Margin-ratio bands (liquidation at 1): the colour of a row follows the worst band it is in.
@@ -110,7 +112,7 @@ class ExportableModel(QAbstractTableModel):
     def export_csv(self, path: str | Path, progress: Callable[[int], None] | None = None) -> int:
         """Every shown row (in the shown order) with a header; returns the number of rows."""
         count = 0
-        with Path(path).open("w", encoding="utf-8", newline="") as out:
+        with files.replacing(path) as out:
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow([c.title for c in self.columns])
             for values in self.rows_text():
