@@ -37,7 +37,9 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
 
 # Only ASCII digits are numbers: `\d` and str.isdecimal() also take full-width and other scripts.
-DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# An exponent of two digits at most ("0E-8", as str(Decimal) writes it): "1e999999999" is short but
+# would take Fraction arithmetic hours.
+DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?")
 WHOLE = re.compile(r"[0-9]+")
 _SHOWN = 40
 

@@ -47,8 +47,9 @@ class Currency:
 def parse_decimal(
     value: object, field: str, *, positive: bool = False, non_negative: bool = False
 ) -> Decimal:
-    """A plain ASCII decimal string ("-12.5") or a JSON integer as a finite `Decimal`, at most
-    MAX_NUMBER_CHARS long; never goes through float. No exponent, space, `_` or other digits."""
+    """An ASCII decimal string ("-12.5", "0E-8") or a JSON integer as a finite `Decimal`, at most
+    MAX_NUMBER_CHARS long; never goes through float. No space, `_`, `+` or non-ASCII digits, and
+    an exponent of two digits at most."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InputError(
             field, f'expected a decimal string such as "1.5", got {type(value).__name__}'

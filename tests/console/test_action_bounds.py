@@ -20,7 +20,7 @@ CONTEXT = ActionContext(
 )
 
 
-@pytest.mark.parametrize("amount", ["100000000000", "90071992.54740993", "１０", "1_000", "1e3"])
+@pytest.mark.parametrize("amount", ["100000000000", "90071992.54740993", "１０", "1_000", "1e400"])
 def test_an_inject_of_a_hundred_billion_btc_is_refused_in_the_dialog(amount: str) -> None:
     values = {"reason": "top up", "currency": "BTC", "amount": amount}
     with pytest.raises(InputError) as error:

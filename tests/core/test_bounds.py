@@ -59,7 +59,9 @@ def test_a_wrapped_int64_is_never_shown_as_input(tmp_path: Path) -> None:
     assert not (tmp_path / "r.json").exists()
 
 
-@pytest.mark.parametrize("text", ["１０", "1_000", " 7 ", "7 ", "+7", "1e3", "٣", "0x10", "1."])
+@pytest.mark.parametrize(
+    "text", ["１０", "1_000", " 7 ", "7 ", "+7", "1e400", "1e-999999999", "٣", "0x10", "1."]
+)
 def test_full_width_digits_are_not_numbers(text: str) -> None:
     doc = two_traders()
     doc["accounts"][0]["balances"]["BTC"] = text
