@@ -48,6 +48,7 @@ ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "inject": ("currency", "amount"),
     "adjust_settlement_price": ("family", "price"),
     "approve_clawback": ("family", "currency"),
+    "reject_clawback": ("family", "currency"),
     "approve": ("request",),
     "reject": ("request",),
 }
@@ -56,6 +57,7 @@ T = TypeVar("T")
 PricePath = tuple[tuple[datetime, Decimal], ...]
 _ABSENT: Any = object()
 _KINDS = tuple(ACTION_FIELDS)
+_CLAWBACK_DECISIONS = ("approve_clawback", "reject_clawback")
 _ANY_ACTION_FIELD = tuple(dict.fromkeys(name for names in ACTION_FIELDS.values() for name in names))
 _HH_MM = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
 _CROWD_ID = re.compile(r"crowd-(0|[1-9]\d*)")
@@ -261,8 +263,8 @@ class _Parser:
         any_action = (*ACTION_COMMON_FIELDS, "id", "digest", *_ANY_ACTION_FIELD)
         kind = _Fields(value, path, ("action",), any_action).get("action", _choice, _KINDS)
         # Checked again with this action's own fields: a field of another action is unknown here.
-        # approve_clawback may name the digest of the preview it approves.
-        optional = ("id", "digest") if kind == "approve_clawback" else ("id",)
+        # A clawback decision may name the digest of the preview it decides.
+        optional = ("id", "digest") if kind in _CLAWBACK_DECISIONS else ("id",)
         fields = _Fields(value, path, (*ACTION_COMMON_FIELDS, *ACTION_FIELDS[kind]), optional)
         moment = fields.get("at", _time)
         if self.last_action_time is not None and moment < self.last_action_time:
@@ -280,7 +282,7 @@ class _Parser:
         if "digest" in fields:
             params["digest"] = fields.get("digest", _string)
         family, currency = params.get("family"), params.get("currency")
-        if kind == "approve_clawback" and currency not in self.families[str(family)]:
+        if kind in _CLAWBACK_DECISIONS and currency not in self.families[str(family)]:
             settled_in = _listing(self.families[str(family)])
             raise _expected(
                 fields.at("currency"), f"a currency {family} settles in ({settled_in})", currency
