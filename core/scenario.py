@@ -119,8 +119,10 @@ class _Parser:
         self.operators: set[str] = set()
         self.action_ids: list[str] = []
         self.last_action_time: datetime | None = None
+        self.scenario_actions = False  # parsing a file's actions (not a live command)
 
     def scenario(self, doc: Any) -> Scenario:
+        self.scenario_actions = True
         required = ("format", "name", "start", "currencies", "instruments", "insurance_fund")
         optional = ("crowd", "policy", "operators", "actions")
         defaults = {"description": "", "sources": [], "seed": 0, "tick_seconds": 1}
@@ -314,6 +316,10 @@ class _Parser:
     def account_reference(self, value: Any, path: str) -> str:
         account_id = _string(value, path)
         if account_id in self.account_ids or self.is_crowd_account(account_id):
+            return account_id
+        if self.scenario_actions:
+            # A scenario's action is refused when it applies (unknown_account, recorded with its
+            # reason) rather than stopping the load; a command given live is bad input at once.
             return account_id
         crowd = f" or crowd-0..crowd-{self.crowd_accounts - 1}" if self.crowd_accounts else ""
         raise _expected(

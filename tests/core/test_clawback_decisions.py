@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from core.engine import Engine
+from core.errors import InputError
 from core.events import ActionRefused, ClawbackComputed
 from core.ledger import INSURANCE_FUND, AccountKind, Reason
 from core.queries import account_history
@@ -268,6 +269,39 @@ def test_a_rejection_of_a_preview_whose_digest_changed_is_refused(tmp_path: Path
     (refused,) = [e for e in session.apply_pending() if isinstance(e, ActionRefused)]
     assert refused.code == "changed"
     assert (FAMILY, CURRENCY) in session.engine.settlements.pending
+    session.close()
+
+
+# ----- unknown accounts -----------------------------------------------------------------------
+
+
+def test_an_unknown_account_in_a_scenario_action_is_a_recorded_refusal() -> None:
+    actions = [
+        {"at": at(60), "operator": "alice", "action": "freeze", "account": "Z",
+         "reason": "suspicious"},
+        {"at": at(70), "operator": "alice", "action": "force_reduce", "id": "cut",
+         "account": "crowd-7", "symbol": "X", "contracts": 1, "reason": "too big"},
+        {"at": at(80), "operator": "alice", "action": "freeze", "account": "B",
+         "reason": "suspicious"},
+    ]  # fmt: skip
+    engine, result, _ = run(scenario(actions=actions))  # the scenario loads and runs
+    assert [(r["action"], r["code"], r["reason"]) for r in result["refused"]] == [
+        ("freeze", "unknown_account", "unknown account 'Z'"),
+        ("force_reduce", "unknown_account", "unknown account 'crowd-7'"),
+    ]
+    assert [a["action"] for a in result["actions"]] == ["freeze"]
+    assert "cut" not in engine.controls.requests
+
+
+def test_an_unknown_account_in_a_live_command_is_still_bad_input(tmp_path: Path) -> None:
+    session = Session.start(scenario(), tmp_path / "run.sqlite")
+    with pytest.raises(InputError) as error:
+        session.submit(
+            {"operator": "alice", "action": "freeze", "account": "Z", "reason": "x"},
+            role="operator",
+        )
+    assert error.value.field == "command.account"
+    assert session.engine.controls.pending_actions == []
     session.close()
 
 
