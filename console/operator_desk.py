@@ -42,6 +42,7 @@ FOLLOW = {  # engine outcomes of later ticks go to the view that sent the comman
     "approve": "Approvals",
     "reject": "Approvals",
     "approve_clawback": "Settlement review",
+    "reject_clawback": "Settlement review",
     "adjust_settlement_price": "Settlement review",
 }
 COLOURS = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -112,8 +113,10 @@ def top_accounts(
 def account_history(
     db: sqlite_utils.Database, account: str, limit: int = 200, offset: int = 0
 ) -> list[dict[str, Any]]:
-    """Everything that happened to one account, oldest first: its events and clawback deductions."""
+    """Everything that happened to one account, oldest first: its events and clawback deductions
+    (each clawback once: the applied row, or the pending one while it waits)."""
     limit, offset = _page(limit, offset)
+    charged = ",".join(str(r.seq) for r in clawback_records(db)) or "NULL"
     return list(
         db.query(
             "SELECT tick, time, kind, symbol, currency, amount, payload FROM events "
@@ -138,11 +141,50 @@ def account_history(
             "json_object('profit', a.profit, 'amount', a.amount, 'ratio', c.ratio, "
             "'status', c.status) "
             "FROM clawback_allocations a JOIN clawbacks c ON c.seq = a.clawback "
-            "WHERE a.account = :account AND a.amount > 0 "
+            f"WHERE a.account = :account AND a.amount > 0 AND c.seq IN ({charged}) "
             "ORDER BY tick, kind LIMIT :limit OFFSET :offset",
             {"account": account, "limit": limit, "offset": offset},
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ClawbackRecord:
+    """One clawback as it stands at a moment. The store keeps a row per event: a pending row when
+    a settlement computes it, then a row when a supervisor applies or rejects it; the decision
+    replaces the pending row. `seq` is the row holding the status and the allocations (the
+    decision once made, else the pending row); `computed_at` is the settlement's time and
+    `decided_at` the decision's ("" while pending; the same time when applied at once)."""
+
+    seq: int
+    computed_at: str
+    decided_at: str
+    family: str
+    currency: str
+    status: str  # applied, pending, rejected
+
+
+def clawback_records(db: sqlite_utils.Database, until: str | None = None) -> list[ClawbackRecord]:
+    """Every clawback of the store once, in the order computed, with its status as of `until`
+    (ISO UTC; the end of the run when None): a decision made later leaves it pending."""
+    out: list[ClawbackRecord] = []
+    waiting: dict[tuple[str, str], int] = {}  # (family, currency) -> index of its pending record
+    for seq, time, family, currency, status in db.execute(
+        "SELECT seq, time, family, currency, status FROM clawbacks ORDER BY seq"
+    ).fetchall():
+        key = (family, currency)
+        if status == "pending":
+            # A settlement computes a new one only once the one before it was decided.
+            waiting[key] = len(out)
+            out.append(ClawbackRecord(seq, time, "", family, currency, status))
+        elif key in waiting:
+            index = waiting.pop(key)
+            if until is None or time <= until:
+                computed = out[index].computed_at
+                out[index] = ClawbackRecord(seq, computed, time, family, currency, status)
+        else:
+            out.append(ClawbackRecord(seq, time, time, family, currency, status))
+    return out
 
 
 def fund_history(

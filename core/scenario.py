@@ -63,6 +63,7 @@ ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "inject": ("currency", "amount"),
     "adjust_settlement_price": ("family", "price"),
     "approve_clawback": ("family", "currency"),
+    "reject_clawback": ("family", "currency"),
     "approve": ("request",),
     "reject": ("request",),
 }
@@ -71,6 +72,7 @@ T = TypeVar("T")
 PricePath = tuple[tuple[datetime, Decimal], ...]
 _ABSENT: Any = object()
 _KINDS = tuple(ACTION_FIELDS)
+_CLAWBACK_DECISIONS = ("approve_clawback", "reject_clawback")
 _ANY_ACTION_FIELD = tuple(dict.fromkeys(name for names in ACTION_FIELDS.values() for name in names))
 _HH_MM = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
 _CROWD_ID = re.compile(r"crowd-(0|[1-9][0-9]*)")
@@ -144,8 +146,10 @@ class _Parser:
         self.price_ranges: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (low, high)
         self.money = Totals("amounts")
         self.notional = Totals("position notionals at their path's extreme prices")
+        self.scenario_actions = False  # parsing a file's actions (not a live command)
 
     def scenario(self, doc: Any) -> Scenario:
+        self.scenario_actions = True
         required = ("format", "name", "start", "currencies", "instruments", "insurance_fund")
         optional = ("crowd", "policy", "operators", "actions")
         defaults = {"description": "", "sources": [], "seed": 0, "tick_seconds": 1}
@@ -320,8 +324,8 @@ class _Parser:
         any_action = (*ACTION_COMMON_FIELDS, "id", "digest", *_ANY_ACTION_FIELD)
         kind = _Fields(value, path, ("action",), any_action).get("action", _choice, _KINDS)
         # Checked again with this action's own fields: a field of another action is unknown here.
-        # approve_clawback may name the digest of the preview it approves.
-        optional = ("id", "digest") if kind == "approve_clawback" else ("id",)
+        # A clawback decision may name the digest of the preview it decides.
+        optional = ("id", "digest") if kind in _CLAWBACK_DECISIONS else ("id",)
         fields = _Fields(value, path, (*ACTION_COMMON_FIELDS, *ACTION_FIELDS[kind]), optional)
         moment = fields.get("at", _time)
         if self.last_action_time is not None and moment < self.last_action_time:
@@ -343,7 +347,7 @@ class _Parser:
                 if inst.family == params["family"]:
                     check_price(inst, params["price"], fields.at("price"), exact=True)  # type: ignore[arg-type]
         family, currency = params.get("family"), params.get("currency")
-        if kind == "approve_clawback" and currency not in self.families[str(family)]:
+        if kind in _CLAWBACK_DECISIONS and currency not in self.families[str(family)]:
             settled_in = _listing(self.families[str(family)])
             raise _expected(
                 fields.at("currency"), f"a currency {family} settles in ({settled_in})", currency
@@ -375,6 +379,10 @@ class _Parser:
     def account_reference(self, value: Any, path: str) -> str:
         account_id = _id(value, path)
         if account_id in self.account_ids or self.is_crowd_account(account_id):
+            return account_id
+        if self.scenario_actions:
+            # A scenario's action is refused when it applies (unknown_account, recorded with its
+            # reason) rather than stopping the load; a command given live is bad input at once.
             return account_id
         crowd = f" or crowd-0..crowd-{self.crowd_accounts - 1}" if self.crowd_accounts else ""
         raise _expected(
