@@ -125,6 +125,7 @@ class ActionRefused(_Compact):
     action: str
     reason: str
     request: str | None = None
+    code: str = ""
 
 
 class Indicator(NamedTuple):

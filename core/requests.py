@@ -67,6 +67,7 @@ def record_operator_side(store: Store, engine: Engine, events: list[Event], at: 
                     "action": event.action,
                     "applied" if applied else "refused": getattr(event, "detail", event.reason),
                     "engine_time": iso(event.time),
+                    **({} if applied else {"code": getattr(event, "code", "")}),
                 },
             )
         elif isinstance(event, ClawbackComputed):

@@ -95,6 +95,7 @@ class ResultCollector:
                     "action": e.action,
                     "reason": e.reason,
                     "request": e.request,
+                    "code": e.code,
                 }
                 for e in self.events
                 if isinstance(e, ActionRefused)
