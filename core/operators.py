@@ -16,6 +16,7 @@ import sqlite_utils
 from core import audit
 from core.controls import Refusal
 from core.errors import InputError
+from core.operator_names import look_alike
 
 ROLES = ("viewer", "operator", "supervisor", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -29,17 +30,6 @@ LOCAL_PREFIX = "local:"
 # Matched whole (fullmatch; \Z also for `match`): "$" would match before a trailing newline. ASCII
 # only, so no two names differ by case or by Unicode look-alikes (docs/operators.md).
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}\Z")
-# Within that set, characters a reader takes for one another: a name whose skeleton equals an
-# existing name's is refused (after the confusables of Unicode TR39 that stay in ASCII).
-_LOOK_ALIKE = (
-    ("rn", "m"),
-    ("vv", "w"),
-    ("cl", "d"),
-    ("0", "o"),
-    ("1", "l"),
-    ("-", "_"),
-    (".", "_"),
-)
 _RESERVED = frozenset({SYSTEM})
 _DKLEN = 32
 _SALT_BYTES = 16
@@ -107,21 +97,13 @@ def valid_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None and name not in _RESERVED
 
 
-def skeleton(name: str) -> str:
-    """What `name` looks like: names with the same skeleton are taken for one another."""
-    shape = unicodedata.normalize("NFKC", name).casefold()
-    for seen, meant in _LOOK_ALIKE:
-        shape = shape.replace(seen, meant)
-    return shape
-
-
 def _look_alike(db: sqlite_utils.Database, name: str) -> None:
-    shape = skeleton(name)
-    for (other,) in db.conn.execute("SELECT name FROM operators"):
-        if other != name and skeleton(str(other)) == shape:
-            raise InputError(
-                "name", f"{name!r} looks like the existing operator {str(other)!r}: choose another"
-            )
+    names = (str(row[0]) for row in db.conn.execute("SELECT name FROM operators"))
+    other = look_alike(name, names)
+    if other is not None:
+        raise InputError(
+            "name", f"{name!r} looks like the existing operator {other!r}: choose another"
+        )
 
 
 def _name(name: object, field: str = "name") -> str:
