@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from core import audit, operators
+from core.authority import unproven_commands
 from core.controls import Refusal
 from core.errors import InputError
 
@@ -238,7 +239,10 @@ def _audit(args: argparse.Namespace, out: TextIO) -> int:
         if args.audit_command == "verify":
             result = audit.verify(db, expected_head=args.expect_head)
             print(result.message(), file=out)
-            return EXIT_OK if result.ok else EXIT_BROKEN
+            unproven = unproven_commands(db)
+            for line in unproven:
+                print(line, file=out)
+            return EXIT_OK if result.ok and not unproven else EXIT_BROKEN
         entries = audit.rows(
             db,
             operator=args.operator,
