@@ -4,10 +4,7 @@ snapshots in SQLite (core/schema.py), written one transaction per tick, read bac
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import pickle
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +17,7 @@ import numpy as np
 import orjson
 import sqlite_utils
 
+from core import state_format
 from core.errors import InputError
 from core.events import (
     AdlFill,
@@ -39,20 +37,6 @@ from core.schema import (
 )
 from core.views import price_str
 
-# Modules a snapshot may name: the engine's own classes, numpy arrays and standard values.
-# Anything else in a snapshot blob is refused rather than imported.
-_SNAPSHOT_MODULES = (
-    "core.",
-    "numpy",
-    "datetime",
-    "decimal",
-    "fractions",
-    "collections",
-    "copyreg",
-    "_codecs",
-)
-_SNAPSHOT_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range"})
-
 
 def software_version() -> str:
     try:
@@ -61,36 +45,18 @@ def software_version() -> str:
         return "unknown"
 
 
-class _SnapshotUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _SNAPSHOT_BUILTINS:
-            return super().find_class(module, name)
-        if module.startswith(_SNAPSHOT_MODULES) or module in ("numpy", "core"):
-            return super().find_class(module, name)
-        raise InputError("STORE", f"snapshot names {module}.{name}, which a snapshot may not hold")
-
-
 def dump_state(state: object, *, compress: bool) -> bytes:
-    """A snapshot blob: a pickle, zlib-compressed for small books (where the store's size matters
-    more than the milliseconds) and raw for big ones (where restart time matters more)."""
-    raw = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    return b"Z" + zlib.compress(raw, 1) if compress else b"P" + raw
+    """A snapshot blob (core/state_format.py): zlib-compressed for small books (where the store's
+    size matters more than the milliseconds) and raw for big ones (where restart time matters)."""
+    return state_format.dump(state, compress=compress)
 
 
 def load_state(blob: bytes, digest: str) -> Any:
     """A snapshot blob back to objects, after checking its digest (a torn or edited blob is
-    refused before anything is unpickled)."""
-    if hashlib.sha256(blob).hexdigest() != digest:
+    refused before anything is read); a blob of another shape is refused with its reason."""
+    if not isinstance(blob, bytes) or hashlib.sha256(blob).hexdigest() != digest:
         raise InputError("STORE", "a snapshot does not match its digest: the store is damaged")
-    try:
-        body = zlib.decompress(blob[1:]) if blob[:1] == b"Z" else blob[1:]
-        return _SnapshotUnpickler(io.BytesIO(body)).load()
-    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, zlib.error) as error:
-        raise InputError(
-            "STORE",
-            f"a snapshot cannot be read by this version of risk-console ({error}); "
-            "replay the run from its scenario with this version",
-        ) from None
+    return state_format.load(blob)
 
 
 @dataclass(frozen=True, slots=True)
