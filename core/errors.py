@@ -10,3 +10,11 @@ class InputError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
+
+
+class SnapshotFormatError(InputError):
+    """A store's snapshot that is not what this version writes: refused with its reason, never
+    executed or imported."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("STORE", f"a snapshot {message}")

@@ -1,6 +1,6 @@
 """The snapshot format: an engine's object graph as plain JSON plus numpy arrays (.npy, written and
-read with allow_pickle=False). Classes are named only from the explicit list below and built
-field by field; nothing in a blob is imported, called or evaluated."""
+read with allow_pickle=False). Classes are named only from core/state_classes.py and built field
+by field; nothing in a blob is imported, called or evaluated."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import io
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -18,27 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from core import (
-    book,
-    controls,
-    deficit,
-    engine,
-    events,
-    instruments,
-    ledger,
-    liquidation,
-    liquidation_orders,
-    manipulation,
-    positions,
-    prices,
-    result,
-    scenario_model,
-    settlement,
-    surveillance,
-    trading,
-    units,
-)
-from core.errors import InputError
+from core.errors import InputError, SnapshotFormatError
+from core.state_classes import BEFORE_SETSTATE, BY_TAG, KINDS, NUMPY_SCALARS, Kind
 
 FORMAT_VERSION = 2
 MAGIC = b"RCSNAP\x00" + bytes([FORMAT_VERSION])
@@ -47,249 +27,6 @@ _HEADER = struct.Struct("<cQ")  # b"Z" (zlib) or b"R" (raw), then the JSON part'
 MAX_RAW_BYTES = 8 << 30
 ARRAY_KINDS = frozenset("biuf")  # bool, signed, unsigned, float: no objects, no strings
 INT_JSON = range(-(2**63), 2**63)
-
-# Classes with a plain __dict__ list the attributes a snapshot holds; dataclasses and slotted
-# classes hold their fields or slots. Engine and PositionBook rebuild what they leave out
-# through their own __setstate__.
-_DICT_FIELDS: dict[type, tuple[str, ...]] = {
-    engine.Engine: (
-        "book",
-        "controls",
-        "currencies",
-        "currency_codes",
-        "deficit_totals",
-        "desk",
-        "events",
-        "fund_start",
-        "index_now",
-        "index_paths",
-        "instruments",
-        "ledger",
-        "liquidity",
-        "mark_rules",
-        "marks",
-        "now",
-        "period_pnl",
-        "positions_at_start",
-        "scenario",
-        "settlements",
-        "surveillance",
-        "tick",
-        "ticks_total",
-        "trading",
-        "uncovered",
-        "valuation",
-        "windows",
-    ),
-    positions.PositionBook: (
-        "account",
-        "account_ids",
-        "balances",
-        "contracts",
-        "currencies",
-        "currency_scale",
-        "entry_units",
-        "inst_currency",
-        "inst_cv",
-        "inst_inverse",
-        "inst_price_unit",
-        "instrument",
-        "instruments",
-        "iso_margin",
-        "isolated",
-        "leverage",
-        "n_currencies",
-        "n_groups",
-        "side",
-    ),
-    controls.Controls: ("adjustments", "engine", "flags", "pending_actions", "requests", "roles"),
-    ledger.Ledger: ("_books", "_posting_count"),
-    liquidation.LiquidationDesk: (
-        "_currency",
-        "_currency_index",
-        "_price_unit",
-        "_started_at",
-        "engine",
-        "o",
-        "reserved",
-    ),
-    liquidation_orders.OrderColumns: (
-        "bankruptcy",
-        "collateral",
-        "covered",
-        "deficit",
-        "entry_units",
-        "filled_value",
-        "fills",
-        "instrument",
-        "kind",
-        "partial",
-        "posted",
-        "remaining",
-        "reserved",
-        "row",
-        "side",
-        "started",
-        "surplus",
-        "total",
-    ),
-    manipulation.TickSeries: ("_length", "_times", "_values", "retention_seconds"),
-    manipulation.VolumeTape: ("_rows", "retention_seconds"),
-    manipulation.WindowWatch: (
-        "_last_prints",
-        "_tick_events",
-        "engine",
-        "observed_since",
-        "series",
-        "symbols",
-        "tape",
-    ),
-    settlement.Settlements: (
-        "assessments",
-        "checks",
-        "delays",
-        "done",
-        "engine",
-        "pending",
-        "schedule",
-        "watch",
-    ),
-    surveillance.Surveillance: (
-        "engine",
-        "last_run",
-        "n_instruments",
-        "standing",
-        "standing_markets",
-        "thresholds",
-    ),
-    trading.Trading: (
-        "_chain",
-        "_extra_rows",
-        "_order",
-        "_sorted_keys",
-        "engine",
-        "log_change",
-        "log_key",
-        "log_seconds",
-        "n_instruments",
-        "next",
-        "symbols",
-        "trades",
-        "volume",
-    ),
-}
-_VALUE_CLASSES: tuple[type, ...] = (
-    book.BookState,
-    book.DepthBook,
-    book.FillAtMark,
-    book.Fill,
-    controls.Request,
-    deficit.ClawbackAllocation,
-    events.ActionRecorded,
-    events.ActionRefused,
-    events.AdlFill,
-    events.AlertCleared,
-    events.AlertRaised,
-    events.ClawbackComputed,
-    events.DeficitUncovered,
-    events.FundPosting,
-    events.Indicator,
-    events.LiquidationFilled,
-    events.LiquidationStarted,
-    events.SettlementDelayed,
-    events.SettlementDone,
-    events.TradeApplied,
-    events.TradeRefused,
-    instruments.Instrument,
-    instruments.TierLevel,
-    instruments.TierTable,
-    ledger.AccountKind,
-    ledger.Flow,
-    ledger.LedgerKey,
-    ledger.Posting,
-    ledger.TraderBatch,
-    ledger._CurrencyBook,
-    liquidation_orders.Order,
-    manipulation.SettlementChecks,
-    manipulation.WindowAssessment,
-    prices.MarkPriceEMA,
-    prices.PinnedMark,
-    prices.PricePath,
-    prices.SettlementWindow,
-    result.ResultCollector,
-    scenario_model.AccountSpec,
-    scenario_model.ActionSpec,
-    scenario_model.BookSpec,
-    scenario_model.CrowdSpec,
-    scenario_model.Market,
-    scenario_model.OperatorSpec,
-    scenario_model.Policy,
-    scenario_model.PositionSpec,
-    scenario_model.Scenario,
-    scenario_model.SettlementPolicy,
-    settlement.ClawbackPreview,
-    settlement.PendingClawback,
-    settlement.SettlementReview,
-    surveillance.Thresholds,
-    trading.TradeSpec,
-    units.Currency,
-    units.Rounding,
-)
-_NUMPY_SCALARS = {
-    t.__name__: t
-    for t in (
-        np.bool_,
-        np.int8,
-        np.int16,
-        np.int32,
-        np.int64,
-        np.uint8,
-        np.uint16,
-        np.uint32,
-        np.uint64,
-        np.float32,
-        np.float64,
-    )
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Kind:
-    """How one allowed class is written and rebuilt."""
-
-    cls: type
-    tag: str
-    fields: tuple[str, ...]
-    shape: str  # "object", "enum" or "tuple" (a NamedTuple)
-    setstate: bool  # rebuilt through the class's own __setstate__ (what it leaves out)
-
-
-def _kind(cls: type) -> _Kind:
-    tag = f"{cls.__module__}.{cls.__qualname__}"
-    if issubclass(cls, Enum):
-        return _Kind(cls, tag, (), "enum", False)
-    if issubclass(cls, tuple):
-        return _Kind(cls, tag, tuple(cls._fields), "tuple", False)  # type: ignore[attr-defined]
-    if is_dataclass(cls):
-        return _Kind(cls, tag, tuple(f.name for f in fields(cls)), "object", False)
-    if cls in _DICT_FIELDS:
-        own = "__setstate__" in vars(cls)
-        return _Kind(cls, tag, _DICT_FIELDS[cls], "object", own)
-    slots = tuple(s for c in cls.__mro__ for s in vars(c).get("__slots__", ()))
-    if not slots or any("__dict__" in vars(c) for c in cls.__mro__[:-1]):
-        raise TypeError(f"{tag} declares no snapshot fields")
-    return _Kind(cls, tag, tuple(sorted(slots)), "object", False)
-
-
-_KINDS = {k.cls: k for k in map(_kind, (*_DICT_FIELDS, *_VALUE_CLASSES))}
-_BY_TAG = {k.tag: k for k in _KINDS.values()}
-
-
-class SnapshotFormatError(InputError):
-    """A snapshot blob that is not what this version writes: named, never executed."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("STORE", f"a snapshot {message}")
 
 
 # ----- writing -----------------------------------------------------------------------------
@@ -316,7 +53,7 @@ class _Writer:
             return value if value in INT_JSON else ["I", str(value)]
         if kind is float:
             return value if np.isfinite(value) else ["F", repr(value)]
-        if kind in (list, tuple, set, frozenset, dict, np.ndarray) or kind in _KINDS:
+        if kind in (list, tuple, set, frozenset, dict, np.ndarray) or kind in KINDS:
             known = self.ref(value)
             if known is not None:
                 return ["r", known]
@@ -332,7 +69,7 @@ class _Writer:
                 return ["d", n, *(self.node(x) for kv in value.items() for x in kv)]
             if kind is np.ndarray:
                 return ["a", n, self.array(value)]
-            return self.instance(_KINDS[kind], n, value)
+            return self.instance(KINDS[kind], n, value)
         if kind is Decimal:
             return ["D", str(value)]
         if kind is datetime:
@@ -345,7 +82,7 @@ class _Writer:
             return ["date", value.isoformat()]
         if kind is Fraction:
             return ["Q", str(value.numerator), str(value.denominator)]
-        if kind.__name__ in _NUMPY_SCALARS and _NUMPY_SCALARS[kind.__name__] is kind:
+        if kind.__name__ in NUMPY_SCALARS and NUMPY_SCALARS[kind.__name__] is kind:
             return ["n", kind.__name__, self.node(value.item())]
         raise TypeError(f"{kind.__module__}.{kind.__qualname__} cannot be written to a snapshot")
 
@@ -357,7 +94,7 @@ class _Writer:
         self.arrays.append(out.getvalue())
         return len(self.arrays) - 1
 
-    def instance(self, kind: _Kind, n: int, value: Any) -> Any:
+    def instance(self, kind: Kind, n: int, value: Any) -> Any:
         if kind.shape == "enum":
             return ["e", kind.tag, value.value]
         if kind.shape == "tuple":
@@ -497,8 +234,8 @@ class _Reader:
         self.remember(_at(value, 1), out)
         return out
 
-    def kind(self, tag: Any, shape: str) -> _Kind:
-        kind = _BY_TAG.get(tag) if type(tag) is str else None
+    def kind(self, tag: Any, shape: str) -> Kind:
+        kind = BY_TAG.get(tag) if type(tag) is str else None
         if kind is None or kind.shape != shape:
             raise SnapshotFormatError(f"names {_brief(tag)}, which a snapshot may not hold")
         return kind
@@ -516,7 +253,16 @@ class _Reader:
         out = object.__new__(kind.cls)
         self.remember(_at(value, 1), out)
         values = {name: self.node(state[name]) for name in kind.fields}
+        for (name, item), allowed in zip(values.items(), kind.types, strict=False):
+            if allowed is not None and not isinstance(item, allowed):
+                raise SnapshotFormatError(
+                    f"holds {_brief(item)} as {kind.tag}.{name}, which holds "
+                    + " or ".join(sorted({t.__name__ for t in allowed}))
+                )
         if kind.setstate:
+            check = BEFORE_SETSTATE.get(kind.cls)
+            if check is not None:
+                check(values)
             out.__setstate__(values)  # type: ignore[attr-defined]
         else:
             for name, item in values.items():
@@ -558,7 +304,7 @@ class _Reader:
         return moment.replace(tzinfo=UTC) if _at(value, 2) is True else moment
 
     def scalar(self, value: list[Any]) -> np.generic:
-        kind = _NUMPY_SCALARS.get(_str(value, 1))
+        kind = NUMPY_SCALARS.get(_str(value, 1))
         item = self.node(_at(value, 2))
         if kind is None or type(item) not in (bool, int, float):
             raise SnapshotFormatError(f"holds {_brief(value)} as a number")

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 import sqlite_utils
 
-from core import state_format
+from core import state_classes, state_format
 from core.errors import InputError
 from core.events import (
     AdlFill,
@@ -351,7 +351,11 @@ class Store:
         rows = self.conn.execute(
             "SELECT events, digest FROM event_chunks WHERE tick <= ? ORDER BY tick", (until,)
         )
-        return [event for blob, digest in rows for event in load_state(blob, digest)]
+        return [
+            event
+            for blob, digest in rows
+            for event in state_classes.check_events(load_state(blob, digest))
+        ]
 
     def load_snapshot(self, at_or_before: int | None = None) -> tuple[int, Any]:
         sql = "SELECT tick, state, digest FROM snapshots"
@@ -362,7 +366,11 @@ class Store:
         row = self.conn.execute(sql + " ORDER BY tick DESC LIMIT 1", params).fetchone()
         if row is None:
             raise InputError("STORE", f"{self.path} holds no snapshot to start from")
-        return row[0], load_state(row[1], row[2])
+        recorded = self.conn.execute(
+            "SELECT state_hash FROM journal WHERE kind = 'tick' AND tick = ?", (row[0],)
+        ).fetchone()
+        state = load_state(row[1], row[2])
+        return row[0], state_classes.check_state(state, recorded[0] if recorded else None)
 
     def journal(self, after: int, until: int | None = None) -> Iterator[StoredTick]:
         """The ticks after `after` (up to `until`), each with its commands."""
