@@ -167,28 +167,22 @@ _DICT_FIELDS: dict[type, tuple[str, ...]] = {
         "volume",
     ),
 }
+# Every event the engine emits (a plain frozen dataclass of core/events.py) may be in a snapshot.
+_EVENTS = tuple(
+    v
+    for v in vars(events).values()
+    if isinstance(v, type)
+    and v.__module__ == events.__name__
+    and (is_dataclass(v) or v.__bases__ == (tuple,))
+)
 _VALUE_CLASSES: tuple[type, ...] = (
+    *_EVENTS,
     book.BookState,
     book.DepthBook,
     book.FillAtMark,
     book.Fill,
     controls.Request,
     deficit.ClawbackAllocation,
-    events.ActionRecorded,
-    events.ActionRefused,
-    events.AdlFill,
-    events.AlertCleared,
-    events.AlertRaised,
-    events.ClawbackComputed,
-    events.DeficitUncovered,
-    events.FundPosting,
-    events.Indicator,
-    events.LiquidationFilled,
-    events.LiquidationStarted,
-    events.SettlementDelayed,
-    events.SettlementDone,
-    events.TradeApplied,
-    events.TradeRefused,
     instruments.Instrument,
     instruments.TierLevel,
     instruments.TierTable,
@@ -436,6 +430,4 @@ def check_events(chunk: object) -> list[Any]:
     return chunk
 
 
-_EVENT_CLASSES = frozenset(
-    cls for cls in _VALUE_CLASSES if cls.__module__ == "core.events" and is_dataclass(cls)
-)
+_EVENT_CLASSES = frozenset(cls for cls in _EVENTS if is_dataclass(cls))

@@ -115,7 +115,7 @@ class _Writer:
             missing = sorted(set(kind.fields) - set(state))
             raise TypeError(
                 f"{kind.tag} holds {extra} beyond, and lacks {missing} of, its snapshot fields "
-                "(core/state_format.py)"
+                "(core/state_classes.py)"
             )
         return ["o", n, kind.tag, {name: self.node(state[name]) for name in kind.fields}]
 
