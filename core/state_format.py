@@ -54,6 +54,8 @@ class _Writer:
             return value if value in INT_JSON else ["I", str(value)]
         if kind is float:
             return value if np.isfinite(value) else ["F", repr(value)]
+        if isinstance(value, Enum) and kind in KINDS:
+            return ["e", KINDS[kind].tag, value.value]  # a member is itself wherever it appears
         if kind in (list, tuple, set, frozenset, dict, np.ndarray) or kind in KINDS:
             known = self.ref(value)
             if known is not None:
@@ -100,8 +102,6 @@ class _Writer:
         return len(self.arrays) - 1
 
     def instance(self, kind: Kind, n: int, value: Any) -> Any:
-        if kind.shape == "enum":
-            return ["e", kind.tag, value.value]
         if kind.shape == "tuple":
             return ["nt", n, kind.tag, *map(self.node, value)]
         if kind.setstate:

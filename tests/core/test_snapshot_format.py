@@ -12,6 +12,9 @@ import sqlite3
 import struct
 import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import pytest
 
 from console.cli import builtin_scenarios, main
 from core.errors import InputError, SnapshotFormatError
+from core.ledger import AccountKind
 from core.session import Session
 from core.state_format import MAGIC, dump, load
 from core.store import Store
@@ -128,6 +132,41 @@ def test_a_pickle_inside_the_new_layout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SnapshotFormatError, match="unreadable array"):
         load(MAGIC + struct.pack("<cQ", b"R", len(tree)) + tree + array)
     assert not marker.exists()
+
+
+def test_values_of_every_kind_come_back_as_they_were() -> None:
+    kinds = [
+        AccountKind.TRADER,
+        AccountKind.TRADER,  # an enum member twice is the same member, not a reference
+        2**70,
+        -(2**63),
+        float("nan"),
+        float("-inf"),
+        -0.0,
+        Decimal("1234.50000000"),
+        Fraction(1, 3),
+        datetime(2018, 7, 31, 12, 17, 14, 5, tzinfo=UTC),
+        datetime(2018, 7, 31),
+        timedelta(days=2, seconds=3, microseconds=4),
+        np.int64(7),
+        np.float64(0.5),
+        np.bool_(True),
+        {("BTC-USD", "BTC"): 1, 3: frozenset({"a", "b"}), None: {"x", "y"}},
+        np.arange(6, dtype=np.int8).reshape(2, 3),
+        (),
+        [],
+    ]
+    shared = [1, 2]
+    back = load(dump([kinds, shared, shared], compress=True))
+    assert back[1] is back[2] and back[1] == shared
+    for before, after in zip(kinds, back[0], strict=True):
+        assert type(after) is type(before)
+        if isinstance(before, np.ndarray):
+            assert after.dtype == before.dtype and (after == before).all()
+        elif isinstance(before, float) and before != before:
+            assert after != after
+        else:
+            assert after == before and repr(after) == repr(before)
 
 
 def test_a_snapshot_that_does_not_match_its_digest_is_refused(
@@ -284,16 +323,19 @@ def test_a_store_rebuilt_from_its_snapshots_replays_and_resumes_to_the_same_stat
     session.close()
 
 
-@pytest.mark.parametrize("name", ["two-traders", "okx-2018-btc0928"])
-def test_a_dumped_engine_steps_on_exactly_as_the_original(name: str) -> None:
-    doc = json.loads(builtin_scenarios()[name].read_text())
-    session = Session.start(doc)
+SPEC_EXAMPLE = Path(__file__).parent / "data" / "scenario_spec_example.json"
+
+
+@pytest.mark.parametrize("source", ["two-traders", "okx-2018-btc0928", "spec example"])
+def test_a_dumped_engine_steps_on_exactly_as_the_original(source: str) -> None:
+    path = SPEC_EXAMPLE if source == "spec example" else builtin_scenarios()[source]
+    session = Session.start(json.loads(path.read_text()))
     for _ in range(session.engine.ticks_total // 3):
         session.step()
     blob = dump((session.engine, session.collector), compress=True)
     engine, collector = load(blob)
     assert collector.engine is engine
     assert dump((engine, collector), compress=True) == blob
-    for _ in range(200):
+    for _ in range(min(200, engine.ticks_total - 1 - engine.tick)):
         assert engine.step() == session.engine.step()
         assert engine.state_hash() == session.engine.state_hash()
