@@ -26,6 +26,7 @@ from console.cli import builtin_scenarios, main
 from core.errors import InputError, SnapshotFormatError
 from core.ledger import AccountKind
 from core.session import Session
+from core.state_classes import check_state
 from core.state_format import MAGIC, dump, load
 from core.store import Store
 
@@ -339,3 +340,36 @@ def test_a_dumped_engine_steps_on_exactly_as_the_original(source: str) -> None:
     for _ in range(min(200, engine.ticks_total - 1 - engine.tick)):
         assert engine.step() == session.engine.step()
         assert engine.state_hash() == session.engine.state_hash()
+
+
+def test_random_edits_of_a_snapshot_give_a_refusal_never_a_traceback() -> None:
+    session = Session.start(json.loads(builtin_scenarios()["two-traders"].read_text()))
+    for _ in range(300):
+        session.step()
+    recorded = session.engine.state_hash()
+    blob = dump((session.engine, session.collector), compress=False)
+    document, arrays = _unpack(blob)
+    places: list[tuple[Any, Any]] = []
+
+    def collect(node: Any) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in list(items):
+            places.append((node, key))
+            if isinstance(child, (list, dict)):
+                collect(child)
+
+    collect(document["root"])
+    rng = np.random.default_rng(12)
+    odd = [None, "x", -1, 2**40, 1.5, [], ["o"], ["r", 10**6], {"a": 1}, ["l", 7], ["a", 9, 0]]
+    refused = 0
+    for _ in range(300):
+        node, key = places[int(rng.integers(len(places)))]
+        before = node[key]
+        node[key] = odd[int(rng.integers(len(odd)))]
+        try:
+            check_state(load(_pack(document, arrays)), recorded)
+        except InputError:
+            refused += 1
+        finally:
+            node[key] = before
+    assert refused > 200
