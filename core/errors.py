@@ -21,3 +21,11 @@ class WriteError(OSError):
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
+
+
+class SnapshotFormatError(InputError):
+    """A store's snapshot that is not what this version writes: refused with its reason, never
+    executed or imported."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("STORE", f"a snapshot {message}")

@@ -54,7 +54,7 @@ def _create_v1(db: sqlite_utils.Database) -> None:
         pk="tick",
     )
     # The result collector's events, each chunk those since the previous snapshot: a snapshot
-    # would otherwise re-pickle every event of the run so far.
+    # would otherwise re-write every event of the run so far.
     db["event_chunks"].create({"tick": INTEGER, "events": BLOB, "digest": TEXT}, pk="tick")
     db["events"].create(
         {

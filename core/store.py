@@ -4,11 +4,8 @@ snapshots in SQLite (core/schema.py), written one transaction per tick, read bac
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import pickle
 import sqlite3
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +18,7 @@ import numpy as np
 import orjson
 import sqlite_utils
 
-from core import files
+from core import files, state_classes, state_format
 from core.errors import InputError
 from core.events import (
     AdlFill,
@@ -43,20 +40,6 @@ from core.schema import (
 )
 from core.views import price_str
 
-# Modules a snapshot may name: the engine's own classes, numpy arrays and standard values.
-# Anything else in a snapshot blob is refused rather than imported.
-_SNAPSHOT_MODULES = (
-    "core.",
-    "numpy",
-    "datetime",
-    "decimal",
-    "fractions",
-    "collections",
-    "copyreg",
-    "_codecs",
-)
-_SNAPSHOT_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range"})
-
 
 def software_version() -> str:
     try:
@@ -65,36 +48,18 @@ def software_version() -> str:
         return "unknown"
 
 
-class _SnapshotUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _SNAPSHOT_BUILTINS:
-            return super().find_class(module, name)
-        if module.startswith(_SNAPSHOT_MODULES) or module in ("numpy", "core"):
-            return super().find_class(module, name)
-        raise InputError("STORE", f"snapshot names {module}.{name}, which a snapshot may not hold")
-
-
 def dump_state(state: object, *, compress: bool) -> bytes:
-    """A snapshot blob: a pickle, zlib-compressed for small books (where the store's size matters
-    more than the milliseconds) and raw for big ones (where restart time matters more)."""
-    raw = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    return b"Z" + zlib.compress(raw, 1) if compress else b"P" + raw
+    """A snapshot blob (core/state_format.py): zlib-compressed for small books (where the store's
+    size matters more than the milliseconds) and raw for big ones (where restart time matters)."""
+    return state_format.dump(state, compress=compress)
 
 
 def load_state(blob: bytes, digest: str) -> Any:
     """A snapshot blob back to objects, after checking its digest (a torn or edited blob is
-    refused before anything is unpickled)."""
-    if hashlib.sha256(blob).hexdigest() != digest:
+    refused before anything is read); a blob of another shape is refused with its reason."""
+    if not isinstance(blob, bytes) or hashlib.sha256(blob).hexdigest() != digest:
         raise InputError("STORE", "a snapshot does not match its digest: the store is damaged")
-    try:
-        body = zlib.decompress(blob[1:]) if blob[:1] == b"Z" else blob[1:]
-        return _SnapshotUnpickler(io.BytesIO(body)).load()
-    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, zlib.error) as error:
-        raise InputError(
-            "STORE",
-            f"a snapshot cannot be read by this version of risk-console ({error}); "
-            "replay the run from its scenario with this version",
-        ) from None
+    return state_format.load(blob)
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,7 +411,11 @@ class Store:
         rows = self.conn.execute(
             "SELECT events, digest FROM event_chunks WHERE tick <= ? ORDER BY tick", (until,)
         )
-        return [event for blob, digest in rows for event in load_state(blob, digest)]
+        return [
+            event
+            for blob, digest in rows
+            for event in state_classes.check_events(load_state(blob, digest))
+        ]
 
     def load_snapshot(self, at_or_before: int | None = None) -> tuple[int, Any]:
         sql = "SELECT tick, state, digest FROM snapshots"
@@ -457,7 +426,11 @@ class Store:
         row = self.conn.execute(sql + " ORDER BY tick DESC LIMIT 1", params).fetchone()
         if row is None:
             raise InputError("STORE", f"{self.path} holds no snapshot to start from")
-        return row[0], load_state(row[1], row[2])
+        recorded = self.conn.execute(
+            "SELECT state_hash FROM journal WHERE kind = 'tick' AND tick = ?", (row[0],)
+        ).fetchone()
+        state = load_state(row[1], row[2])
+        return row[0], state_classes.check_state(state, recorded[0] if recorded else None)
 
     def journal(self, after: int, until: int | None = None) -> Iterator[StoredTick]:
         """The ticks after `after` (up to `until`), each with its commands."""

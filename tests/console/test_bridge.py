@@ -103,6 +103,36 @@ def log_in_alice(path: Path) -> None:
     db.conn.close()
 
 
+def test_a_store_whose_snapshot_is_a_pickle_is_refused_and_runs_nothing(
+    qtbot: Any, bridge: Any, tmp_path: Path
+) -> None:
+    import hashlib
+    import sqlite3
+
+    from core.session import Session
+
+    store, marker = tmp_path / "s.sqlite", tmp_path / "ran"
+    Session.start(two_traders_doc(), store).close()
+    # os.system(f"touch {marker}") named through core.operators, which imports os.
+    command = f"touch {marker}".encode()
+    attack = (
+        b"P\x80\x04\x8c\x0ecore.operators\x8c\tos.system\x93\x8c"
+        + bytes([len(command)])
+        + command
+        + b"\x85R."
+    )
+    with sqlite3.connect(store) as conn:
+        conn.execute(
+            "UPDATE snapshots SET state = ?, digest = ?",
+            (attack, hashlib.sha256(attack).hexdigest()),
+        )
+    with qtbot.waitSignal(bridge.failed, timeout=10_000) as blocker:
+        bridge.open(str(store), None)
+    field, message = blocker.args
+    assert field == "STORE" and "snapshot" in message
+    assert not marker.exists()
+
+
 def test_commands_are_taken_live_and_refused_behind(
     qtbot: Any, bridge: Any, tmp_path: Path
 ) -> None:

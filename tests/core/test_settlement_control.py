@@ -532,11 +532,11 @@ def test_the_2018_demo_settles_on_time_and_waits_for_its_clawback_approval() -> 
 
 
 def test_a_delayed_settlement_survives_a_snapshot_with_the_same_state_hash() -> None:
-    import pickle
+    from core import state_format
 
     engine = Engine(parse_scenario(scenario(marks=manipulated_marks(), approval="required")))
     run_until(engine, T + 300)  # delayed, not yet settled
-    copy_of = pickle.loads(pickle.dumps(engine))
+    copy_of = state_format.load(state_format.dump(engine, compress=False))
     assert copy_of.state_hash() == engine.state_hash()
     run_until(engine, T + 900)
     run_until(copy_of, T + 900)
