@@ -15,6 +15,7 @@ import sqlite_utils
 
 from core.engine import Engine
 from core.errors import InputError
+from core.text import csv_row
 
 # Tables `export` writes, with the columns it leaves out (password material never leaves).
 EXPORTABLE: dict[str, tuple[str, ...]] = {
@@ -198,9 +199,9 @@ def export_table(db: sqlite_utils.Database, table: str, fmt: str, out: TextIO) -
     count = 0
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
+        writer.writerow(csv_row(columns))
         for row in cursor:
-            writer.writerow(_cell(v) for v in row)
+            writer.writerow(csv_row(_cell(v) for v in row))
             count += 1
         return count
     out.write("[")

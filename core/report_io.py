@@ -28,6 +28,7 @@ from core.report_scope import (
 from core.report_series import MAX_POINTS as MAX_POINTS  # read by the report's tests
 from core.schema import SCHEMA_VERSION
 from core.store import software_version
+from core.text import csv_row
 from core.units import format_minor, to_minor
 
 # Files larger than this are identified by size only: hashing them would take minutes.
@@ -254,4 +255,4 @@ def write_csv(report: Any, db: sqlite_utils.Database, out: TextIO) -> int:
 
 
 def _csv_row(**values: Any) -> list[Any]:
-    return [values.get(name, "") for name in CSV_COLUMNS]
+    return csv_row(values.get(name, "") for name in CSV_COLUMNS)

@@ -13,6 +13,8 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from core.text import csv_row
+
 Index = QModelIndex | QPersistentModelIndex
 
 # Margin-ratio bands (liquidation at 1): the colour of a row follows the worst band it is in.
@@ -112,9 +114,9 @@ class ExportableModel(QAbstractTableModel):
         count = 0
         with Path(path).open("w", encoding="utf-8", newline="") as out:
             writer = csv.writer(out, lineterminator="\n")
-            writer.writerow([c.title for c in self.columns])
+            writer.writerow(csv_row(c.title for c in self.columns))
             for values in self.rows_text():
-                writer.writerow(values)
+                writer.writerow(csv_row(values))
                 count += 1
                 if progress is not None and count % 50_000 == 0:
                     progress(count)
