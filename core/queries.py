@@ -4,7 +4,6 @@ query is paged and served by an index."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import sqlite_utils
 
 from core.engine import Engine
 from core.errors import InputError
-from core.text import csv_row
+from core.text import csv_row, csv_writer
 
 # Tables `export` writes, with the columns it leaves out (password material never leaves).
 EXPORTABLE: dict[str, tuple[str, ...]] = {
@@ -198,7 +197,7 @@ def export_table(db: sqlite_utils.Database, table: str, fmt: str, out: TextIO) -
     cursor = db.execute(f'SELECT {selected} FROM "{table}" ORDER BY rowid')
     count = 0
     if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out)
         writer.writerow(csv_row(columns))
         for row in cursor:
             writer.writerow(csv_row(_cell(v) for v in row))

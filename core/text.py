@@ -1,12 +1,13 @@
 """Text typed by people, on its way in and out: refusing text that shows nothing, escaping control
-characters for a terminal, and keeping spreadsheet formulas out of CSV cells."""
+characters for a terminal, and CSV that a spreadsheet cannot turn into formulas or extra rows."""
 
 from __future__ import annotations
 
+import csv
 import re
 import unicodedata
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 from core.errors import InputError
 
@@ -68,3 +69,23 @@ def csv_cell(value: Any) -> Any:
 def csv_row(values: Iterable[Any]) -> list[Any]:
     """`csv_cell` of each value: what every CSV writer of the project passes to `writerow`."""
     return [csv_cell(value) for value in values]
+
+
+class _LineEnds:
+    """Writes each CSV row with "\n" where the writer ends it with "\r\n"."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def write(self, line: str) -> int:
+        # The writer hands over one whole row a call; its last two characters are the row's end
+        # (a field ending in a line break is quoted, so its own break comes before the quote).
+        return self.out.write(line[:-2] + "\n" if line.endswith("\r\n") else line)
+
+
+def csv_writer(out: TextIO) -> Any:
+    """The CSV writer every export uses: rows end in "\n", and a field with a "\r" or "\n" in it
+    is quoted (with "\n" alone as the row end, the csv module would leave a lone "\r" bare, which
+    a spreadsheet reads as a new row whose first cell escaped `csv_cell`). Pass rows through
+    `csv_row`."""
+    return csv.writer(_LineEnds(out), lineterminator="\r\n")

@@ -3,7 +3,6 @@ plain-text export (copy, CSV) of whatever a model shows."""
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
-from core.text import csv_row
+from core.text import csv_row, csv_writer
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -113,7 +112,7 @@ class ExportableModel(QAbstractTableModel):
         """Every shown row (in the shown order) with a header; returns the number of rows."""
         count = 0
         with Path(path).open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out, lineterminator="\n")
+            writer = csv_writer(out)
             writer.writerow(csv_row(c.title for c in self.columns))
             for values in self.rows_text():
                 writer.writerow(csv_row(values))
