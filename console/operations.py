@@ -22,6 +22,7 @@ from core.events import ActionRecorded, ActionRefused
 from core.operators import require_role
 from core.settlement import ClawbackPreview
 from core.surveillance import Thresholds, parse_thresholds
+from core.text import is_blank
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -202,7 +203,7 @@ class DeskAlerts:
         before = self.thresholds()
         after = parse_thresholds(changes, before)
         require_role(self.desk.db, self.desk.operator, SETTINGS_ROLE)
-        if not isinstance(reason, str) or not reason.strip():
+        if not isinstance(reason, str) or is_blank(reason):
             raise InputError("reason", "a reason is required")
         changed = {
             f.name: getattr(after, f.name)

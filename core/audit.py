@@ -267,9 +267,10 @@ def _append(
 def _writing_key(head: AuditEntry | None, *, seal: bool) -> bytes:
     """The key to hash the next row with, after checking that the head was hashed with it."""
     path = key_path()
-    signed = None if head is None else _signed(head, load_key(path))
+    key = load_key(path)
+    signed = None if head is None else _signed(head, key)
     if head is None or (signed == "plain" and seal):
-        key = load_key(path, create=True)
+        key = key or load_key(path, create=True)
         assert key is not None
         return key
     if signed == "plain":
@@ -278,7 +279,6 @@ def _writing_key(head: AuditEntry | None, *, seal: bool) -> bytes:
             "this store's audit log is not keyed (written before keyed chains): check it with "
             "`risk-console audit verify STORE`, then key it with `risk-console audit seal STORE`",
         )
-    key = load_key(path)
     if key is None:
         raise InputError(
             "audit key",

@@ -18,7 +18,8 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zs", "Zl", "Zp", "Mn
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 # What a spreadsheet takes for the start of a formula (OWASP "CSV injection").
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+# A number as the program writes or shows one: sign, grouped digits, decimals, exponent, percent.
+_NUMBER = re.compile(r"[+-]?([0-9][0-9,]*)?(\.[0-9]+)?([eE][+-]?[0-9]+)?%?")
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -59,9 +60,10 @@ def printable(text: str) -> str:
 
 def csv_cell(value: Any) -> Any:
     """A value safe to put in a CSV cell: text a spreadsheet would run as a formula gets a
-    leading apostrophe (shown as text, the formula not evaluated). Plain numbers written as text
-    (`-0.5`, `+3`) are left alone: they are data, and a number is no formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_LEAD) and not _NUMBER.fullmatch(value):
+    leading apostrophe (shown as text, the formula not evaluated). Numbers written as text
+    (`-0.5`, `+3`, `-1,234.5`, `+0.25%`) are left alone: they are data, and a number is no formula."""
+    lead = isinstance(value, str) and value.startswith(FORMULA_LEAD)
+    if lead and not (any(c.isdigit() for c in value) and _NUMBER.fullmatch(value)):
         return "'" + value
     return value
 

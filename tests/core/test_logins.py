@@ -63,7 +63,7 @@ def _fail_until_locked(db: sqlite_utils.Database, name: str) -> datetime:
 
 def test_fifty_wrong_passwords_lock_the_operator_out(db: sqlite_utils.Database) -> None:
     # Fifty tries, each waiting out its delay: the tenth locks the name, the right password later
-    # is refused too, and no password is hashed once it is locked.
+    # is refused too.
     at = T0
     codes = []
     for _ in range(50):

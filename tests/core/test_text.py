@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pwd
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,14 +18,17 @@ import sqlite_utils
 
 from console import cli_operators
 from core import audit, operators, queries, report_io
+from core.alerts import record_thresholds
 from core.errors import InputError
 from core.events import iso
 from core.operators import ScryptParams
 from core.scenario import load_scenario, parse_command
 from core.schema import connect
+from core.surveillance import Thresholds
 from core.text import csv_cell, is_blank, printable
 
 T0 = datetime(2018, 7, 31, 10, 0, tzinfo=UTC)
+ROOT = operators.local_actor("root")
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "scenarios"
 INVISIBLE = ["\u200b", " \t ", "\u00a0\u2003", "\u200d\u2060\ufeff", "\u3164", "\u0301", ""]
 FORMULAS = [
@@ -80,6 +84,16 @@ def test_a_zero_width_reason_in_an_operator_command_names_the_field() -> None:
         parse_command(scenario, command | {"at": iso(scenario.start), "reason": "\u200b"}, [])
     assert error.value.field == "command.reason"
     assert parse_command(scenario, command | {"at": iso(scenario.start), "reason": "ok"}, [])
+
+
+def test_a_zero_width_reason_for_a_threshold_change_is_refused(store: Path) -> None:
+    db = connect(store)
+    before = Thresholds()
+    after = replace(before, **{fields(Thresholds)[0].name: 0.5})
+    with pytest.raises(InputError) as error:
+        record_thresholds(db, before, after, operator=ROOT, at=T0, reason="\u200b\u200c")
+    assert error.value.field == "reason"
+    assert (audit.count(db), db["settings"].count) == (0, 0)
 
 
 def test_invisible_text_is_blank() -> None:
@@ -149,10 +163,11 @@ def test_a_formula_reason_is_neutralised_in_csv(store: Path) -> None:
 
 
 def test_numbers_and_plain_text_pass_through_csv_unchanged() -> None:
-    for value in ("-0.5", "+3", "-1e-8", "12", "alice", "a=b", 5, -5, 1.5, None):
+    for value in ("-0.5", "+3", "-1e-8", "-1,234.5", "+0.25%", "12", "alice", "a=b", -5, None):
         assert csv_cell(value) == value
     assert csv_cell("-") == "'-"
     assert csv_cell("-1+2") == "'-1+2"
+    assert csv_cell("+%") == "'+%"
 
 
 def test_the_report_csv_uses_the_same_guard() -> None:
