@@ -30,7 +30,8 @@ INSERT = (
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Path:
+def store(tmp_path: Path, audit_key_file: Path) -> Path:
+    """Six keyed rows, under a key of this test's own (some tests break the key file)."""
     path = tmp_path / "store.sqlite"
     db = connect(path, create=True)
     _fill(db, 6)
