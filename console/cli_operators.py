@@ -1,5 +1,6 @@
 """The `risk-console operators ...` and `risk-console audit ...` commands: managing operator
-identities in a store and verifying or listing its audit log. Wired into console/cli.py."""
+identities in a store (unlocking them after failed logins) and verifying, anchoring, sealing or
+listing its audit log. Wired into console/cli.py."""
 
 from __future__ import annotations
 
@@ -85,15 +86,17 @@ def register(commands: Any) -> None:
     log = commands.add_parser(
         "audit",
         help="verify or list a store's audit log",
-        description="The audit log of STORE: hash-chained, append-only.",
+        description="The audit log of STORE: HMAC-chained, append-only.",
     )
     audit_verbs = log.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = audit_verbs.add_parser(
         "verify",
         help="check the hash chain; exit 1 naming the first broken row",
-        description="Check the audit log's hash chain. Exits 0 and prints the head hash when it "
-        "is sound, 1 naming the first broken row otherwise. Rows cut from the end of the log "
-        "leave a sound chain: keep the printed head hash elsewhere and pass it to --expect-head.",
+        description="Check the audit log's keyed hash chain (the key file of docs/operators.md) "
+        "and its append-only triggers. Exits 0 and prints the head hash when it is sound, 1 naming "
+        "the first broken row or what is missing otherwise. Rows cut from the end of the log, or "
+        "a chain rewritten with the key, leave a sound chain: record its head with `audit anchor` "
+        "and pass the file to --anchor (or a head hash to --expect-head).",
     )
     verify.add_argument("store", metavar="STORE", help="the store file")
     verify.add_argument(

@@ -131,7 +131,7 @@ def row_hash(prev_hash: str, fields: dict[str, Any], key: bytes | None = None) -
 
 
 def _signed(entry: AuditEntry, key: bytes | None) -> str | None:
-    """ "keyed" when the row's hash is its HMAC under `key`, "plain" when it is its sha256."""
+    """Whether the row's hash is its HMAC under `key` ("keyed") or its plain sha256 ("plain")."""
     try:
         fields = {name: getattr(entry, name) for name in HASHED_FIELDS}
         if key is not None and hmac.compare_digest(
@@ -197,9 +197,9 @@ def append(
     open transaction (`with db.conn:` after `BEGIN IMMEDIATE`, or `with db.atomic():`), the row is
     part of it: kept when the caller commits, gone when the caller rolls back. Called outside one,
     it commits the row by itself (the connection is in autocommit mode, so `with db.conn:` without
-    a BEGIN is no transaction). Cost: one primary-key lookup of the head and one INSERT. Pass
-    `before`/`after` as plain JSON values (dicts, lists, strings, numbers, Decimals); they are
-    stored as canonical JSON, and None is stored as NULL.
+    a BEGIN is no transaction). Cost: one primary-key lookup of the head, a read of the key file,
+    one HMAC of the head and one INSERT. Pass `before`/`after` as plain JSON values (dicts, lists,
+    strings, numbers, Decimals); they are stored as canonical JSON, and None is stored as NULL.
 
     Keying: each row is hashed with the HMAC key of core.audit_key (created with the first row of a
     new log). A log whose last row is unkeyed (a store from before keyed chains) or was written with
@@ -356,7 +356,11 @@ def verify(
     which must be the hash of some row)."""
     if expected_head is not None and not _HEX64.match(expected_head):
         raise InputError("expected_head", "expected a sha256 hex digest (64 lower-case hex digits)")
-    key = key if key is not None else load_key()
+    if key is None:
+        try:
+            key = load_key()
+        except InputError as error:  # a key others can read, or not a key: said, not raised
+            return VerifyResult(0, GENESIS_HASH, problem=str(error))
     try:
         cursor = db.conn.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")
     except sqlite3.OperationalError as error:

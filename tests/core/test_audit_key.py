@@ -216,9 +216,12 @@ def test_the_key_file_is_private_and_refused_when_it_is_not(
 ) -> None:
     assert audit_key_file.stat().st_mode & 0o777 == 0o600
     audit_key_file.chmod(0o644)
+    result = audit.verify(connect(store))
+    assert not result.ok and (result.problem or "").startswith("audit key: ")
+    assert "chmod 600" in (result.problem or "")
     with pytest.raises(InputError) as error:
-        audit.verify(connect(store))
-    assert error.value.field == "audit key" and "chmod 600" in str(error.value)
+        _fill(connect(store), 1, start=6)
+    assert error.value.field == "audit key"
 
 
 def test_a_store_whose_key_is_missing_is_not_written_with_a_new_one(
