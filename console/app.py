@@ -184,7 +184,7 @@ def _finish(
 
 def _save_views(window: object, path: Path) -> None:
     """Each view alone, raised in its dock, beside the main screenshot."""
-    from PySide6.QtWidgets import QApplication, QScrollArea
+    from PySide6.QtWidgets import QScrollArea
 
     from console.operator_desk import DOCKS
 
@@ -193,13 +193,13 @@ def _save_views(window: object, path: Path) -> None:
     for title, dock in window.docks.items():  # type: ignore[attr-defined]
         dock.show()
         dock.raise_()
-        QApplication.processEvents()
+        _settle(window)
         name = title.lower().replace(" ", "-")
         if title in operations:
             # Grabbed floating at a readable size: in its tab the view shares the bottom strip.
             dock.setFloating(True)
             dock.resize(1280, 960)
-            QApplication.processEvents()
+            _settle(window)
             name = f"operations-{name}"
         view = dock.widget()
         if isinstance(view, QScrollArea):
@@ -210,6 +210,21 @@ def _save_views(window: object, path: Path) -> None:
     window.charts.grab().save(str(path.with_name(f"{path.stem}-charts.png")), "PNG")  # type: ignore[attr-defined]
     window.restoreState(layout)  # type: ignore[attr-defined]
     window.docks["Accounts"].raise_()  # type: ignore[attr-defined]
+
+
+def _settle(window: object, seconds: float = 5.0) -> None:
+    """Process events until the store queries a raised view sent are answered (the engine thread
+    answers them) and shown, for at most `seconds`."""
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    deadline = time.monotonic() + seconds
+    while window.bridge.answers_due and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.01)
+        QApplication.processEvents()
+    QApplication.processEvents()
 
 
 def _close(app: object, window: object) -> None:

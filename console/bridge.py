@@ -1,6 +1,7 @@
 """The engine on a worker thread: commands in by queued signals, immutable snapshots out at most
 about ten times a second (ticks coalesced, and none built while the UI still digests the last);
-beside them what the operations docks read from the engine, and the outcome of each command."""
+beside them what the operations docks read from the engine, the answers to their store queries
+(core.desk_queries: the UI thread runs no SQL), and the outcome of each command."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from console.dialogs.action_dialog import action_context
 from console.operations import Outcome, engine_outcomes, failure, operations_state
 from core.alerts import AlertDesk
 from core.controls import Refusal
+from core.desk_queries import DeskAnswer, DeskQueries
 from core.errors import InputError
 from core.events import ClawbackComputed
 from core.session import Session
@@ -43,6 +46,7 @@ class EngineWorker(QObject):
     operations = Signal(object)  # OperationsState
     context_ready = Signal(object, str)  # ActionContext, the action to open the dialog on
     preview_ready = Signal(object, object)  # (family, currency, price), preview or InputError
+    answered = Signal(int, object)  # token, DeskAnswer
 
     def __init__(self) -> None:
         super().__init__()
@@ -241,6 +245,17 @@ class EngineWorker(QObject):
             preview = InputError("price", f"no preview at {price}: {error}")
         self.preview_ready.emit(key, preview)
 
+    @Slot(int, object)
+    def answer(self, token: int, query: object) -> None:
+        """A store query of the operator views (core.desk_queries), run on this thread's
+        connection between ticks."""
+        session = self.session
+        if session is None or session.store is None:
+            result: DeskAnswer = InputError("store", "no run is open")
+        else:
+            result = DeskQueries(session.store.db).answer(query)
+        self.answered.emit(token, result)
+
     @Slot()
     def ui_ready(self) -> None:
         """The UI applied the last snapshot: publish a pending one now if it is due."""
@@ -404,6 +419,7 @@ class Bridge(QObject):
     _family = Signal(object)
     _context = Signal(str, str, object, str)
     _preview = Signal(str, str, str)
+    _ask = Signal(int, object)
     _ready = Signal()
     _shutdown = Signal()
 
@@ -413,6 +429,7 @@ class Bridge(QObject):
         self.operations: Any = None  # the latest OperationsState
         self.received = 0
         self._tokens = 0
+        self._replies: dict[int, Callable[[Any], None]] = {}
         self._thread = QThread()
         self._thread.setObjectName("engine")
         self.worker = EngineWorker()
@@ -432,6 +449,7 @@ class Bridge(QObject):
             (self._family, self.worker.set_family),
             (self._context, self.worker.request_context),
             (self._preview, self.worker.request_preview),
+            (self._ask, self.worker.answer),
             (self._ready, self.worker.ui_ready),
             (self._shutdown, self.worker.shutdown),
         ):
@@ -444,6 +462,7 @@ class Bridge(QObject):
         self.worker.operations.connect(self._on_operations)
         self.worker.context_ready.connect(self.context_ready)
         self.worker.preview_ready.connect(self.preview_ready)
+        self.worker.answered.connect(self._on_answer)
         self._pending: Snapshot | None = None
         # The engine thread runs Python between numpy calls; at the default 5 ms switch interval
         # the UI thread waits up to 5 ms for the GIL after every Qt call that released it.
@@ -508,6 +527,18 @@ class Bridge(QObject):
     def request_preview(self, family: str, currency: str, price: str) -> None:
         self._preview.emit(family, currency, price)
 
+    def ask(self, query: object, reply: Callable[[Any], None]) -> None:
+        """Send a store query (core.desk_queries) to the engine thread; `reply` gets its answer
+        (a value, or the InputError or Refusal it met) on the UI thread."""
+        token = self._token()
+        self._replies[token] = reply
+        self._ask.emit(token, query)
+
+    @property
+    def answers_due(self) -> int:
+        """Store queries sent and not yet answered."""
+        return len(self._replies)
+
     @property
     def running(self) -> bool:
         return self._thread.isRunning()
@@ -524,6 +555,12 @@ class Bridge(QObject):
         return done
 
     # ----- snapshots ----------------------------------------------------------------------
+
+    @Slot(int, object)
+    def _on_answer(self, token: int, answer: object) -> None:
+        reply = self._replies.pop(token, None)
+        if reply is not None:
+            reply(answer)
 
     @Slot(object)
     def _on_operations(self, state: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -12,13 +13,18 @@ from typing import TYPE_CHECKING
 
 from console import cli_actions, cli_operators, cli_report
 from console.launch import launch_if_gui
+from core import files
 from core.controls import Refusal
-from core.errors import InputError
+from core.errors import InputError, WriteError
+from core.schema import store_write_error
 
 if TYPE_CHECKING:
     from core.session import Session
 
 EXIT_BAD_INPUT = 2
+# A file or the store could not be written (full disk, quota, read-only folder); what was there
+# before is kept.
+EXIT_WRITE_FAILED = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +111,12 @@ def _run(args: argparse.Namespace) -> int:
 
     began = time.perf_counter()
     session = Session.start(resolve_scenario(args.scenario), args.db)
+    for leftover in session.store.leftovers if session.store else ():
+        print(
+            f"risk-console: removed {leftover}, an incomplete store of a run killed before "
+            "its first tick",
+            file=sys.stderr,
+        )
     try:
         session.run_to_end()
         _write_result(session, Path(args.out), began, args.quiet)
@@ -133,8 +145,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _write_result(session: Session, out: Path, began: float, quiet: bool) -> None:
     engine = session.engine
     result = session.result()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    files.write_text(out, json.dumps(result, indent=1) + "\n")
     if not quiet:
         elapsed = time.perf_counter() - began
         print(
@@ -163,9 +174,10 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from core.queries import export_to
+    from core.queries import check_export, export_to
     from core.store import Store
 
+    check_export(args.table, args.format)
     store = Store.open(args.store)
     try:
         count = export_to(store.db, args.table, args.format, Path(args.out) if args.out else None)
@@ -200,6 +212,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Refusal as refusal:
         print(f"risk-console: refused ({refusal.code}): {refusal.reason}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except WriteError as error:
+        print(f"risk-console: error: {error}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except sqlite3.Error as error:
+        failure = store_write_error(
+            getattr(args, "db", None) or getattr(args, "store", "STORE"), error
+        )
+        if failure is None:
+            raise
+        print(f"risk-console: error: {failure}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     parser.print_help()
     return 0
 

@@ -12,6 +12,7 @@ from typing import Any
 from console.cli_operators import read_password
 from core.errors import InputError
 from core.events import ActionRecorded, ActionRefused
+from core.limits import WHOLE
 from core.scenario import ACTION_FIELDS
 
 EXIT_OK, EXIT_REFUSED = 0, 1
@@ -70,7 +71,9 @@ def raw_action(args: argparse.Namespace) -> dict[str, Any]:
             continue
         if name not in ACTION_FIELDS[args.action] and name != "digest":
             raise InputError(f"--{name}", f"{args.action} takes no {name}")
-        raw[name] = int(value) if name == "contracts" and value.isdigit() else value
+        # Only ASCII digits make an integer (isdigit() takes full-width ones); anything else goes
+        # to the scenario parser as text and is refused there with the field named.
+        raw[name] = int(value) if name == "contracts" and WHOLE.fullmatch(value) else value
     return raw
 
 

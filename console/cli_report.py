@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from core.errors import InputError
+from core.errors import InputError, WriteError
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+EXIT_OK, EXIT_BAD_INPUT, EXIT_WRITE_FAILED = 0, 2, 3
 FORMATS = ("pdf", "json", "csv")
 
 
@@ -95,9 +95,9 @@ def export(
     generated_at: str | None = None,
     progress: Any = None,
 ) -> str:
-    """Build the report and write it to `out` in `fmt` (written to a temporary file first, so a
-    failure leaves no half report); returns a one-line description of what was written."""
-    from core import report_io
+    """Build the report and write it to `out` in `fmt` (under a temporary name, renamed when
+    complete: a failure leaves no half report); returns a one-line description of it."""
+    from core import files, report_io
     from core.report import build_report
     from core.store import Store
 
@@ -105,7 +105,6 @@ def export(
         raise InputError("--format", f"expected one of {', '.join(FORMATS)}, found {fmt!r}")
     store = Store.open(store_path)
     target = Path(out)
-    partial = target.with_name(f".{target.name}.part")
     try:
         report = build_report(
             store.db,
@@ -119,22 +118,19 @@ def export(
             distributions=distributions and fmt != "csv",
             progress=progress,
         )
-        target.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "json":
-            report_io.write_json(report, partial)
+            report_io.write_json(report, target)
             what = f"{len(report.timeline)} timeline entries"
         elif fmt == "csv":
-            with partial.open("w", encoding="utf-8", newline="") as handle:
+            with files.replacing(target) as handle:
                 rows = report_io.write_csv(report, store.db, handle)
             what = f"{rows} rows"
         else:
             from console.report_pdf import write_pdf
 
             ensure_gui_app()
-            what = f"{write_pdf(report, partial)} pages"
-        partial.replace(target)
+            what = f"{write_pdf(report, target)} pages"
     finally:
-        partial.unlink(missing_ok=True)
         store.close()
     return f"incident report of {report.scope.start} to {report.scope.end}: {what} -> {target}"
 
@@ -160,6 +156,9 @@ def handle(args: argparse.Namespace, *, out: TextIO | None = None) -> int | None
     except InputError as error:
         print(f"risk-console: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except WriteError as error:
+        print(f"risk-console: error: {error}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     if not args.quiet:
         print(line, file=out or sys.stderr)
     return EXIT_OK

@@ -1,25 +1,23 @@
 """What the operations docks need from the engine thread (pending requests, the settlement review,
-the surveillance thresholds), the outcome of each operator command, and the UI-side backends that
-answer the views from that published state: threshold changes and clawback previews go to the
-engine thread as requests and come back by signal."""
+the surveillance thresholds, the audit log's head), the outcome of each operator command, and the
+UI-side backends that answer the views from that published state: store queries, threshold
+changes and clawback previews go to the engine thread as requests and come back by signal."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from console.widgets.approvals import PendingRequest, pending_requests
 from console.widgets.settlement_view import SettlementState, settlement_state
-from core.alerts import SETTINGS_ROLE, Alert, AlertDesk
+from core.alerts import SETTINGS_ROLE
 from core.controls import Refusal
+from core.desk_queries import AlertChange, AlertsQuery, DeskQueries
 from core.errors import InputError
 from core.events import ActionRecorded, ActionRefused
-from core.operators import require_role
+from core.operators import Operator
 from core.settlement import ClawbackPreview
 from core.surveillance import Thresholds, parse_thresholds
 from core.text import is_blank
@@ -29,6 +27,8 @@ if TYPE_CHECKING:
     from core.session import Session
 
 PREVIEW_CACHE = 64  # typed prices remembered per state (each a full allocation)
+# Sends a store query to the engine thread; the callable gets its answer on the UI thread.
+Ask = Callable[[object, Callable[[Any], None]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,7 @@ class OperationsState:
     families: tuple[str, ...]
     settlement: SettlementState | None
     thresholds: Thresholds
+    audit_head: int = 0  # the last audit row's seq: the audit view reloads when it moves
 
     @property
     def pending_clawbacks(self) -> tuple[str, ...]:
@@ -98,6 +99,7 @@ def operations_state(session: Session, family: str | None, *, playing: bool) -> 
         settled_families(engine),
         settlement_state(engine, chosen) if chosen is not None else None,
         engine.surveillance.thresholds,
+        DeskQueries(session.store.db).audit_head() if session.store is not None else 0,
     )
 
 
@@ -167,42 +169,51 @@ class PreviewCache:
 
 
 class DeskAlerts:
-    """The alerts view's backend for the logged-in operator: alert states on the UI thread's
-    store connection (core.alerts.AlertDesk); thresholds as the engine last published them, and
-    changes checked here, then applied, journaled and audited on the engine's thread."""
+    """The alerts view's backend for the logged-in operator: the queue and its changes are
+    queries answered on the engine thread (core.desk_queries); thresholds as the engine last
+    published them, and changes checked here, then applied, journaled and audited there."""
 
     def __init__(
         self,
-        db: sqlite_utils.Database,
-        operator: str,
+        ask: Ask,
+        operator: Operator,
         send: Callable[[dict[str, object], str], None],
         thresholds: Callable[[], Thresholds | None],
     ) -> None:
-        self.desk = AlertDesk(db, operator, lambda: datetime.now(UTC))
+        self.ask = ask
+        self.operator = operator
         self.send = send
         self.current = thresholds
 
-    def alerts(self, state: str | None = None) -> list[Alert]:
-        return self.desk.alerts(state)
+    def page(self, state: str | None, reply: Callable[[Any], None]) -> None:
+        self.ask(AlertsQuery(state), reply)
 
-    def counts(self) -> dict[str, int]:
-        return self.desk.counts()
+    def change(
+        self,
+        alert_id: int,
+        reply: Callable[[Any], None],
+        *,
+        state: str | None = None,
+        assign: bool = False,
+        owner: str | None = None,
+        note: str = "",
+    ) -> None:
+        query = AlertChange(self.operator.name, alert_id, state, owner, assign, note)
+        self.ask(query, reply)
 
-    def owners(self) -> list[str]:
-        return self.desk.owners()
-
-    def change(self, alert_id: int, **change: Any) -> Alert:
-        return self.desk.change(alert_id, **change)
-
-    def thresholds(self) -> Thresholds:
-        return self.current() or self.desk.thresholds()
+    def thresholds(self) -> Thresholds | None:
+        return self.current()
 
     def set_thresholds(self, changes: dict[str, object], reason: str) -> dict[str, Any]:
         """Check what the engine thread will check (field, role, reason) so the operator hears of
         a mistake at once; return what will change. The engine's answer arrives as an Outcome."""
         before = self.thresholds()
+        if before is None:
+            raise InputError("thresholds", "the engine's thresholds have not arrived yet")
         after = parse_thresholds(changes, before)
-        require_role(self.desk.db, self.desk.operator, SETTINGS_ROLE)
+        me = self.operator
+        if not me.has_role(SETTINGS_ROLE):
+            raise Refusal("role", f"{me.name} has the {me.role} role; this needs {SETTINGS_ROLE}")
         if not isinstance(reason, str) or is_blank(reason):
             raise InputError("reason", "a reason is required")
         changed = {

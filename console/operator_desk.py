@@ -1,31 +1,30 @@
 """The operator's side of the main window: login (with the demo identities on a built-in
 scenario), the operations docks (alerts, approvals, settlement review, audit log) fed from the
-engine thread, account and fund actions, and the outcome of each command where it was made."""
+engine thread, account and fund actions, and the outcome of each command where it was made. The
+store is read and written on the engine thread only: the UI thread runs no SQL."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
 from PySide6.QtCore import QObject, QPoint, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFrame, QLabel, QMenu, QScrollArea, QWidget
 
 from console.dialogs.action_dialog import ActionContext, ActionDialog
-from console.dialogs.login import LoginDialog, store_login
+from console.dialogs.login import LoginDialog
 from console.operations import DeskAlerts, OperationsState, Outcome, PreviewCache
 from console.widgets.alerts_view import AlertsView
 from console.widgets.approvals import ApprovalsView
-from console.widgets.audit_view import AuditView, store_audit
+from console.widgets.audit_view import AuditView
 from console.widgets.settlement_view import SettlementView
 from console.widgets.table import DataTable
 from core.controls import ACTING_ROLES, Refusal
+from core.desk_queries import Login, LoginInfo, LoginInfoQuery
 from core.errors import InputError
-from core.operators import Operator, ensure_demo_operators, list_operators
-from core.schema import connect
+from core.operators import Operator
 from core.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -43,6 +42,7 @@ FOLLOW = {  # engine outcomes of later ticks go to the view that sent the comman
     "approve": "Approvals",
     "reject": "Approvals",
     "approve_clawback": "Settlement review",
+    "reject_clawback": "Settlement review",
     "adjust_settlement_price": "Settlement review",
 }
 COLOURS = {
@@ -60,15 +60,16 @@ def _placeholder(name: str, text: str) -> QLabel:
 
 
 class OperatorDesk(QObject):
-    """Owns the logged-in operator, a UI-thread connection to the run's store (WAL lets it sit
-    beside the engine's) and the views that act for the operator."""
+    """Owns the logged-in operator and the views that act for them; their store queries are
+    answered by the engine thread (Bridge.ask), and an answer that arrives after a logout or a
+    change of store is dropped."""
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
         self.bridge = window.bridge
         self.theme = window.theme
-        self.db: sqlite_utils.Database | None = None
+        self.generation = 0  # moves on at each logout: answers asked for before it are dropped
         self.store_path: str | None = None
         self.scenario = ""
         self.operator: Operator | None = None
@@ -173,61 +174,71 @@ class OperatorDesk(QObject):
             self.store_changed(snap.store_path, snap.scenario)
 
     def store_changed(self, path: str | None, scenario: str) -> None:
-        """A new run or store: log out, reconnect, and log in again (dialog or preset)."""
+        """A new run or store: log out and log in again (dialog or preset)."""
         self.log_out()
-        if self.db is not None:
-            self.db.conn.close()
-            self.db = None
         self.store_path, self.scenario = path, scenario
         if path is None:
             return
         if self.credentials is not None:
-            try:
-                self.log_in(*self.credentials)
-                return
-            except (Refusal, InputError) as error:
-                text = error.reason if isinstance(error, Refusal) else str(error)
-                self.window.show_outcome(Outcome(False, f"login refused: {text}"))
+            self.log_in(*self.credentials)
+        elif self.ask_login:
+            QTimer.singleShot(0, self.show_login)
+
+    def ask(self, query: object, reply: Callable[[Any], None]) -> None:
+        """Send a store query to the engine thread; `reply` gets the answer unless the operator
+        logged out (or the store changed) in between."""
+        generation = self.generation
+        self.bridge.ask(query, lambda answer: generation == self.generation and reply(answer))
+
+    def _demo(self) -> bool:
+        """A built-in scenario's store gets the demo identities while it has no operators."""
+        from console.cli import builtin_scenarios
+
+        return self.scenario in builtin_scenarios()
+
+    def log_in(self, name: str, password: str) -> None:
+        """Check the name and password on the engine thread (audited); the operator is set when
+        the answer comes, and a refusal is shown in the status bar (and, for the preset
+        credentials, the dialog opens with the name filled in)."""
+        if self.store_path is None:
+            self.window.show_outcome(Outcome(False, "login refused: no run is open"))
+            return
+        self.ask(Login(name, password, demo=self._demo()), self._logged_in)
+
+    def _logged_in(self, answer: object) -> None:
+        if isinstance(answer, Operator):
+            self.set_operator(answer)
+            return
+        text = answer.reason if isinstance(answer, Refusal) else str(answer)
+        self.window.show_outcome(Outcome(False, f"login refused: {text}"))
         if self.ask_login or self.credentials is not None:
             QTimer.singleShot(0, self.show_login)
 
-    def database(self) -> sqlite_utils.Database | None:
-        """The UI thread's connection to the run's store; the demo identities are added to a
-        built-in scenario's store that has no operators yet (core.operators)."""
-        if self.db is None and self.store_path is not None:
-            from console.cli import builtin_scenarios
+    def show_login(self) -> None:
+        """Open the login dialog once the engine thread says who may log in."""
+        if self.store_path is not None:
+            self.ask(LoginInfoQuery(demo=self._demo()), self._open_login)
 
-            self.db = connect(self.store_path)
-            if self.scenario in builtin_scenarios():
-                ensure_demo_operators(self.db, at=datetime.now(UTC))
-        return self.db
-
-    def log_in(self, name: str, password: str) -> Operator:
-        """Check the name and password against the store (audited); Refusal or InputError."""
-        db = self.database()
-        if db is None:
-            raise InputError("store", "no run is open")
-        operator = store_login(db).authenticate(name, password)
-        self.set_operator(operator)
-        return operator
-
-    def show_login(self) -> LoginDialog | None:
-        db = self.database()
-        if db is None:
-            return None
-        if not list_operators(db, include_disabled=False):
+    def _open_login(self, info: object) -> None:
+        if not isinstance(info, LoginInfo):
+            text = info.message if isinstance(info, InputError) else str(info)
+            self.window.show_outcome(Outcome(False, f"login: {text}"))
+            return
+        if not info.operators:
             text = "this store has no operators: add one with `risk-console operators add`"
             self.window.show_outcome(Outcome(False, text))
-            return None
-        dialog = LoginDialog(store_login(db), self.window)
+            return
+        if self.login_dialog is not None:
+            self.login_dialog.deleteLater()
+        dialog = LoginDialog(self.ask, info, self.window)
         if self.credentials is not None:
             dialog.name_edit.setText(self.credentials[0])
         dialog.accepted.connect(lambda: self.set_operator(dialog.operator))
         self.login_dialog = dialog
         dialog.open()
-        return dialog
 
     def log_out(self) -> None:
+        self.generation += 1
         self.operator = None
         self.awaiting.clear()
         self.state = None
@@ -239,8 +250,7 @@ class OperatorDesk(QObject):
         self._update_actions()
 
     def set_operator(self, operator: Operator | None) -> None:
-        db = self.database()
-        if operator is None or db is None:
+        if operator is None or self.store_path is None:
             return
         self.log_out()
         self.operator = operator
@@ -250,10 +260,10 @@ class OperatorDesk(QObject):
             name, role, self._submitter("Settlement review"), self.previews.get, theme=self.theme
         )
         self.alerts = AlertsView(
-            DeskAlerts(db, name, self._send_thresholds, self._thresholds),
+            DeskAlerts(self.ask, operator, self._send_thresholds, self._thresholds),
             read_only=role not in ACTING_ROLES,
         )
-        self.audit = AuditView(store_audit(db))
+        self.audit = AuditView(self.ask)
         self._audit_head = -1
         # The review is tall (summary, chart, checks, allocations): in a short dock it scrolls
         # rather than squeezing its chart and tables until text is cut.
@@ -391,9 +401,9 @@ class OperatorDesk(QObject):
 
     def refresh_audit(self, *, force: bool = False) -> None:
         """Reload the audit page when the log grew (and someone can see it)."""
-        if self.audit is None or self.db is None:
+        if self.audit is None or self.state is None:
             return
-        head = self.db.conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0]
+        head = self.state.audit_head
         seen = force or not self.docks["Audit log"].visibleRegion().isEmpty()
         if head != self._audit_head and seen:
             self._audit_head = head
@@ -409,6 +419,5 @@ class OperatorDesk(QObject):
             self.settlement.plot.apply_theme(theme)
 
     def close(self) -> None:
-        if self.db is not None:
-            self.db.conn.close()
-            self.db = None
+        """The window closes: answers still on their way are dropped."""
+        self.generation += 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QMarginsF, QPointF, QRectF, Qt
+from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QPointF, QRectF, Qt
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -35,17 +35,22 @@ from console.report_style import (
     TITLE,
     ZEBRA,
 )
+from core import files
 from core.report import IncidentReport
 from core.units import format_minor
 
 
 def write_pdf(report: IncidentReport, path: str | Path, *, dpi: int = DPI) -> int:
-    """Write the report to `path` (needs a QGuiApplication); returns the number of pages."""
+    """Write the report to `path` (needs a QGuiApplication); returns the number of pages. The
+    PDF is drawn in memory, where Qt cannot lose a write error, then written whole (core/files)."""
     images = charts(report, dpi)
-    counting = _Flow(None, QPdfWriter(str(path)), report, dpi, 0)
+    scratch = QBuffer()
+    counting = _Flow(None, QPdfWriter(scratch), report, dpi, 0)
     _compose(counting, report, images)
     pages = counting.finish()
-    writer = QPdfWriter(str(path))
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    writer = QPdfWriter(buffer)
     writer.setResolution(dpi)
     writer.setPageLayout(
         QPageLayout(
@@ -58,9 +63,11 @@ def write_pdf(report: IncidentReport, path: str | Path, *, dpi: int = DPI) -> in
     try:
         flow = _Flow(painter, writer, report, dpi, pages)
         _compose(flow, report, images)
-        return flow.finish()
+        written = flow.finish()
     finally:
         painter.end()
+    files.write_bytes(path, bytes(buffer.data()))
+    return written
 
 
 class _Flow:

@@ -26,6 +26,8 @@ FLAG_NAMES = {
 }
 # Actions that take effect only when a different supervisor approves them (maker-checker).
 NEEDS_APPROVAL = frozenset({"force_reduce", "inject", "adjust_settlement_price"})
+# A supervisor's decision on the clawback a settlement computed (the system is its maker).
+CLAWBACK_DECISIONS = frozenset({"approve_clawback", "reject_clawback"})
 ACTING_ROLES = frozenset({"operator", "supervisor", "admin"})
 APPROVER_ROLE = "supervisor"
 _STATES = {
@@ -79,7 +81,12 @@ class Controls:
         except Refusal as refusal:
             engine.emit(
                 ActionRefused(
-                    engine.now, action.operator, action.action, refusal.reason, _request_of(action)
+                    engine.now,
+                    action.operator,
+                    action.action,
+                    refusal.reason,
+                    _request_of(action),
+                    refusal.code,
                 )
             )
             return False
@@ -105,10 +112,13 @@ class Controls:
             raise Refusal("reason", "a reason is required")
         if action.action in ("approve", "reject"):
             return self._decide(action, role)
-        if action.action == "approve_clawback":
+        if action.action in CLAWBACK_DECISIONS:
             if role is not None and role != APPROVER_ROLE:
-                raise Refusal("role", f"approving a clawback needs the supervisor role, not {role}")
-            return self.engine.settlements.approve_clawback(action)
+                verb = "approving" if action.action == "approve_clawback" else "rejecting"
+                raise Refusal("role", f"{verb} a clawback needs the supervisor role, not {role}")
+            if action.action == "approve_clawback":
+                return self.engine.settlements.approve_clawback(action)
+            return self.engine.settlements.reject_clawback(action)
         if action.action in NEEDS_APPROVAL:
             if not action.id:
                 raise Refusal(

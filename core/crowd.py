@@ -14,6 +14,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.instruments import Instrument
+from core.limits import MAX_POSITIONS
 from core.positions import PositionBook
 from core.scenario_model import CrowdSpec
 from core.units import Currency, parse_decimal
@@ -122,6 +123,28 @@ def _weights(
     if sum(weight for _, weight in pairs) <= 0:
         raise InputError(where, "weights must not all be zero")
     return pairs
+
+
+def crowd_positions(spec: CrowdSpec, path: str = "crowd") -> int:
+    """How many positions the crowd holds, checked (with its parameters) against MAX_POSITIONS
+    before anything is generated."""
+    params = CrowdParameters.from_fields(spec.parameters, path)
+    if spec.accounts < 0 or spec.seed < 0:
+        raise InputError(path, f"accounts {spec.accounts} and seed {spec.seed} must be >= 0")
+    if spec.accounts == 0:
+        return 0
+    wanted = Decimal(spec.accounts) * Decimal(str(params.positions_per_account))
+    n_positions = params.positions or int(wanted.to_integral_value(rounding=ROUND_HALF_EVEN))
+    if n_positions > MAX_POSITIONS:
+        where = f"{path}.x-positions" if params.positions else f"{path}.x-positions-per-account"
+        raise InputError(
+            where, f"expected at most {MAX_POSITIONS:,} positions, found {n_positions:,}"
+        )
+    if n_positions < max(spec.accounts, 2):
+        raise InputError(
+            f"{path}.x-positions", f"one per account and two in all, not {n_positions}"
+        )
+    return n_positions
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,14 +304,9 @@ def generate_crowd(
     """
     params = CrowdParameters.from_fields(spec.parameters)
     n_accounts = spec.accounts
-    if n_accounts < 0 or spec.seed < 0:
-        raise InputError("crowd", f"accounts {n_accounts} and seed {spec.seed} must be >= 0")
     if n_accounts == 0:
         return CrowdColumns.empty(len(currencies))
-    wanted = Decimal(n_accounts) * Decimal(str(params.positions_per_account))
-    n_positions = params.positions or int(wanted.to_integral_value(rounding=ROUND_HALF_EVEN))
-    if n_positions < max(n_accounts, 2):
-        raise InputError("crowd.x-positions", f"one per account and two in all, not {n_positions}")
+    n_positions = crowd_positions(spec)
     if not instruments:
         raise InputError("instruments", "the crowd needs at least one instrument")
     for symbol in (instrument.symbol for instrument in instruments):

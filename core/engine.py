@@ -20,6 +20,7 @@ from core.ledger import CLEARING, COMPANY, INSURANCE_FUND, OUTSIDE, Ledger, Reas
 from core.liquidation import LiquidationDesk
 from core.positions import Valuation
 from core.prices import MarkPriceEMA, PinnedMark, PricePath, SettlementWindow
+from core.scenario_bounds import check_book_notional
 from core.scenario_model import Scenario
 from core.settlement import Settlements
 from core.surveillance import Surveillance
@@ -66,6 +67,7 @@ class Engine:
         self.book = build_book(
             self.instruments, self.currencies, self._named_columns(), self._crowd()
         )
+        check_book_notional(scenario, self.book)
         self.ledger = Ledger()
         self._fund_opening()
         self.events: list[Event] = []

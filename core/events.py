@@ -104,7 +104,7 @@ class ClawbackComputed(_Compact):
     total_profit: int
     ratio: str
     unrecovered: int
-    status: str  # applied, pending
+    status: str  # applied, pending, rejected (a rejected one lists no allocations)
     allocations: tuple[tuple[str, int, int], ...] = field(repr=False)  # account, profit, amount
 
 
@@ -120,11 +120,15 @@ class ActionRecorded(_Compact):
 
 @dataclass(frozen=True, slots=True)
 class ActionRefused(_Compact):
+    """An operator command refused when it came to apply: `code` is stable for machines (as a
+    trade refusal's), `reason` is for people; nothing changed."""
+
     time: datetime
     operator: str
     action: str
     reason: str
     request: str | None = None
+    code: str = ""
 
 
 class Indicator(NamedTuple):

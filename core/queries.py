@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 import sqlite_utils
 
+from core import files
 from core.engine import Engine
 from core.errors import InputError
 from core.text import csv_row, csv_writer
@@ -111,8 +113,10 @@ def top_accounts(
 def account_history(
     db: sqlite_utils.Database, account: str, limit: int = 200, offset: int = 0
 ) -> list[dict[str, Any]]:
-    """Everything that happened to one account, oldest first: its events and clawback deductions."""
+    """Everything that happened to one account, oldest first: its events and clawback deductions
+    (each clawback once: the applied row, or the pending one while it waits)."""
     limit, offset = _page(limit, offset)
+    charged = ",".join(str(r.seq) for r in clawback_records(db)) or "NULL"
     return list(
         db.query(
             "SELECT tick, time, kind, symbol, currency, amount, payload FROM events "
@@ -137,11 +141,50 @@ def account_history(
             "json_object('profit', a.profit, 'amount', a.amount, 'ratio', c.ratio, "
             "'status', c.status) "
             "FROM clawback_allocations a JOIN clawbacks c ON c.seq = a.clawback "
-            "WHERE a.account = :account AND a.amount > 0 "
+            f"WHERE a.account = :account AND a.amount > 0 AND c.seq IN ({charged}) "
             "ORDER BY tick, kind LIMIT :limit OFFSET :offset",
             {"account": account, "limit": limit, "offset": offset},
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ClawbackRecord:
+    """One clawback as it stands at a moment. The store keeps a row per event: a pending row when
+    a settlement computes it, then a row when a supervisor applies or rejects it; the decision
+    replaces the pending row. `seq` is the row holding the status and the allocations (the
+    decision once made, else the pending row); `computed_at` is the settlement's time and
+    `decided_at` the decision's ("" while pending; the same time when applied at once)."""
+
+    seq: int
+    computed_at: str
+    decided_at: str
+    family: str
+    currency: str
+    status: str  # applied, pending, rejected
+
+
+def clawback_records(db: sqlite_utils.Database, until: str | None = None) -> list[ClawbackRecord]:
+    """Every clawback of the store once, in the order computed, with its status as of `until`
+    (ISO UTC; the end of the run when None): a decision made later leaves it pending."""
+    out: list[ClawbackRecord] = []
+    waiting: dict[tuple[str, str], int] = {}  # (family, currency) -> index of its pending record
+    for seq, time, family, currency, status in db.execute(
+        "SELECT seq, time, family, currency, status FROM clawbacks ORDER BY seq"
+    ).fetchall():
+        key = (family, currency)
+        if status == "pending":
+            # A settlement computes a new one only once the one before it was decided.
+            waiting[key] = len(out)
+            out.append(ClawbackRecord(seq, time, "", family, currency, status))
+        elif key in waiting:
+            index = waiting.pop(key)
+            if until is None or time <= until:
+                computed = out[index].computed_at
+                out[index] = ClawbackRecord(seq, computed, time, family, currency, status)
+        else:
+            out.append(ClawbackRecord(seq, time, time, family, currency, status))
+    return out
 
 
 def fund_history(
@@ -187,10 +230,7 @@ def clawback_allocations(
 
 def export_table(db: sqlite_utils.Database, table: str, fmt: str, out: TextIO) -> int:
     """Write a whole table as CSV (a header row) or JSON (a list of objects); returns the rows."""
-    if table not in EXPORTABLE:
-        raise InputError("--table", f"expected one of {', '.join(EXPORTABLE)}, found {table!r}")
-    if fmt not in ("csv", "json"):
-        raise InputError("--format", f"expected csv or json, found {fmt!r}")
+    check_export(table, fmt)
     hidden = EXPORTABLE[table]
     columns = [c.name for c in db[table].columns if c.name not in hidden]
     selected = ", ".join(f'"{c}"' for c in columns)
@@ -212,6 +252,14 @@ def export_table(db: sqlite_utils.Database, table: str, fmt: str, out: TextIO) -
     return count
 
 
+def check_export(table: str, fmt: str) -> None:
+    """Refuse an unknown table or format (before anything is opened for writing)."""
+    if table not in EXPORTABLE:
+        raise InputError("--table", f"expected one of {', '.join(EXPORTABLE)}, found {table!r}")
+    if fmt not in ("csv", "json"):
+        raise InputError("--format", f"expected csv or json, found {fmt!r}")
+
+
 def _cell(value: object) -> object:
     return value.hex() if isinstance(value, bytes) else value
 
@@ -221,5 +269,6 @@ def export_to(db: sqlite_utils.Database, table: str, fmt: str, path: Path | None
         import sys
 
         return export_table(db, table, fmt, sys.stdout)
-    with path.open("w", encoding="utf-8", newline="") as out:
+    check_export(table, fmt)
+    with files.replacing(path) as out:
         return export_table(db, table, fmt, out)

@@ -13,6 +13,7 @@ from typing import Any
 import sqlite_utils
 
 from core.errors import InputError
+from core.queries import ClawbackRecord, clawback_records
 from core.report_io import Integrity, build_integrity
 from core.report_scope import (
     LiquidationGroup,
@@ -46,9 +47,10 @@ Progress = Callable[[str, int], None]
 class Waterfall:
     """Where the deficits of one currency went. `deficit` equals the sum of the other amounts:
     the fund's own money (opening balance and surpluses) pays before an injection made in the
-    range; `clawback` is the part shared by profitable accounts (applied or pending approval);
-    `open` is what was still uncovered at the end of the range (negative: the range settled
-    deficits that arose before it)."""
+    range; `clawback` is the part shared by profitable accounts (applied or pending approval),
+    each clawback counted once (a rejected one shares nothing); `open` is what was still
+    uncovered at the end of the range (negative: the range settled deficits that arose before
+    it)."""
 
     currency: str
     deficit: int = money()
@@ -88,10 +90,13 @@ class Allocation:
 
 @dataclass(frozen=True, slots=True)
 class Clawback:
-    """One clawback with its most affected accounts (every allocation is in the CSV)."""
+    """One clawback with its most affected accounts (every allocation is in the CSV): `time` is
+    when the settlement computed it, `decided_at` when it was applied or rejected ("" while it
+    was still pending at the end of the range). A rejected clawback charges nobody."""
 
     seq: int
     time: str
+    decided_at: str
     family: str
     currency: str
     ratio: str
@@ -107,7 +112,8 @@ class Clawback:
 
 @dataclass(frozen=True, slots=True)
 class AccountRow:
-    """An account the incident touched, per currency (currency "" for alerts and actions only)."""
+    """An account the incident touched, per currency (currency "" for alerts and actions only).
+    `clawback` is what applied clawbacks took from it (a pending one charges nothing yet)."""
 
     account: str
     currency: str
@@ -243,14 +249,17 @@ def _waterfall(db: sqlite_utils.Database, scope: Scope, currency: str) -> Waterf
         (currency, *families, *span),
     ).fetchone()[0]
     shared, unrecovered, statuses = 0, 0, []
-    for deficit, lost, status in db.execute(
-        "SELECT deficit, unrecovered, status FROM clawbacks WHERE currency = ? "
-        f"AND family IN ({fam_marks}) AND time BETWEEN ? AND ? ORDER BY seq",
-        (currency, *families, *span),
-    ):
+    for record in _clawback_records(db, scope):
+        if record.currency != currency or record.family not in families:
+            continue
+        statuses.append(record.status)
+        if record.status == "rejected":
+            continue  # nobody was charged: the deficit is still open
+        deficit, lost = db.execute(
+            "SELECT deficit, unrecovered FROM clawbacks WHERE seq = ?", (record.seq,)
+        ).fetchone()
         shared += deficit - lost
         unrecovered += lost
-        statuses.append(status)
     symbols = [s for s, c in scope.symbol_currency if c == currency]
     sym_marks = ",".join("?" * len(symbols)) or "NULL"
     adl_fills, adl_contracts = db.execute(
@@ -298,15 +307,25 @@ def _fund_balance(
     return int(row[0]) if row else dict(scope.fund_opening).get(currency, 0)
 
 
+def _clawback_records(db: sqlite_utils.Database, scope: Scope) -> list[ClawbackRecord]:
+    """The clawbacks computed in the range, each once, with their status at its end."""
+    families = {f for f, _ in scope.families}
+    return [
+        r
+        for r in clawback_records(db, until=scope.end)
+        if r.family in families and scope.start <= r.computed_at <= scope.end
+    ]
+
+
 def _clawbacks(db: sqlite_utils.Database, scope: Scope, top: int) -> tuple[Clawback, ...]:
-    families = [f for f, _ in scope.families]
-    marks = ",".join("?" * len(families)) or "NULL"
     out = []
-    for seq, time, family, currency, deficit, profit, ratio, lost, status in db.execute(
-        "SELECT seq, time, family, currency, deficit, total_profit, ratio, unrecovered, status "
-        f"FROM clawbacks WHERE family IN ({marks}) AND time BETWEEN ? AND ? ORDER BY seq",
-        (*families, scope.start, scope.end),
-    ).fetchall():
+    for record in _clawback_records(db, scope):
+        seq = record.seq
+        family, currency, deficit, profit, ratio, lost, status = db.execute(
+            "SELECT family, currency, deficit, total_profit, ratio, unrecovered, status "
+            "FROM clawbacks WHERE seq = ?",
+            (seq,),
+        ).fetchone()
         where, args = scope.account_clause("account")
         count, charged, payers = db.execute(
             "SELECT count(*), coalesce(sum(amount), 0), count(nullif(amount, 0)) "
@@ -321,7 +340,8 @@ def _clawbacks(db: sqlite_utils.Database, scope: Scope, top: int) -> tuple[Clawb
         out.append(
             Clawback(
                 seq=seq,
-                time=time,
+                time=record.computed_at,
+                decided_at=record.decided_at,
                 family=family,
                 currency=currency,
                 ratio=ratio,
@@ -365,14 +385,15 @@ def _accounts(
         (*span, *sym_args, *acc_args),
     ):
         row(account, currency_of.get(symbol, ""))["adl_contracts"] += contracts
-    families = [f for f, _ in scope.families]
-    marks = ",".join("?" * len(families)) or "NULL"
+    # What the ledger took: a pending clawback shows in the clawback table, not as a charge.
+    charged = [r.seq for r in _clawback_records(db, scope) if r.status == "applied"]
+    marks = ",".join("?" * len(charged)) or "NULL"
     acc_a, _ = scope.account_clause("a.account")
     for account, currency, amount in db.execute(
         "SELECT a.account, c.currency, sum(a.amount) FROM clawback_allocations a "
-        "JOIN clawbacks c ON c.seq = a.clawback WHERE c.time BETWEEN ? AND ? "
-        f"AND c.family IN ({marks}) AND a.amount > 0 {acc_a} GROUP BY 1, 2",
-        (*span, *families, *acc_args),
+        f"JOIN clawbacks c ON c.seq = a.clawback WHERE c.seq IN ({marks}) "
+        f"AND a.amount > 0 {acc_a} GROUP BY 1, 2",
+        (*charged, *acc_args),
     ):
         row(account, currency)["clawback"] += amount
     for account, n in db.execute(

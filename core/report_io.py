@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import sqlite_utils
 
-from core import audit
+from core import audit, files
 from core.errors import InputError
 from core.report_scope import GROUPS_MAX as GROUPS_MAX  # read by the report's tests
 from core.report_scope import (
@@ -186,7 +186,7 @@ def dumps(report: Any) -> str:
 
 
 def write_json(report: Any, path: str | Path) -> None:
-    Path(path).write_text(dumps(report), encoding="utf-8")
+    files.write_text(path, dumps(report))
 
 
 # ----- CSV ----------------------------------------------------------------------------------

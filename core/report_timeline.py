@@ -133,10 +133,18 @@ def build_summary(
             )
         lines.append("; ".join(parts) + ".")
     for c in clawbacks:
+        if c.status == "rejected":
+            lines.append(
+                f"The {c.family} clawback computed at {c.time} would have taken {c.ratio} of each "
+                f"profitable account's profit ({fmt(c.currency, c.total_profit)} in all); it was "
+                f"rejected at {c.decided_at}, so nobody was charged and its deficit stays open."
+            )
+            continue
+        decided = f" at {c.decided_at}" if c.decided_at and c.decided_at != c.time else ""
         lines.append(
             f"The {c.family} clawback computed at {c.time} takes {c.ratio} of each profitable "
             f"account's profit ({fmt(c.currency, c.total_profit)} in all) from "
-            f"{c.accounts_charged:,} accounts; its status is {c.status}."
+            f"{c.accounts_charged:,} accounts; its status is {c.status}{decided}."
         )
     lines.append(
         f"Surveillance raised {_plural(alerts, 'alert')}; operators recorded "
@@ -207,7 +215,7 @@ def _story(
 
 # ----- the timeline -------------------------------------------------------------------------
 
-DECISIONS = ("approve", "reject", "approve_clawback")
+DECISIONS = ("approve", "reject", "approve_clawback", "reject_clawback")
 # Alerts of a rule are listed one by one up to this many in the range; beyond, added up per day.
 ALERTS_EACH = 8
 _ORDER = {
@@ -336,10 +344,18 @@ def build_timeline(
                 )
             )
     for c in clawbacks:
+        # One line per clawback, at its computation, with its status at the end of the range.
+        status = c.status
+        if c.decided_at and c.decided_at != c.time:
+            status = f"computed, {c.status} at {c.decided_at}"
+        charged = (
+            "nobody charged, the deficit stays open"
+            if c.status == "rejected"
+            else f"charged to {c.accounts_charged:,} accounts"
+        )
         text = (
-            f"clawback {c.status}: ratio {c.ratio} of profit "
-            f"{format_minor(c.total_profit, _places(scope, c.currency))} {c.currency}, "
-            f"charged to {c.accounts_charged:,} accounts"
+            f"clawback {status}: ratio {c.ratio} of profit "
+            f"{format_minor(c.total_profit, _places(scope, c.currency))} {c.currency}, {charged}"
         )
         out.append(
             TimelineEntry(
@@ -351,7 +367,7 @@ def build_timeline(
                 "",
                 1,
                 c.currency,
-                c.deficit - c.unrecovered,
+                None if c.status == "rejected" else c.deficit - c.unrecovered,
             )
         )
     out += _audit_entries(db, scope)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from core import audit
-from core.controls import NEEDS_APPROVAL
+from core.controls import CLAWBACK_DECISIONS, NEEDS_APPROVAL
 from core.events import ActionRecorded, ActionRefused, ClawbackComputed, Event, iso
 from core.scenario_model import ActionSpec
 
@@ -22,7 +22,7 @@ SYSTEM = "system"
 def audit_kind(action: str) -> str:
     if action in ("approve", "approve_clawback"):
         return "approval"
-    if action == "reject":
+    if action in ("reject", "reject_clawback"):
         return "rejection"
     return "request" if action in NEEDS_APPROVAL else "action"
 
@@ -66,6 +66,7 @@ def record_operator_side(store: Store, engine: Engine, events: list[Event], at: 
                 after={
                     "action": event.action,
                     "applied" if applied else "refused": getattr(event, "detail", event.reason),
+                    **({} if applied else {"code": event.code}),
                     "engine_time": iso(event.time),
                 },
             )
@@ -96,10 +97,12 @@ def record_operator_side(store: Store, engine: Engine, events: list[Event], at: 
                     ),
                 )
             else:
+                # Applied (approved) or rejected: the decision on the request still pending.
                 conn.execute(
-                    "UPDATE requests SET status = 'approved', decided_at = ? "
+                    "UPDATE requests SET status = ?, decided_at = ? "
                     "WHERE action = 'approve_clawback' AND status = 'pending' AND params = ?",
                     (
+                        "rejected" if event.status == "rejected" else "approved",
                         iso(event.time),
                         json.dumps({"family": event.family, "currency": event.currency}),
                     ),
@@ -138,9 +141,13 @@ def _recorded(store: Store, engine: Engine, event: ActionRecorded) -> None:
                 target,
             ),
         )
-    elif event.action == "approve_clawback":
+    elif event.action in CLAWBACK_DECISIONS:
         conn.execute(
             "UPDATE requests SET decided_by = ?, comment = ? WHERE action = 'approve_clawback' "
-            "AND decided_by IS NULL AND status = 'approved'",
-            (event.operator, event.reason),
+            "AND decided_by IS NULL AND status = ?",
+            (
+                event.operator,
+                event.reason,
+                "approved" if event.action == "approve_clawback" else "rejected",
+            ),
         )

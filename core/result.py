@@ -82,9 +82,7 @@ class ResultCollector:
                 for e in self.events
                 if isinstance(e, SettlementDone)
             ],
-            "clawbacks": [
-                self._clawback(e) for e in self.events if isinstance(e, ClawbackComputed)
-            ],
+            "clawbacks": self._clawbacks(),
             "final_balances": self._balances(with_upnl=False),
             "final_equity": self._balances(with_upnl=True),
             "ledger": self._ledger(),
@@ -93,6 +91,7 @@ class ResultCollector:
                     "time": iso(e.time),
                     "operator": e.operator,
                     "action": e.action,
+                    "code": e.code,
                     "reason": e.reason,
                     "request": e.request,
                 }
@@ -209,9 +208,30 @@ class ResultCollector:
             }
         return out
 
-    def _clawback(self, e: ClawbackComputed) -> dict[str, Any]:
+    def _clawbacks(self) -> list[dict[str, Any]]:
+        """Each clawback once, in the order computed: its decision (applied or rejected) replaces
+        the pending entry in place, keeping the settlement's `time`; `decided_at` is when it was
+        applied or rejected (null while pending)."""
+        out: list[dict[str, Any]] = []
+        waiting: dict[tuple[str, str], int] = {}
+        for e in self.events:
+            if not isinstance(e, ClawbackComputed):
+                continue
+            key = (e.family, e.currency)
+            if e.status == "pending":
+                waiting[key] = len(out)
+                out.append(self._clawback(e, decided=False))
+            elif key in waiting:
+                index = waiting.pop(key)
+                out[index] = {**self._clawback(e), "time": out[index]["time"]}
+            else:
+                out.append(self._clawback(e))
+        return out
+
+    def _clawback(self, e: ClawbackComputed, *, decided: bool = True) -> dict[str, Any]:
         return {
             "time": iso(e.time),
+            "decided_at": iso(e.time) if decided else None,
             "family": e.family,
             "currency": e.currency,
             "deficit": self.money(e.currency, e.deficit),

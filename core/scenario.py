@@ -11,12 +11,27 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.crowd import crowd_positions
 from core.errors import InputError
 from core.instruments import Instrument, TierTable
+from core.limits import (
+    MAX_ACCOUNTS,
+    MAX_CONTRACTS,
+    MAX_DECIMALS,
+    MAX_FILE_BYTES,
+    MAX_LEVERAGE,
+    MAX_SEED,
+    MAX_TICK_SECONDS,
+    MAX_TICKS,
+    check_id,
+    check_text,
+    check_time,
+    clip,
+)
+from core.scenario_bounds import Totals, check_depth, check_price, decode_json, notional_minor
 from core.scenario_model import (
     AccountSpec,
     ActionSpec,
@@ -30,7 +45,7 @@ from core.scenario_model import (
     SettlementPolicy,
 )
 from core.text import require_visible
-from core.units import Currency, parse_decimal
+from core.units import Currency, check_minor, parse_decimal
 
 FORMAT = "risk-scenario/1"
 DEFAULT_DEPTH_UNIT = "contracts per 1% from mid"
@@ -49,6 +64,7 @@ ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "inject": ("currency", "amount"),
     "adjust_settlement_price": ("family", "price"),
     "approve_clawback": ("family", "currency"),
+    "reject_clawback": ("family", "currency"),
     "approve": ("request",),
     "reject": ("request",),
 }
@@ -57,9 +73,15 @@ T = TypeVar("T")
 PricePath = tuple[tuple[datetime, Decimal], ...]
 _ABSENT: Any = object()
 _KINDS = tuple(ACTION_FIELDS)
+_CLAWBACK_DECISIONS = ("approve_clawback", "reject_clawback")
 _ANY_ACTION_FIELD = tuple(dict.fromkeys(name for names in ACTION_FIELDS.values() for name in names))
-_HH_MM = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
-_CROWD_ID = re.compile(r"crowd-(0|[1-9]\d*)")
+_HH_MM = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
+_CROWD_ID = re.compile(r"crowd-(0|[1-9][0-9]*)")
+# ISO 8601 extended format in ASCII digits; the offset is checked to be UTC after parsing.
+_ISO_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
 _TIME_EXAMPLE = 'an ISO 8601 UTC time such as "2018-07-31T12:17:14Z"'
 
 
@@ -71,11 +93,14 @@ def load_scenario(path: str | Path) -> Scenario:
 def read_scenario_doc(path: Path) -> dict[str, Any]:
     """The decoded JSON of a scenario file, not yet validated."""
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            limit = f"{MAX_FILE_BYTES // 2**20} MiB"
+            raise InputError("", f"{path}: expected a scenario file of at most {limit}")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise InputError("", f"cannot read scenario file {path}: {error}") from None
     try:
-        doc = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+        doc = decode_json(text, str(path), _reject_duplicate_keys)
     except json.JSONDecodeError as error:
         where = f"{path} line {error.lineno} column {error.colno}"
         raise InputError("", f"{where}: expected valid JSON, found an error: {error.msg}") from None
@@ -88,6 +113,7 @@ def read_scenario_doc(path: Path) -> dict[str, Any]:
 
 def parse_scenario(doc: dict[str, Any]) -> Scenario:
     """Validate a decoded `risk-scenario/1` document and build the immutable Scenario."""
+    check_depth(doc, "scenario")
     return _Parser().scenario(doc)
 
 
@@ -118,40 +144,52 @@ class _Parser:
         self.operators: set[str] = set()
         self.action_ids: list[str] = []
         self.last_action_time: datetime | None = None
+        self.price_ranges: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (low, high)
+        self.money = Totals("amounts")
+        self.notional = Totals("position notionals at their path's extreme prices")
+        self.scenario_actions = False  # parsing a file's actions (not a live command)
 
     def scenario(self, doc: Any) -> Scenario:
+        self.scenario_actions = True
         required = ("format", "name", "start", "currencies", "instruments", "insurance_fund")
         optional = ("crowd", "policy", "operators", "actions")
         defaults = {"description": "", "sources": [], "seed": 0, "tick_seconds": 1}
         top = _Fields(doc, "", (*required, "accounts", "market"), optional, defaults)
         if top.values["format"] != FORMAT:
             raise _expected("format", f'"{FORMAT}"', top.values["format"])
-        seed = top.get("seed", _integer, minimum=0)
-        decimals = top.get("currencies", _map, partial(_integer, minimum=0, maximum=18))
+        seed = top.get("seed", _integer, minimum=0, maximum=MAX_SEED)
+        decimals = top.get("currencies", _map, _decimals)
         self.currencies = {code: Currency(code, places) for code, places in decimals.items()}
         market = _Fields(
             top.values["market"], "market", ("indices",), (), {"marks": {}, "books": {}}
         )
         self.indices = market.get("indices", _map, _price_path)
         top.get("instruments", _list_of, self.instrument)
+        marks = market.get("marks", _map, _price_path, self.instruments, "instrument symbol")
+        for symbol, points in marks.items():
+            self.price_range(symbol, points, market.at(f"marks.{clip(symbol)}"))
+        fund = top.get("insurance_fund", self.amounts, non_negative=True)
         accounts = tuple(top.get("accounts", _list_of, self.account))
         crowd = top.get("crowd", self.crowd, seed, accounts) if "crowd" in top else None
         operators = tuple(top.get("operators", _list_of, self.operator, default=[]))
+        start = top.get("start", _time)
+        tick_seconds = top.get("tick_seconds", _integer, minimum=1, maximum=MAX_TICK_SECONDS)
+        _check_ticks(start, tick_seconds, (*self.indices.values(), *marks.values()))
         return Scenario(
             name=top.get("name", _string),
             description=top.get("description", _string, allow_empty=True),
             sources=tuple(top.get("sources", _list_of, _string)),
             seed=seed,
-            start=top.get("start", _time),
-            tick_seconds=top.get("tick_seconds", _integer, minimum=1),
+            start=start,
+            tick_seconds=tick_seconds,
             currencies=self.currencies,
             instruments=self.instruments,
-            insurance_fund=top.get("insurance_fund", self.amounts, non_negative=True),
+            insurance_fund=fund,
             accounts=accounts,
             crowd=crowd,
             market=Market(
                 self.indices,
-                market.get("marks", _map, _price_path, self.instruments, "instrument symbol"),
+                marks,
                 market.get("books", _map, _book, self.instruments, "instrument symbol"),
             ),
             policy=top.get("policy", _policy, default={}),
@@ -163,16 +201,27 @@ class _Parser:
     def amounts(self, value: Any, path: str, **bounds: bool) -> dict[str, Decimal]:
         """currency -> amount, each exact in its currency's minor unit."""
         codes = _map(value, path, lambda item, _: item, self.currencies, "currency")
-        return {
-            code: _money(amount, f"{path}.{code}", self.currencies[code], **bounds)
-            for code, amount in codes.items()
-        }
+        result: dict[str, Decimal] = {}
+        for code, amount in codes.items():
+            currency, at = self.currencies[code], f"{path}.{code}"
+            result[code] = _money(amount, at, currency, **bounds)
+            self.money.add(code, result[code].scaleb(currency.decimals), at)
+        return result
+
+    def price_range(self, symbol: str, points: PricePath, path: str) -> None:
+        """Widen `symbol`'s price range by a path, each of its prices in the price unit's bound."""
+        inst = self.instruments[symbol]
+        for i, (_, price) in enumerate(points):
+            check_price(inst, price, f"{path}[{i}][1]", exact=False)
+        prices = [price for _, price in points]
+        low, high = self.price_ranges.get(symbol, (min(prices), max(prices)))
+        self.price_ranges[symbol] = (min(low, *prices), max(high, *prices))
 
     def instrument(self, value: Any, path: str) -> Instrument:
         required = ("symbol", "type", "contract_value", "settle_currency", "tick_size", "index")
         defaults = {"expiry": None, "mark": {}, "liquidation_band": "0.01"}
         fields = _Fields(value, path, (*required, "tiers"), ("family",), defaults)
-        symbol = fields.get("symbol", _string)
+        symbol = fields.get("symbol", _id)
         if symbol in self.instruments:
             raise _duplicate(fields.at("symbol"), "instrument symbol", symbol)
         mark = fields.get("mark", _Fields, (), (), {"ema_seconds": 60})
@@ -183,7 +232,7 @@ class _Parser:
             settle_currency=fields.get("settle_currency", _known, self.currencies, "currency"),
             tick_size=fields.get("tick_size", _decimal, positive=True),
             expiry=fields.get("expiry", _nullable, _time),
-            family=fields.get("family", _string, default=symbol),
+            family=fields.get("family", _id, default=symbol),
             index=fields.get("index", _known, self.indices, "index of market.indices"),
             tiers=fields.get("tiers", _tiers),
             ema_seconds=mark.get("ema_seconds", _decimal, positive=True),
@@ -191,11 +240,14 @@ class _Parser:
         )
         self.instruments[symbol] = instrument
         self.families.setdefault(instrument.family, set()).add(instrument.settle_currency)
+        self.price_range(
+            symbol, self.indices[instrument.index], f"market.indices.{instrument.index}"
+        )
         return instrument
 
     def account(self, value: Any, path: str) -> AccountSpec:
         fields = _Fields(value, path, ("id",), (), {"balances": {}, "positions": []})
-        account_id = fields.get("id", _string)
+        account_id = fields.get("id", _id)
         if account_id in self.account_ids:
             raise _duplicate(fields.at("id"), "account id", account_id)
         self.account_ids.add(account_id)
@@ -218,16 +270,24 @@ class _Parser:
                 message = f"expected the isolated margin in {currency.code}, found none"
                 raise InputError(fields.at("margin"), message)
             margin = fields.get("margin", _money, currency, non_negative=True)
+            self.money.add(currency.code, margin.scaleb(currency.decimals), fields.at("margin"))
         elif fields.values.get("margin") is not None:
             what = "no margin on a cross position (it draws on the balance)"
             raise _expected(fields.at("margin"), what, fields.values["margin"])
+        contracts = fields.get("contracts", _contracts)
+        entry = fields.get("entry_price", _decimal, positive=True)
+        inst = self.instruments[symbol]
+        check_price(inst, entry, fields.at("entry_price"), exact=True)
+        low, high = self.price_ranges[symbol]
+        notional = notional_minor(inst, currency, contracts, min(low, entry), max(high, entry))
+        self.notional.add(currency.code, notional, fields.at("contracts"))
         return PositionSpec(
             symbol=symbol,
             side=fields.get("side", _choice, ("long", "short")),
-            contracts=fields.get("contracts", _contracts),
-            entry_price=fields.get("entry_price", _decimal, positive=True),
+            contracts=contracts,
+            entry_price=entry,
             margin_mode=margin_mode,
-            leverage=fields.get("leverage", _decimal, positive=True),
+            leverage=fields.get("leverage", _leverage),
             margin=margin,
         )
 
@@ -235,16 +295,19 @@ class _Parser:
         self, value: Any, path: str, seed: int, accounts: tuple[AccountSpec, ...]
     ) -> CrowdSpec:
         fields = _Fields(value, path, ("accounts",), (), {"seed": seed})
-        self.crowd_accounts = fields.get("accounts", _integer, minimum=0)
+        room = MAX_ACCOUNTS - len(accounts)
+        self.crowd_accounts = fields.get("accounts", _integer, minimum=0, maximum=room)
         # A listed account may not take a name the generator gives one of its own.
         for i, account in enumerate(accounts):
             if self.is_crowd_account(account.id):
                 raise _duplicate(f"accounts[{i}].id", "account id (the crowd makes it)", account.id)
-        return CrowdSpec(
+        spec = CrowdSpec(
             accounts=self.crowd_accounts,
-            seed=fields.get("seed", _integer, minimum=0),
+            seed=fields.get("seed", _integer, minimum=0, maximum=MAX_SEED),
             parameters=_x_fields(fields),
         )
+        crowd_positions(spec, path)
+        return spec
 
     def is_crowd_account(self, account_id: str) -> bool:
         match = _CROWD_ID.fullmatch(account_id)
@@ -252,7 +315,7 @@ class _Parser:
 
     def operator(self, value: Any, path: str) -> OperatorSpec:
         fields = _Fields(value, path, ("name", "role"))
-        name = fields.get("name", _string)
+        name = fields.get("name", _id)
         if name in self.operators:
             raise _duplicate(fields.at("name"), "operator name", name)
         self.operators.add(name)
@@ -262,8 +325,8 @@ class _Parser:
         any_action = (*ACTION_COMMON_FIELDS, "id", "digest", *_ANY_ACTION_FIELD)
         kind = _Fields(value, path, ("action",), any_action).get("action", _choice, _KINDS)
         # Checked again with this action's own fields: a field of another action is unknown here.
-        # approve_clawback may name the digest of the preview it approves.
-        optional = ("id", "digest") if kind == "approve_clawback" else ("id",)
+        # A clawback decision may name the digest of the preview it decides.
+        optional = ("id", "digest") if kind in _CLAWBACK_DECISIONS else ("id",)
         fields = _Fields(value, path, (*ACTION_COMMON_FIELDS, *ACTION_FIELDS[kind]), optional)
         moment = fields.get("at", _time)
         if self.last_action_time is not None and moment < self.last_action_time:
@@ -273,15 +336,19 @@ class _Parser:
         if self.operators:
             operator = fields.get("operator", _known, self.operators, "operator")
         else:
-            operator = fields.get("operator", _string)
-        action_id = fields.get("id", _string) if "id" in fields else None
+            operator = fields.get("operator", _id)
+        action_id = fields.get("id", _id) if "id" in fields else None
         params: dict[str, object] = {}
         for name in ACTION_FIELDS[kind]:
             params[name] = fields.get(name, self.action_param, name, params)
         if "digest" in fields:
-            params["digest"] = fields.get("digest", _string)
+            params["digest"] = fields.get("digest", _id)
+        if kind == "adjust_settlement_price":
+            for inst in self.instruments.values():
+                if inst.family == params["family"]:
+                    check_price(inst, params["price"], fields.at("price"), exact=True)  # type: ignore[arg-type]
         family, currency = params.get("family"), params.get("currency")
-        if kind == "approve_clawback" and currency not in self.families[str(family)]:
+        if kind in _CLAWBACK_DECISIONS and currency not in self.families[str(family)]:
             settled_in = _listing(self.families[str(family)])
             raise _expected(
                 fields.at("currency"), f"a currency {family} settles in ({settled_in})", currency
@@ -311,8 +378,12 @@ class _Parser:
         return parsers[name]()
 
     def account_reference(self, value: Any, path: str) -> str:
-        account_id = _string(value, path)
+        account_id = _id(value, path)
         if account_id in self.account_ids or self.is_crowd_account(account_id):
+            return account_id
+        if self.scenario_actions:
+            # A scenario's action is refused when it applies (unknown_account, recorded with its
+            # reason) rather than stopping the load; a command given live is bad input at once.
             return account_id
         crowd = f" or crowd-0..crowd-{self.crowd_accounts - 1}" if self.crowd_accounts else ""
         raise _expected(
@@ -340,7 +411,8 @@ class _Fields:
         for key in value:
             if key not in known and not key.startswith("x-"):
                 expected = f"one of {', '.join(known)} or an x- field"
-                raise _expected(self.at(key), expected, f"unknown field {key!r}", described=True)
+                found = f"unknown field {clip(key)!r}"
+                raise _expected(self.at(_key(key)), expected, found, described=True)
         for key in required:
             if key not in value:
                 raise InputError(self.at(key), "expected this required field, found none")
@@ -361,9 +433,9 @@ class _Fields:
 
 def _x_fields(fields: _Fields) -> dict[str, Any]:
     """The object's `x-` fields, copied so that later edits to the document cannot reach them."""
-    return copy.deepcopy(
-        {key: value for key, value in fields.values.items() if key.startswith("x-")}
-    )
+    extras = {key: value for key, value in fields.values.items() if key.startswith("x-")}
+    check_depth(extras, fields.path or "scenario")
+    return copy.deepcopy(extras)
 
 
 # ---------------------------------------------------------------- sections needing no references
@@ -385,7 +457,7 @@ def _tiers(value: Any, path: str) -> TierTable:
         if upper is not None and previous is not None and upper <= previous:
             raise _expected(level.at("max"), f"more than the previous max {previous}", raw["max"])
         mmr = level.get("mmr", _rate, Decimal(1), False)
-        max_leverage = level.get("max_leverage", _decimal, positive=True)
+        max_leverage = level.get("max_leverage", _leverage)
         amount = level.get("maintenance_amount", _nullable, _decimal, non_negative=True)
         levels.append((upper, mmr, max_leverage, amount))
     return TierTable.build(fields.get("basis", _choice, ("contracts", "notional")), levels)
@@ -440,17 +512,22 @@ def _found(value: Any) -> str:
     return kind + text
 
 
+def _key(name: str) -> str:
+    """A key as a field path may show it: clipped, and quoted when it holds unprintables."""
+    return clip(name) if name.isprintable() else clip(repr(name))
+
+
 def _expected(path: str, what: str, value: Any, *, described: bool = False) -> InputError:
     """`expected <what>, found <value>`; `described` when value is already a description."""
     return InputError(path, f"expected {what}, found {value if described else _found(value)}")
 
 
 def _duplicate(path: str, what: str, value: str) -> InputError:
-    return InputError(path, f"expected a unique {what}, found {value!r} again")
+    return InputError(path, f"expected a unique {what}, found {clip(value)!r} again")
 
 
 def _listing(names: Collection[str], limit: int = 6) -> str:
-    shown = sorted(names)[:limit]
+    shown = [clip(name) for name in sorted(names)[:limit]]
     more = f", ... ({len(names)} in all)" if len(names) > limit else ""
     return ", ".join(shown) + more if shown else "none"
 
@@ -467,10 +544,13 @@ def _map(
         raise _expected(path, "an object", value)
     result: dict[str, T] = {}
     for name, item in value.items():
+        at = f"{path}.{_key(name)}"
         if not name.strip():
-            raise InputError(f"{path}.{name}", "expected a name, found an empty key")
+            raise InputError(at, "expected a name, found an empty key")
         if known is not None and name not in known and not name.startswith("x-"):
-            raise _expected(f"{path}.{name}", f"a known {what} ({_listing(known)}) as key", name)
+            raise _expected(at, f"a known {what} ({_listing(known)}) as key", name)
+        if known is None and not name.startswith("x-"):
+            check_id(name, at)
         if not name.startswith("x-"):
             result[name] = parse(item, f"{path}.{name}")
     return result
@@ -493,11 +573,19 @@ def _nullable(value: Any, path: str, parse: Callable[..., T], **options: Any) ->
 
 
 def _string(value: Any, path: str, *, allow_empty: bool = False) -> str:
+    """Free text: a name to show, a description, a reason."""
     if not isinstance(value, str):
         raise _expected(path, "a string", value)
     if not allow_empty and not value.strip():
         raise _expected(path, "a non-empty string", value)
-    return value
+    return check_text(value, path)
+
+
+def _id(value: Any, path: str) -> str:
+    """A name other records refer to (account, symbol, operator, action id)."""
+    if not isinstance(value, str):
+        raise _expected(path, "a string", value)
+    return check_id(value, path)
 
 
 def _choice(value: Any, path: str, choices: tuple[str, ...]) -> Any:
@@ -508,7 +596,9 @@ def _choice(value: Any, path: str, choices: tuple[str, ...]) -> Any:
 
 
 def _known(value: Any, path: str, names: Collection[str], what: str) -> str:
-    name = _string(value, path)
+    if not isinstance(value, str):
+        raise _expected(path, "a string", value)
+    name = value
     if name not in names:
         raise _expected(path, f"a known {what} ({_listing(names)})", name)
     return name
@@ -525,9 +615,42 @@ def _integer(value: Any, path: str, *, minimum: int = 0, maximum: int | None = N
     if isinstance(value, bool) or not isinstance(value, int):
         raise _expected(path, "a JSON integer", value)
     if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-        raise InputError(path, f"expected an integer {bounds}, found {value}")
+        bounds = f"from {minimum} to {maximum:,}" if maximum is not None else f">= {minimum}"
+        raise InputError(path, f"expected an integer {bounds}, found {clip(str(value))}")
     return value
+
+
+def _decimals(value: Any, path: str) -> int:
+    """A currency's decimals: the engine holds money in int64 minor units, which at more than
+    MAX_DECIMALS would cap every amount below a few thousand units."""
+    places = _integer(value, path, minimum=0)
+    if places > MAX_DECIMALS:
+        raise InputError(
+            path,
+            f"expected at most {MAX_DECIMALS} decimals (amounts are 64-bit integers of the minor "
+            f"unit; {places} would cap each at {Decimal(2**53).scaleb(-places):.4f} units), "
+            f"found {places}",
+        )
+    return places
+
+
+def _leverage(value: Any, path: str) -> Decimal:
+    number = _decimal(value, path, positive=True)
+    if number > MAX_LEVERAGE:
+        raise _expected(path, f"a leverage of at most {MAX_LEVERAGE}", value)
+    return number
+
+
+def _check_ticks(start: datetime, tick_seconds: int, paths: Collection[PricePath]) -> None:
+    """At most MAX_TICKS from `start` to the end of the longest path."""
+    end = max((points[-1][0] for points in paths), default=start)
+    ticks = int((end - start).total_seconds()) // tick_seconds + 1
+    if ticks > MAX_TICKS:
+        raise InputError(
+            "tick_seconds",
+            f"expected at most {MAX_TICKS:,} ticks from start to the end of the longest price "
+            f"path, found {ticks:,} (a longer tick_seconds shortens the run)",
+        )
 
 
 def _contracts(value: Any, path: str) -> int:
@@ -542,6 +665,8 @@ def _contracts(value: Any, path: str) -> int:
         raise _expected(path, 'a whole number of contracts (a JSON integer or "10")', value)
     if number <= 0:
         raise _expected(path, "a number of contracts > 0", value)
+    if number > MAX_CONTRACTS:
+        raise _expected(path, f"at most {MAX_CONTRACTS:,} (2^40) contracts", value)
     return int(number)
 
 
@@ -577,12 +702,13 @@ def _money(value: Any, path: str, currency: Currency, **bounds: bool) -> Decimal
     below_minor_unit = -currency.decimals - int(exponent)
     if below_minor_unit > 0 and any(digits[-below_minor_unit:]):
         raise _expected(path, f"at most {currency.decimals} decimals ({currency.code})", value)
+    check_minor(int(amount.scaleb(currency.decimals)), path, currency)
     return amount
 
 
 def _time(value: Any, path: str) -> datetime:
     """An ISO 8601 time in UTC (`Z` or `+00:00`), returned tz-aware in UTC."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _ISO_TIME.fullmatch(value):
         raise _expected(path, _TIME_EXAMPLE, value)
     try:
         moment = datetime.fromisoformat(value)
@@ -590,7 +716,7 @@ def _time(value: Any, path: str) -> datetime:
         raise _expected(path, _TIME_EXAMPLE, value) from None
     if moment.utcoffset() != timedelta(0):
         raise _expected(path, "a UTC time ending in Z or +00:00", value)
-    return moment.replace(tzinfo=UTC)
+    return check_time(moment.replace(tzinfo=UTC), path)
 
 
 def _price_path(value: Any, path: str) -> PricePath:

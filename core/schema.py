@@ -3,13 +3,15 @@ and opening a file with a clear error when it is not a store of this version."""
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import sqlite_utils
 
-from core.errors import InputError
+from core import files
+from core.errors import InputError, WriteError
 
 SCHEMA_VERSION = 1
 # PRAGMA application_id marks a file as ours: "RSKC".
@@ -304,20 +306,102 @@ assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
 def connect(path: str | Path, *, create: bool = False) -> sqlite_utils.Database:
-    """Open the store at `path` (creating it when `create`), migrated to SCHEMA_VERSION, in WAL.
+    """Open the store at `path`, migrated to SCHEMA_VERSION, in WAL. With `create`, a new store
+    is built under a temporary name beside `path` and renamed into place once complete.
 
-    A missing file, a file that is not SQLite, another program's SQLite file or a store written by
-    a newer version is an InputError naming the problem; nothing is written to such a file."""
+    A missing file, an empty file, a file that is not SQLite, another program's SQLite file or a
+    store written by a newer version is an InputError naming the problem; opening never creates
+    or initialises a file, and nothing is written to such a file."""
     path = Path(path)
-    if not create and not path.exists():
+    if create:
+        temp, db = new_store(path)
+        db.conn.close()
+        publish_store(temp, path)
+    elif not path.exists():
+        cut = files.leftovers(path)
+        if cut:
+            raise InputError(
+                "STORE",
+                f"no store at {path}: the run creating it was killed before its first tick "
+                f"(the incomplete {cut[-1].name} beside it is ignored, and removed by the next "
+                f"`risk-console run SCENARIO --db {path}`)",
+            )
         raise InputError("STORE", f"no store at {path}")
-    if create and path.exists() and path.stat().st_size > 0:
+    return _open(path)
+
+
+def check_new(path: Path) -> None:
+    """Refuse to put a new store where one holds anything (an empty file, or a store whose
+    creation was cut short before anything was written to it, may be replaced)."""
+    if path.exists() and path.stat().st_size > 0 and not _holds_nothing(path):
         raise InputError("STORE", f"{path} exists already; choose a new file for a new store")
+
+
+def _holds_nothing(path: Path) -> bool:
     try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            return False
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return not any(conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() for t in tables)
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def new_store(path: Path) -> tuple[Path, sqlite_utils.Database]:
+    """A new store for `path`, open under its temporary name: (that name, the database). The
+    current schema is in it, with a rollback journal so that once committed and closed the file
+    is complete on its own; `publish_store` renames it into place, `files.discard` drops it."""
+    check_new(path)
+    temp = files.temp_beside(path)
+    conn = sqlite3.connect(str(temp), isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+        db = sqlite_utils.Database(conn)
+        with conn:
+            conn.execute("BEGIN")
+            for step in range(SCHEMA_VERSION):
+                MIGRATIONS[step](db)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    except sqlite3.Error as error:
+        conn.close()
+        files.discard(temp)
+        raise files.write_error(path, os_error(error), existed=path.exists()) from None
+    except BaseException:
+        conn.close()
+        files.discard(temp)
+        raise
+    return temp, db
+
+
+def publish_store(temp: Path, path: Path) -> None:
+    """Rename a new store (committed and closed) into place, unless a store appeared at `path`
+    meanwhile."""
+    try:
+        check_new(path)
+    except InputError:
+        files.discard(temp)
+        raise
+    files.publish(temp, path)
+
+
+def _open(path: Path) -> sqlite_utils.Database:
+    try:
+        # mode=rw: SQLite must never create the file it is asked to read.
         # A second connection (the console's UI thread) waits for the run's tick transaction;
         # a snapshot of a big book holds it for a few seconds.
         conn = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=30.0
+            f"{path.resolve().as_uri()}?mode=rw",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=30.0,
         )
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         application = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -327,6 +411,9 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite_utils.Database:
     if application != APPLICATION_ID and (tables or version):
         conn.close()
         raise InputError("STORE", f"{path} is an SQLite file of another program, not a store")
+    if not tables and not version:
+        conn.close()
+        raise InputError("STORE", f"{path} is empty: not a store (nothing was ever written to it)")
     if version > SCHEMA_VERSION:
         conn.close()
         raise InputError(
@@ -346,8 +433,38 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite_utils.Database:
                 conn.execute("BEGIN")
                 MIGRATIONS[step](db)
                 conn.execute(f"PRAGMA user_version={step + 1}")
-                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
     except sqlite3.DatabaseError as error:
         conn.close()
         raise InputError("STORE", f"{path} is damaged ({error})") from None
     return db
+
+
+# SQLite's primary result codes for a write the disk refused.
+_DISK_CODES = {
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CANTOPEN,
+}
+
+
+def os_error(error: sqlite3.Error) -> OSError:
+    """A refused SQLite write as the OSError it stands for."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    number = errno.ENOSPC if code == sqlite3.SQLITE_FULL else errno.EIO
+    if code == sqlite3.SQLITE_READONLY:
+        number = errno.EROFS
+    return OSError(number, str(error))
+
+
+def store_write_error(path: str | Path, error: sqlite3.Error) -> WriteError | None:
+    """A store write the disk refused (full, quota, size limit, read-only, I/O) as one line naming
+    the store; None for other SQLite errors. SQLite rolled the tick back, so the store ends at its
+    last committed tick and can be resumed once there is room."""
+    if getattr(error, "sqlite_errorcode", 0) & 0xFF not in _DISK_CODES:
+        return None
+    return WriteError(
+        str(path),
+        f"cannot write the store ({error}); it is kept at its last committed tick: make room, "
+        f"then `risk-console resume {path} --out RESULT`",
+    )

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import bisect
 import math
+import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core import alerts, audit
+from core import alerts, audit, files
 from core.controls import Refusal
 from core.engine import Engine
-from core.errors import InputError
+from core.errors import InputError, WriteError
 from core.events import ActionRecorded, ActionRefused, ClawbackComputed, Event, iso
 from core.ledger import INSURANCE_FUND
 from core.requests import action_subject, audit_kind, record_operator_side
 from core.result import ResultCollector
 from core.scenario import parse_command, parse_scenario, read_scenario_doc
 from core.scenario_model import ActionSpec
+from core.schema import os_error, store_write_error
 from core.store import Store, dump_state
 from core.store_writer import StoreWriter
 from core.surveillance import parse_thresholds
@@ -85,6 +87,8 @@ class Session:
         self._events_saved = len(collector.events)
         self._snapshot_ticks: set[int] = set()
         self._writer = StoreWriter() if store is not None else None
+        # A tick failed to commit: the engine is past the store, which must not be written on.
+        self._broken = False
         self._replay: list[tuple[int, tuple[dict[str, Any], ...], str | None]] = []
         self.on_snapshot: Callable[[int], None] | None = None
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -103,18 +107,28 @@ class Session:
         settings = StoreSettings.for_engine(engine)
         store = None
         if store_path is not None:
-            store = Store.create(store_path, doc, asdict(settings))
+            # The store appears at its path only with its first tick in (a run killed before
+            # that leaves no store, rather than one that cannot be resumed).
+            store = Store.create(store_path, doc, asdict(settings), publish=False)
         session = cls(engine, ResultCollector(engine), doc, store, settings)
         if store is not None:
-            with store.transaction():
-                store.write_reference(
-                    (_instrument_row(i) for i in engine.instruments),
-                    engine.book.account_ids,
-                    len(scenario.accounts),
-                )
-                store.write_tick(0, engine.now, [], [], engine.state_hash())
-                store.write_prices(0, engine.now, session._price_points())
-                session._write_snapshot()
+            try:
+                with store.transaction():
+                    store.write_reference(
+                        (_instrument_row(i) for i in engine.instruments),
+                        engine.book.account_ids,
+                        len(scenario.accounts),
+                    )
+                    store.write_tick(0, engine.now, [], [], engine.state_hash())
+                    store.write_prices(0, engine.now, session._price_points())
+                    session._write_snapshot()
+                store.publish()
+            except BaseException as error:
+                session._writer_close()
+                store.discard()
+                if isinstance(error, sqlite3.Error) and store_write_error(store.path, error):
+                    raise files.write_error(store.path, os_error(error), existed=False) from None
+                raise
         return session
 
     @classmethod
@@ -141,16 +155,27 @@ class Session:
 
     def close(self) -> None:
         """Close the store; a big book's per-account table (written only at snapshots of small
-        books) is brought up to the live tick first."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self.store is not None:
-            if self.live and self._account_state_tick != self.engine.tick:
+        books) is brought up to the live tick first, unless a tick failed to commit (the store
+        then ends at its last committed tick, and the failure is raised)."""
+        try:
+            self._writer_close()
+            stale = self.live and self._account_state_tick != self.engine.tick
+            if self.store is not None and not self._broken and stale:
                 with self.store.transaction():
                     self._write_account_state()
-            self.store.close()
-            self.store = None
+        finally:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+
+    def _writer_close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except BaseException:
+                self._broken = True
+                raise
 
     # ----- the clock ----------------------------------------------------------------------
 
@@ -170,11 +195,21 @@ class Session:
         """One tick: replayed from the journal behind the head, journaled past it."""
         if not self.live:
             return self._replay_step()
+        if self._broken and self.store is not None:
+            raise WriteError(
+                str(self.store.path),
+                "a tick failed to commit; the store ends at its last committed tick: reopen it "
+                "to go on",
+            )
         events = self.engine.step()
         self.collector.feed(events)
         self.head = self.engine.tick
         if self.store is not None:
-            self._journal(events)
+            try:
+                self._journal(events)
+            except BaseException:
+                self._broken = True
+                raise
         return events
 
     def run_to_end(self, progress: Callable[[int], None] | None = None) -> None:

@@ -317,7 +317,9 @@ class Settlements:
         self._emit(preview, "pending")
 
     def _emit(self, preview: ClawbackPreview, status: str) -> None:
+        """The clawback's event; a rejected one charges nobody, so it lists no allocations."""
         ids = self.engine.book.account_ids
+        charged = status != "rejected"
         self.engine.emit(
             ClawbackComputed(
                 self.engine.now,
@@ -336,6 +338,7 @@ class Settlements:
                         preview.amounts.tolist(),
                         strict=True,
                     )
+                    if charged
                 ),
             )
         )
@@ -359,10 +362,30 @@ class Settlements:
     def approve_clawback(self, action: ActionSpec) -> str:
         """Apply a pending clawback exactly as previewed; refused ("changed") when the action names
         the digest of another preview than the one frozen in the request."""
+        key, pending = self._decided(action)
+        self._apply(pending.preview)
+        self._emit(pending.preview, "applied")
+        return f"clawback of {key[0]} {key[1]} applied ({pending.digest[:12]})"
+
+    def reject_clawback(self, action: ActionSpec) -> str:
+        """Drop a pending clawback: nobody is charged and its deficit is uncovered again, so the
+        next settlement of the family offers it anew after the fund (with any injection approved
+        meanwhile) has paid what it can (docs/operators.md, "Clawbacks")."""
+        key, pending = self._decided(action)
+        self.engine.uncovered[key] += pending.preview.deficit
+        self._emit(pending.preview, "rejected")
+        return (
+            f"clawback of {key[0]} {key[1]} rejected ({pending.digest[:12]}): "
+            f"its deficit stays uncovered until the next settlement"
+        )
+
+    def _decided(self, action: ActionSpec) -> tuple[tuple[str, str], PendingClawback]:
+        """The pending clawback an approval or rejection names, taken off the pending list; refused
+        when there is none, or ("changed") when the action names the digest of another preview."""
         key = (str(action.params["family"]), str(action.params["currency"]))
         pending = self.pending.get(key)
         if pending is None:
-            raise Refusal("no_clawback", f"no clawback of {key[0]} {key[1]} awaits approval")
+            raise Refusal("no_clawback", f"no clawback of {key[0]} {key[1]} awaits a decision")
         digest = action.params.get("digest")
         if digest is not None and digest != pending.digest:
             raise Refusal(
@@ -371,9 +394,7 @@ class Settlements:
                 f"{str(digest)[:12]}: it is now {pending.digest[:12]}",
             )
         del self.pending[key]
-        self._apply(pending.preview)
-        self._emit(pending.preview, "applied")
-        return f"clawback of {key[0]} {key[1]} applied ({pending.digest[:12]})"
+        return key, pending
 
     # ----- the settlement view ------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import pickle
+import sqlite3
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import numpy as np
 import orjson
 import sqlite_utils
 
+from core import files
 from core.errors import InputError
 from core.events import (
     AdlFill,
@@ -36,6 +38,8 @@ from core.schema import (
     ACCOUNTS_INDEX,
     connect,
     create_account_state_indexes,
+    new_store,
+    publish_store,
 )
 from core.views import price_str
 
@@ -112,23 +116,59 @@ class Store:
         self.path = path
         self.conn = db.conn
         self._seq: dict[str, int] = {}
-        self.pending_meta: dict[str, str] = {}
+        self._creating: Path | None = None
+        # Temporary files of stores at this path whose creation was killed, removed on creating.
+        self.leftovers: tuple[Path, ...] = ()
 
     # ----- opening ------------------------------------------------------------------------
 
     @classmethod
     def create(
-        cls, path: str | Path, scenario_doc: dict[str, Any], settings: dict[str, Any]
+        cls,
+        path: str | Path,
+        scenario_doc: dict[str, Any],
+        settings: dict[str, Any],
+        *,
+        publish: bool = True,
     ) -> Store:
+        """A new store at `path` holding the run's header (scenario, version, settings). It is
+        built under a temporary name beside `path`; with `publish=False` it stays there until
+        `publish()` (so the first tick goes in before the store appears), and a kill before then
+        leaves nothing at `path`."""
         path = Path(path)
-        db = connect(path, create=True)
+        removed = files.sweep(path)
+        temp, db = new_store(path)
         store = cls(db, path)
-        store.pending_meta = {
-            "scenario": json.dumps(scenario_doc, separators=(",", ":")),
-            "software_version": software_version(),
-            "settings": json.dumps(settings, sort_keys=True),
-        }
+        store._creating = temp
+        store.leftovers = tuple(removed)
+        try:
+            with store.transaction():
+                store.set_meta("scenario", json.dumps(scenario_doc, separators=(",", ":")))
+                store.set_meta("software_version", software_version())
+                store.set_meta("settings", json.dumps(settings, sort_keys=True))
+            if publish:
+                store.publish()
+        except BaseException:
+            store.discard()
+            raise
         return store
+
+    def publish(self) -> None:
+        """Rename a new store into place (flushed to disk first); reopen it there in WAL."""
+        if self._creating is None:
+            return
+        temp, self._creating = self._creating, None
+        self.conn.close()
+        publish_store(temp, self.path)
+        self.db = connect(self.path)
+        self.conn = self.db.conn
+
+    def discard(self) -> None:
+        """Drop a new store that was never published; nothing is left at its path."""
+        if self._creating is not None:
+            self.conn.close()
+            files.discard(self._creating)
+            self._creating = None
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -139,6 +179,9 @@ class Store:
         return cls(db, path)
 
     def close(self) -> None:
+        if self._creating is not None:
+            self.discard()
+            return
         self.conn.close()
 
     def meta(self, key: str) -> str | None:
@@ -168,9 +211,6 @@ class Store:
         self, instruments: Iterable[dict[str, Any]], account_ids: Iterable[str], named: int
     ) -> None:
         """The run's fixed reference data; call inside the first tick's transaction."""
-        for key, value in self.pending_meta.items():
-            self.set_meta(key, value)
-        self.pending_meta = {}
         rows = [tuple(i.values()) for i in instruments]
         self.conn.executemany("INSERT INTO instruments VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         self.conn.executemany(
@@ -473,10 +513,21 @@ class _Transaction:
         self.store.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        if kind is None:
-            self.store.conn.execute("COMMIT")
-            return
-        self.store.conn.execute("ROLLBACK")
+        conn = self.store.conn
+        try:
+            if kind is None:
+                conn.execute("COMMIT")
+                return
+        except sqlite3.Error:
+            # A COMMIT the disk refused (full, I/O) may leave the transaction open.
+            self._rollback()
+            raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        conn = self.store.conn
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         self.store._seq.clear()
 
 

@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 class StoreWriter:
     """Runs queued writes in order on one thread. `flush()` waits until all are committed and
-    raises the first error one of them met (that write's transaction was rolled back)."""
+    raises the first error one of them met (that write's transaction was rolled back). After an
+    error no later write runs, and every call raises it again: a tick after a failed one would
+    leave a gap in the journal."""
 
     def __init__(self) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=64)
@@ -34,8 +36,7 @@ class StoreWriter:
 
     def _raise(self) -> None:
         if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+            raise self._error
 
     def _run(self) -> None:
         while True:

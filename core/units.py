@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, localcontext
 from enum import Enum
 from fractions import Fraction
 
 from core.errors import InputError
+from core.limits import DECIMAL, MAX_MINOR, MAX_NUMBER_CHARS, clip
 
 
 class Rounding(Enum):
@@ -46,22 +47,41 @@ class Currency:
 def parse_decimal(
     value: object, field: str, *, positive: bool = False, non_negative: bool = False
 ) -> Decimal:
-    """A decimal string (or a JSON integer) as a finite `Decimal`; never goes through float."""
+    """An ASCII decimal string ("-12.5", "0E-8") or a JSON integer as a finite `Decimal`, at most
+    MAX_NUMBER_CHARS long; never goes through float. No space, `_`, `+` or non-ASCII digits, and
+    an exponent of two digits at most."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InputError(
             field, f'expected a decimal string such as "1.5", got {type(value).__name__}'
         )
-    try:
-        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
-    except InvalidOperation:
-        raise InputError(field, f"not a decimal number: {value!r}") from None
-    if not number.is_finite():
-        raise InputError(field, f"must be a finite number, got {value!r}")
+    if isinstance(value, int):
+        # bit_length, not str(): a 5,000-digit int is refused before Python would convert it
+        if value.bit_length() > MAX_NUMBER_CHARS * 10 // 3:
+            raise InputError(field, f"expected at most {MAX_NUMBER_CHARS} digits, found more")
+        number = Decimal(value)
+    elif len(value) > MAX_NUMBER_CHARS:
+        raise InputError(
+            field, f"expected at most {MAX_NUMBER_CHARS} characters, found {clip(value)!r}"
+        )
+    elif not DECIMAL.fullmatch(value):
+        raise InputError(field, f'not a plain decimal number such as "1.5": {value!r}')
+    else:
+        number = Decimal(value)
     if positive and number <= 0:
         raise InputError(field, f"must be greater than zero, got {value!r}")
     if non_negative and number < 0:
         raise InputError(field, f"must not be negative, got {value!r}")
     return number
+
+
+def check_minor(minor: int, field: str, currency: Currency) -> int:
+    """An amount in minor units within MAX_MINOR, so that sums of it stay exact in int64."""
+    if abs(minor) > MAX_MINOR:
+        largest = currency.format(MAX_MINOR)
+        raise InputError(
+            field, f"expected at most {largest} {currency.code} (2^53 minor units), found more"
+        )
+    return minor
 
 
 def div_round(numerator: int, denominator: int, rounding: Rounding) -> int:

@@ -28,7 +28,8 @@ from core.book import band_limit
 from core.controls import ACTING_ROLES, Refusal
 from core.errors import InputError
 from core.instruments import realized_pnl_minor
-from core.units import format_minor, parse_decimal, to_minor
+from core.limits import MAX_CONTRACTS, WHOLE, clip
+from core.units import Currency, check_minor, format_minor, parse_decimal, to_minor
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -263,9 +264,10 @@ def build_action(context: ActionContext, kind: str, values: dict[str, str]) -> d
             raise InputError(
                 "symbol", f"account {context.account} holds no {symbol or '?'} position"
             )
-        text = values.get("contracts", "").strip().replace(",", "").replace("_", "")
-        if not text.isdigit() or int(text) <= 0:
-            raise InputError("contracts", f"expected a whole number of contracts, found {text!r}")
+        text = _whole(values.get("contracts", ""))
+        if text is None or int(text) <= 0:
+            shown = clip(values.get("contracts", ""))
+            raise InputError("contracts", f"expected a whole number of contracts, found {shown!r}")
         if int(text) > held[symbol].contracts:
             raise InputError(
                 "contracts", f"the position holds {held[symbol].contracts:,} contracts"
@@ -276,17 +278,26 @@ def build_action(context: ActionContext, kind: str, values: dict[str, str]) -> d
         currency = values.get("currency", "")
         if currency not in decimals:
             raise InputError("currency", f"expected one of {', '.join(decimals)}")
-        amount = parse_decimal(values.get("amount", ""), "amount", positive=True)
+        amount = parse_decimal(values.get("amount", "").strip(), "amount", positive=True)
         try:
-            to_minor(amount, decimals[currency])
+            minor = to_minor(amount, decimals[currency])
         except ValueError:
             raise InputError(
                 "amount", f"{currency} has {decimals[currency]} decimals; {amount} is finer"
             ) from None
+        check_minor(minor, "amount", Currency(currency, decimals[currency]))
         raw.update(currency=currency, amount=format(amount.normalize(), "f"))
     if kind in REQUESTS:
         raw["id"] = context.new_id(kind)
     return raw
+
+
+def _whole(typed: str) -> str | None:
+    """Typed contracts as ASCII digits ("1,000" and "1_000" allowed as separators), or None."""
+    text = typed.strip().replace(",", "").replace("_", "")
+    if not WHOLE.fullmatch(text) or len(text) > len(str(MAX_CONTRACTS)):
+        return None
+    return text
 
 
 def _check_state(context: ActionContext, kind: str) -> None:
@@ -461,8 +472,8 @@ class ActionDialog(QDialog):
         if self.context.preview is None or self.kind() != "force_reduce":
             return None
         values = self.values()
-        text = values["contracts"].strip().replace(",", "")
-        if not text.isdigit() or int(text) <= 0 or not values["symbol"]:
+        text = _whole(values["contracts"])
+        if text is None or int(text) <= 0 or not values["symbol"]:
             self.preview_label.setText("Type a whole number of contracts to preview the fill.")
             return None
         try:

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from console.cli_report import export
-from core.errors import InputError
+from core.errors import InputError, WriteError
 
 FORMATS = {
     "PDF (people)": "pdf",
@@ -65,7 +65,7 @@ class ReportWorker(QObject):
             self.finished.emit(export(progress=self._step, **self.options))
         except Cancelled:
             self.failed.emit("cancelled")
-        except InputError as error:
+        except (InputError, WriteError) as error:
             self.failed.emit(str(error))
         except Exception as error:  # shown to the operator rather than lost on a thread
             self.failed.emit(f"{type(error).__name__}: {error}")

@@ -12,6 +12,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from core import files
 from core.text import csv_row, csv_writer
 
 Index = QModelIndex | QPersistentModelIndex
@@ -111,7 +112,7 @@ class ExportableModel(QAbstractTableModel):
     def export_csv(self, path: str | Path, progress: Callable[[int], None] | None = None) -> int:
         """Every shown row (in the shown order) with a header; returns the number of rows."""
         count = 0
-        with Path(path).open("w", encoding="utf-8", newline="") as out:
+        with files.replacing(path) as out:
             writer = csv_writer(out)
             writer.writerow(csv_row(c.title for c in self.columns))
             for values in self.rows_text():

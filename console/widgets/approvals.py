@@ -44,7 +44,7 @@ TITLES = {
 class PendingRequest:
     """One request awaiting a decision. `action` is what approving does: `approve` for an
     operator's request, `approve_clawback` for a clawback the settlement froze (made by the
-    system, so any supervisor may approve it; it cannot be rejected, only left waiting)."""
+    system, so any supervisor may approve or reject it)."""
 
     id: str
     kind: str
@@ -58,7 +58,7 @@ class PendingRequest:
 
     @property
     def rejectable(self) -> bool:
-        return self.action == "approve"
+        return self.action in ("approve", "approve_clawback")
 
 
 def pending_requests(engine: Engine) -> tuple[PendingRequest, ...]:
@@ -151,9 +151,7 @@ def decision(request: PendingRequest, operator: str, approve: bool, comment: str
         raise InputError("reason", "a comment is required")
     raw: dict[str, Any] = {"operator": operator, "reason": comment.strip()}
     if request.action == "approve_clawback":
-        if not approve:
-            raise Refusal("not_rejectable", "a clawback is approved or left waiting")
-        raw["action"] = "approve_clawback"
+        raw["action"] = "approve_clawback" if approve else "reject_clawback"
         raw.update(dict(request.params))
     else:
         raw.update(action="approve" if approve else "reject", request=request.id)

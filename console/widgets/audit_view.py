@@ -1,13 +1,12 @@
 """The audit view: the store's hash-chained audit log, newest first, filtered by operator, kind
-and time, paged; and a button that verifies the chain and names the first broken row."""
+and time, paged; and a button that verifies the chain and names the first broken row. Pages and
+the verdict are store queries (core.desk_queries) whose answers arrive later."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -22,39 +21,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core import audit
 from core.audit import AuditEntry, VerifyResult
+from core.controls import Refusal
+from core.desk_queries import AuditPage, AuditQuery, AuditVerify
 from core.errors import InputError
 
 PAGE = 500
 KINDS = ("", "login", "operator", "action", "request", "approval", "alert", "settings")
 
 
-@dataclass(frozen=True, slots=True)
-class AuditSource:
-    """Where the view reads: `rows(**filters)` and `count(**filters)` take core.audit's filters
-    (operator, kind, since, until; rows also limit and offset); `verify()` checks the chain."""
-
-    rows: Callable[..., list[AuditEntry]]
-    count: Callable[..., int]
-    verify: Callable[[], VerifyResult]
-
-
-def store_audit(db: sqlite_utils.Database) -> AuditSource:
-    return AuditSource(
-        lambda **f: audit.rows(db, **f),
-        lambda **f: audit.count(db, **f),
-        lambda: audit.verify(db),
-    )
-
-
 class AuditView(QWidget):
     COLUMNS = ("#", "Time (UTC)", "Operator", "Kind", "Subject", "Reason", "Before", "After")
 
-    def __init__(self, source: AuditSource, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, ask: Callable[[object, Callable[[Any], None]], None], parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("audit-view")
-        self.source = source
+        self.ask = ask
         self.offset = 0
         self.total = 0
         self.entries: list[AuditEntry] = []
@@ -119,25 +103,30 @@ class AuditView(QWidget):
         }
         return {k: v for k, v in values.items() if v}
 
-    def apply_filters(self) -> bool:
+    def apply_filters(self) -> None:
         self.offset = 0
-        return self.refresh()
+        self.refresh()
 
     def page(self, direction: int) -> None:
         self.offset = max(0, min(self.offset + direction * PAGE, max(0, self.total - 1)))
         self.refresh()
 
-    def refresh(self) -> bool:
-        """Reload the current page; a bad filter is named and leaves the rows shown."""
-        filters = self.filters()
-        try:
-            total = self.source.count(**filters)
-            entries = self.source.rows(**filters, limit=PAGE, offset=self.offset)
-        except InputError as error:
-            self.status_label.setText(f"{error.field}: {error.message}")
-            return False
+    def refresh(self) -> None:
+        """Ask for the current page; a bad filter is named and leaves the rows shown."""
+        self.ask(AuditQuery(tuple(self.filters().items()), PAGE, self.offset), self.show_page)
+
+    def show_page(self, page: object) -> None:
+        if isinstance(page, InputError):
+            self.status_label.setText(f"{page.field}: {page.message}")
+            return
+        if isinstance(page, Refusal):
+            self.status_label.setText(f"Refused ({page.code}): {page.reason}")
+            return
+        if not isinstance(page, AuditPage):
+            return
         self.status_label.setText("")
-        self.total, self.entries = total, entries
+        total, entries = page.total, list(page.entries)
+        self.offset, self.total, self.entries = page.offset, total, entries
         self.table.setRowCount(len(entries))
         for row, e in enumerate(entries):
             values = (
@@ -163,12 +152,18 @@ class AuditView(QWidget):
         self.page_label.setText(f"rows {first:,}-{self.offset + len(entries):,} of {total:,}")
         self.newer_button.setEnabled(self.offset > 0)
         self.older_button.setEnabled(self.offset + len(entries) < total)
-        return True
 
-    def verify(self) -> VerifyResult:
-        result = self.source.verify()
+    def verify(self) -> None:
+        """Ask for the chain to be verified; the verdict is shown when it comes."""
+        self.ask(AuditVerify(), self.show_verdict)
+
+    def show_verdict(self, result: object) -> None:
+        if isinstance(result, InputError):
+            self.verify_label.setText(f"{result.field}: {result.message}")
+            return
+        if not isinstance(result, VerifyResult):
+            return
         self.verify_label.setText(result.message())
         self.verify_label.setStyleSheet(
             "color: #166534;" if result.ok else "color: #b91c1c; font-weight: bold;"
         )
-        return result

@@ -1,7 +1,7 @@
 """The settlement view of one contract family: the computed settlement price, the index over the
 window with the manipulation indicators, the pending deficit and the fund per currency, a live
 clawback preview at the computed or a typed price (sortable allocation table), a proposal of an
-adjusted price, and a supervisor's approval of the pending clawback."""
+adjusted price, and a supervisor's approval or rejection of the pending clawback."""
 
 from __future__ import annotations
 
@@ -201,6 +201,9 @@ class SettlementView(QWidget):
         self.propose_button.clicked.connect(self.propose)
         self.approve_button = QPushButton("Approve pending clawback")
         self.approve_button.clicked.connect(self.approve_clawback)
+        self.reject_button = QPushButton("Reject pending clawback")
+        self.reject_button.setObjectName("settlement-reject")
+        self.reject_button.clicked.connect(self.reject_clawback)
         self.status_label = QLabel()
         self.status_label.setObjectName("settlement-status")
         self.status_label.setWordWrap(True)
@@ -211,6 +214,7 @@ class SettlementView(QWidget):
         actions.addWidget(self.reason_edit, 1)
         actions.addWidget(self.propose_button)
         actions.addWidget(self.approve_button)
+        actions.addWidget(self.reject_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.plot, 2)
@@ -361,10 +365,11 @@ class SettlementView(QWidget):
         r = self.state.review if self.state else None
         pending = r is not None and self.currency_combo.currentText() in r.pending_clawbacks
         self.propose_button.setEnabled(r is not None and self.role in ACTING_ROLES)
-        self.approve_button.setEnabled(pending and self.role == APPROVER_ROLE)
-        self.approve_button.setToolTip(
-            "" if self.role == APPROVER_ROLE else f"needs the {APPROVER_ROLE} role"
-        )
+        for button in (self.approve_button, self.reject_button):
+            button.setEnabled(pending and self.role == APPROVER_ROLE)
+            button.setToolTip(
+                "" if self.role == APPROVER_ROLE else f"needs the {APPROVER_ROLE} role"
+            )
 
     # ----- commands -----------------------------------------------------------------------
 
@@ -396,14 +401,22 @@ class SettlementView(QWidget):
 
     def approve_clawback(self) -> bool:
         """Approve the pending clawback of the chosen currency, naming the digest shown."""
+        return self._decide_clawback("approve_clawback", "approved")
+
+    def reject_clawback(self) -> bool:
+        """Reject the pending clawback of the chosen currency, naming the digest shown: nobody is
+        charged and its deficit stays open until the next settlement."""
+        return self._decide_clawback("reject_clawback", "rejected")
+
+    def _decide_clawback(self, action: str, done: str) -> bool:
         state, currency = self.state, self.currency_combo.currentText()
         pending = state.review.pending_clawbacks.get(currency) if state else None
         if state is None or pending is None:
-            return self._status("No clawback of this currency awaits approval.")
+            return self._status("No clawback of this currency awaits a decision.")
         try:
             raw = {
                 "operator": self.operator,
-                "action": "approve_clawback",
+                "action": action,
                 "family": state.review.family,
                 "currency": currency,
                 "digest": pending.digest,
@@ -411,7 +424,7 @@ class SettlementView(QWidget):
             }
         except InputError as error:
             return self._status(f"{error.field}: {error.message}")
-        return self._send(raw, f"clawback {pending.request} approved")
+        return self._send(raw, f"clawback {pending.request} {done}")
 
     def _send(self, raw: dict[str, Any], done: str) -> bool:
         try:

@@ -145,3 +145,34 @@ def test_allocation_table_sorts_with_numpy(qtbot: Any) -> None:
     ]
     model.set_preview(None, (), 8)
     assert model.rowCount() == 0
+
+
+def test_reject_clawback_from_the_settlement_review(qtbot: Any, session: Session) -> None:
+    engine = session.engine
+    while not engine.settlements.pending and not session.finished:
+        session.step()
+    (pending,) = engine.settlements.pending.values()
+    alice = view_for(qtbot, session, "alice", "operator")
+    assert not alice.reject_button.isEnabled()  # an operator does not decide a clawback
+    carol = view_for(qtbot, session, "carol", "supervisor")
+    assert carol.reject_button.isEnabled() and carol.approve_button.isEnabled()
+    assert not carol.reject_clawback()  # a reason is required
+    assert carol.status_label.text() == "reason: a reason is required"
+    carol.reason_edit.setText("the company covers this deficit instead")
+    balances = engine.book.balances.copy()
+    assert carol.reject_clawback()
+    assert f"clawback {pending.request} rejected" in carol.status_label.text()
+    rejected = [e for e in session.step() if isinstance(e, ClawbackComputed)]
+    assert [(e.status, e.allocations) for e in rejected] == [("rejected", ())]
+    assert np.array_equal(engine.book.balances, balances)
+    assert engine.settlements.pending == {}
+    assert engine.uncovered[(FAMILY, "BTC")] == pending.preview.deficit
+    carol.set_state(settlement_state(engine, FAMILY))
+    assert not carol.reject_button.isEnabled() and not carol.approve_button.isEnabled()
+    assert session.store is not None
+    (row,) = session.store.db.execute(
+        "SELECT status, decided_by, comment FROM requests WHERE id = ?", (pending.request,)
+    ).fetchall()
+    assert row == ("rejected", "carol", "the company covers this deficit instead")
+    (rejection,) = audit.rows(session.store.db, kind="rejection")
+    assert rejection.operator == "carol" and rejection.subject == f"family {FAMILY} BTC"

@@ -304,8 +304,6 @@ MALFORMED: list[tuple[str, Mutation, str]] = [
     ("unknown force_reduce symbol", put("actions[1].symbol", "XBT"), "actions[1].symbol"),
     ("unknown index", put("instruments[0].index", "ETH-USD"), "instruments[0].index"),
     ("unknown family", put("actions[3].family", "ETH-USD"), "actions[3].family"),
-    ("unknown account in action", put("actions[0].account", "Z"), "actions[0].account"),
-    ("crowd account out of range", put("actions[0].account", "crowd-100000"), "actions[0].account"),
     ("unlisted operator", put("actions[0].operator", "mallory"), "actions[0].operator"),
     # unknown fields
     ("unknown position field", put(f"{POSITION}.colour", "red"), f"{POSITION}.colour"),

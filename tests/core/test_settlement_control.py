@@ -486,9 +486,13 @@ def test_a_digest_in_the_scenario_file_is_checked() -> None:
     _, result, _ = run(scenario(approval="required", actions=actions))
     (refused,) = result["refused"]
     assert refused["operator"] == "carol" and "changed since the preview" in refused["reason"]
-    assert [c["status"] for c in result["clawbacks"]] == ["pending", "applied"]
-    pending, applied = result["clawbacks"]
-    assert pending["allocations"] == applied["allocations"]
+    (applied,) = result["clawbacks"]  # the approval replaced the pending entry
+    assert (applied["status"], applied["time"], applied["decided_at"]) == (
+        "applied",
+        at(T),
+        at(T + 20),
+    )
+    assert [a["account"] for a in applied["allocations"]] == ["B", "C"]
 
 
 # ----- exact PnL at a price, vectorized -------------------------------------------------------
