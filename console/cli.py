@@ -9,13 +9,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console import cli_actions, cli_operators, cli_report
 from console.launch import launch_if_gui
 from core import files
 from core.controls import Refusal
 from core.errors import InputError, WriteError
+from core.events import ActionRecorded, ActionRefused
 from core.schema import store_write_error
 
 if TYPE_CHECKING:
@@ -64,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     resume = commands.add_parser(
         "resume",
         help="continue an interrupted run from its store to the end and write its result",
-        description="Reopen STORE at its last committed tick and run to the end of the scenario.",
+        description="Reopen STORE at its last committed tick, apply the commands given before it "
+        "stopped (each applied or refused, and said so) and run to the end of the scenario. Exit 1 "
+        "when a journaled command is left unapplied.",
     )
     resume.add_argument("store", metavar="STORE")
     resume.add_argument("--out", required=True, metavar="RESULT", help="where to write the result")
@@ -126,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from core.authority import THRESHOLDS_FIELD
     from core.session import Session
 
     began = time.perf_counter()
@@ -135,11 +139,35 @@ def _resume(args: argparse.Namespace) -> int:
             print(
                 f"{args.store}: resuming at tick {session.tick} of {session.engine.ticks_total - 1}"
             )
+        if session.queued:
+            _print_outcomes(session.apply_pending() if session.finished else session.step())
         session.run_to_end()
+        assert session.store is not None
+        left = [
+            c
+            for c in session.store.pending_commands(session.head)
+            if THRESHOLDS_FIELD not in c.command
+        ]
         _write_result(session, Path(args.out), began, args.quiet)
     finally:
         session.close()
+    if left:
+        rows = ", ".join(str(c.seq) for c in left)
+        print(
+            f"risk-console: {len(left)} commands remain unapplied (journal {rows})", file=sys.stderr
+        )
+        return 1
     return 0
+
+
+def _print_outcomes(events: list[Any]) -> None:
+    """The outcome of each command given before the run stopped, applied now."""
+    for event in events:
+        if isinstance(event, ActionRecorded):
+            print(f"applied {event.operator}'s {event.action}: {event.detail}")
+        elif isinstance(event, ActionRefused):
+            text = f"refused {event.operator}'s {event.action} ({event.code}): {event.reason}"
+            print(text, file=sys.stderr)
 
 
 def _write_result(session: Session, out: Path, began: float, quiet: bool) -> None:

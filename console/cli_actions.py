@@ -96,11 +96,15 @@ def _action(args: argparse.Namespace) -> int:
         session.close()
     outcome = EXIT_REFUSED
     for event in events:
-        if isinstance(event, ActionRecorded) and event.operator == args.operator:
+        own = event.operator == args.operator if hasattr(event, "operator") else False
+        if isinstance(event, ActionRecorded) and own:
             print(f"applied: {event.detail}")
             outcome = EXIT_OK
-        elif isinstance(event, ActionRefused) and event.operator == args.operator:
-            print(f"refused: {event.reason}", file=sys.stderr)
+        elif isinstance(event, ActionRefused):
+            # Another's command refused in the same tick (one journaled before a stop, or one
+            # that was never given through a login) is shown too: the desk must see it.
+            who = "" if own else f"{event.operator}'s {event.action} "
+            print(f"refused {who}({event.code}): {event.reason}", file=sys.stderr)
     return outcome
 
 

@@ -3,7 +3,7 @@ and refusals returned with a reason (never half-applied)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,16 @@ class Refusal(Exception):
         self.reason = reason
 
 
+class ApplyFailed(Exception):
+    """An action raised something other than a Refusal while it applied: the engine may hold part
+    of its effect, so the caller rebuilds the engine and refuses the action (core/session.py)."""
+
+    def __init__(self, action: ActionSpec, error: Exception) -> None:
+        super().__init__(f"{action.action} by {action.operator}: {type(error).__name__}: {error}")
+        self.action = action
+        self.error = error
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     id: str
@@ -60,6 +70,8 @@ class Controls:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.pending_actions = list(engine.scenario.actions)
+        # The scenario's own actions act with the roles the scenario names; a journaled command
+        # carries the authority its operator holds where it applies (ActionSpec.authority).
         self.roles = {o.name: o.role for o in engine.scenario.operators}
         self.flags = np.zeros(len(engine.book.account_ids), dtype=np.int8)
         self.requests: dict[str, Request] = {}
@@ -90,6 +102,8 @@ class Controls:
                 )
             )
             return False
+        except Exception as error:
+            raise ApplyFailed(action, error) from error
         engine.emit(
             ActionRecorded(
                 engine.now,
@@ -102,10 +116,19 @@ class Controls:
         )
         return True
 
-    def _apply(self, action: ActionSpec) -> str:
+    def _role(self, action: ActionSpec) -> str | None:
+        authority = action.authority
+        if authority is not None:
+            if authority.code is not None:
+                raise Refusal(authority.code, authority.reason)
+            return authority.role
         role = self.roles.get(action.operator)
         if self.roles and role is None:
             raise Refusal("unknown_operator", f"unknown operator {action.operator!r}")
+        return role
+
+    def _apply(self, action: ActionSpec) -> str:
+        role = self._role(action)
         if role is not None and role not in ACTING_ROLES:
             raise Refusal("role", f"role {role} cannot {action.action}")
         if not action.reason.strip():
@@ -127,7 +150,10 @@ class Controls:
             if action.id in self.requests:
                 raise Refusal("duplicate_request", f"request {action.id!r} exists already")
             self._check_effect(action)
-            self.requests[action.id] = Request(action.id, action, "pending")
+            # Kept without its authority: the approver's is checked when the approval applies.
+            self.requests[action.id] = Request(
+                action.id, replace(action, authority=None), "pending"
+            )
             return f"request {action.id} awaits a supervisor"
         return self._set_flags(action)
 

@@ -17,6 +17,7 @@ import sqlite_utils
 from core import audit, logins
 from core.controls import Refusal
 from core.errors import InputError
+from core.operator_names import look_alike
 
 ROLES = ("viewer", "operator", "supervisor", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -27,7 +28,9 @@ MAX_PASSWORD = 1024
 # can collide with an operator, whose name cannot be "system" or contain a colon.
 SYSTEM = "system"
 LOCAL_PREFIX = "local:"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+# Matched whole (fullmatch; \Z also for `match`): "$" would match before a trailing newline. ASCII
+# only, so no two names differ by case or by Unicode look-alikes (docs/operators.md).
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}\Z")
 _RESERVED = frozenset({SYSTEM})
 _DKLEN = 32
 _SALT_BYTES = 16
@@ -90,10 +93,24 @@ def local_actor(user: str) -> str:
     return LOCAL_PREFIX + (user or "unknown")
 
 
+def valid_name(name: str) -> bool:
+    """True when `name` is, whole, a name an operator may have (not `system`)."""
+    return _NAME.fullmatch(name) is not None and name not in _RESERVED
+
+
+def _look_alike(db: sqlite_utils.Database, name: str) -> None:
+    names = (str(row[0]) for row in db.conn.execute("SELECT name FROM operators"))
+    other = look_alike(name, names)
+    if other is not None:
+        raise InputError(
+            "name", f"{name!r} looks like the existing operator {other!r}: choose another"
+        )
+
+
 def _name(name: object, field: str = "name") -> str:
     if not isinstance(name, str) or not name.strip():
         raise InputError(field, "an operator name must not be empty")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InputError(
             field,
             f"{name!r} is not a valid operator name: 1-32 lower-case letters, digits, '_', '.' or "
@@ -231,12 +248,14 @@ def add_operator(
     _authorize(db, actor)
     if get_operator(db, name) is not None:
         raise InputError("name", f"operator {name} exists already")
+    _look_alike(db, name)
     params = params or DEFAULT_SCRYPT
     salt, digest = hash_password(password, params)
     with audit.atomic(db):
         # Checked again inside the transaction: another process may have added it meanwhile.
         if get_operator(db, name) is not None:
             raise InputError("name", f"operator {name} exists already")
+        _look_alike(db, name)
         db.conn.execute(
             "INSERT INTO operators (name, role, salt, password_hash, scrypt_n, scrypt_r, "
             "scrypt_p, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",

@@ -68,6 +68,7 @@ def record_operator_side(store: Store, engine: Engine, events: list[Event], at: 
                     "applied" if applied else "refused": getattr(event, "detail", event.reason),
                     **({} if applied else {"code": event.code}),
                     "engine_time": iso(event.time),
+                    **({} if applied else {"code": getattr(event, "code", "")}),
                 },
             )
         elif isinstance(event, ClawbackComputed):

@@ -75,8 +75,23 @@ class OperatorSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Authority:
+    """What a journaled command was found to carry where it applies (core/authority.py): the
+    role its operator holds then, or the refusal (code, reason) that stops it. `command` is the
+    command's journal row."""
+
+    command: int | None
+    role: str | None = None
+    code: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ActionSpec:
-    """One operator action; `params` holds the action-specific fields, already parsed."""
+    """One operator action; `params` holds the action-specific fields, already parsed.
+
+    `authority` is set on a command from the journal just before it applies; a scenario's own
+    actions have none and act with the roles the scenario names."""
 
     at: datetime
     operator: str
@@ -84,6 +99,7 @@ class ActionSpec:
     reason: str
     id: str | None = None
     params: dict[str, object] = field(default_factory=dict)
+    authority: Authority | None = None
 
 
 @dataclass(frozen=True, slots=True)

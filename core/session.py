@@ -7,31 +7,41 @@ import bisect
 import math
 import sqlite3
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core import alerts, audit, files
+from core import alerts, audit, commands, files
+from core.authority import (
+    LOGIN_FIELD,
+    ROLE_FIELD,
+    THRESHOLDS_FIELD,
+    audit_after,
+    authorize,
+    failed,
+    from_row,
+    latest_login,
+    to_row,
+    trusted,
+)
+from core.commands import Queued
 from core.controls import Refusal
 from core.engine import Engine
 from core.errors import InputError, WriteError
 from core.events import ActionRecorded, ActionRefused, ClawbackComputed, Event, iso
-from core.ledger import INSURANCE_FUND
 from core.requests import action_subject, audit_kind, record_operator_side
 from core.result import ResultCollector
 from core.scenario import parse_command, parse_scenario, read_scenario_doc
-from core.scenario_model import ActionSpec
+from core.scenario_model import ActionSpec, Authority
 from core.schema import os_error, store_write_error
-from core.store import Store, dump_state
+from core.store import Store, StoredCommand, dump_state
 from core.store_writer import StoreWriter
 from core.surveillance import parse_thresholds
 
-ROLE_FIELD = "x-role"
 # Events whose store rows read the engine (requests, clawback previews): their tick is written on
 # the engine thread, after the writer has caught up.
 OPERATOR_EVENTS = (ActionRecorded, ActionRefused, ClawbackComputed)
-THRESHOLDS_FIELD = "x-thresholds"
 # Above this many positions a snapshot is a second's work: fewer of them, no compression, and the
 # per-account table written at the end rather than with each snapshot.
 BIG_BOOK = 200_000
@@ -89,7 +99,8 @@ class Session:
         self._writer = StoreWriter() if store is not None else None
         # A tick failed to commit: the engine is past the store, which must not be written on.
         self._broken = False
-        self._replay: list[tuple[int, tuple[dict[str, Any], ...], str | None]] = []
+        self._replay: list[tuple[int, tuple[StoredCommand, ...], dict[int, Any], str | None]] = []
+        self.queued: list[Queued] = []
         self.on_snapshot: Callable[[int], None] | None = None
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -134,7 +145,7 @@ class Session:
     @classmethod
     def open(cls, store_path: str | Path, *, at: int | None = None) -> Session:
         """Reopen a store at its last committed tick (or at tick `at`): the last snapshot plus the
-        journal after it. Commands journaled after the head are queued again."""
+        journal after it. Commands journaled after the head wait for the next tick."""
         store = Store.open(store_path)
         settings = StoreSettings(**store.settings)
         snapshot_tick, engine, collector = _load(store, at)
@@ -149,8 +160,8 @@ class Session:
         while session.engine.tick < target:
             session.step()
         if at is None:
-            for command in store.pending_commands(session.head):
-                session._enqueue(command)
+            for stored in store.pending_commands(session.head):
+                session._queue(stored.seq, stored.command)
         return session
 
     def close(self) -> None:
@@ -201,6 +212,16 @@ class Session:
                 "a tick failed to commit; the store ends at its last committed tick: reopen it "
                 "to go on",
             )
+        if self.queued and self.store is not None:
+            try:
+                return self._step_commands()
+            except BaseException:
+                self._broken = True
+                raise
+        for queued in self.queued:
+            authority = queued.action.authority or trusted(None, queued.command)
+            self._insert(replace(queued.action, authority=authority))
+        self.queued = []
         events = self.engine.step()
         self.collector.feed(events)
         self.head = self.engine.tick
@@ -243,20 +264,30 @@ class Session:
     def submit(self, raw: dict[str, Any], *, role: str | None = None) -> ActionSpec:
         """An operator command (a risk-scenario/1 action without `at`): validated, journaled and
         audited at once (one transaction), and applied at the next tick. Bad fields raise
-        InputError and change nothing."""
+        InputError and change nothing.
+
+        With a store the command is given under its operator's last login (a Refusal when there
+        is none) and `role` is only recorded: the role that counts is the one the store's
+        operators table holds when the command applies. Without a store the caller's `role` is
+        trusted."""
         if not self.live:
             raise Refusal(
                 "not_live", "the view is behind the live end of the run; jump to the end to act"
             )
-        command = {k: v for k, v in raw.items() if k != "at"}
+        command = {k: v for k, v in raw.items() if k not in ("at", LOGIN_FIELD)}
         command["at"] = iso(self.engine.now)
         if role is not None:
             command[ROLE_FIELD] = role
         action = parse_command(self.engine.scenario, command, self._action_ids)
+        seq = None
         if self.store is not None:
+            login = latest_login(self.store.db, action.operator)
+            if login is None:
+                raise Refusal("login", f"{action.operator} has not logged in to this store")
+            command[LOGIN_FIELD] = login
             self.flush()
             with self.store.transaction():
-                self.store.write_command(self.engine.tick + 1, self.engine.now, command)
+                seq = self.store.write_command(self.engine.tick + 1, self.engine.now, command)
                 audit.append(
                     self.store.db,
                     at=self.clock(),
@@ -264,31 +295,67 @@ class Session:
                     kind=audit_kind(action.action),
                     subject=action_subject(action),
                     reason=action.reason,
-                    before=self._state_before(action),
-                    after={k: v for k, v in command.items() if k not in ("operator", "reason")},
+                    before=commands.state_before(self.engine, action),
+                    after=audit_after(command, seq),
                 )
-        self._enqueue(command, action)
+        if action.id:
+            self._action_ids.append(action.id)
+        self.queued.append(Queued(seq, command, action))
         return action
 
     def apply_pending(self) -> list[Event]:
         """Apply the commands waiting for the next tick, also after the scenario's end (one more
         tick of time then passes, at the last prices)."""
-        if not self.engine.controls.pending_actions or not self.live:
+        if not (self.queued or self.engine.controls.pending_actions) or not self.live:
             return []
         return self.step()
 
-    def _state_before(self, action: ActionSpec) -> dict[str, Any] | None:
-        engine = self.engine
-        account = action.params.get("account")
-        if account is not None and str(account) in engine.book.account_index:
-            return {"account": account, "flags": list(engine.controls.flag_names(str(account)))}
-        currency = action.params.get("currency")
-        if currency is not None:
-            return {
-                "currency": currency,
-                "fund": engine.ledger.balance(INSURANCE_FUND, str(currency)),
-            }
-        return None
+    def _step_commands(self) -> list[Event]:
+        """The live tick that applies the queued commands, each with the authority it carries
+        now (core/authority.py). A command that raises while it applies is refused instead and
+        the tick is stepped again from the store, so nothing of it stays; the others apply."""
+        assert self.store is not None
+        self.flush()
+        queued, self.queued = self.queued, []
+        head = self.head
+        authorities = {
+            q.seq: q.action.authority or authorize(self.store.db, q.seq, q.command) for q in queued
+        }
+        while True:
+            try:
+                return self._try_tick(queued, authorities)
+            except Exception as error:
+                culprit = commands.culprit(error, queued, authorities)
+                if culprit is None:
+                    raise
+                authorities = {**authorities, culprit: failed(culprit, error)}
+            self._rebuild(head, queued)
+
+    def _try_tick(
+        self, queued: list[Queued], authorities: dict[int | None, Authority]
+    ) -> list[Event]:
+        for q in queued:
+            self._insert(replace(q.action, authority=authorities[q.seq]))
+        events = self.engine.step()
+        self.collector.feed(events)
+        self.head = self.engine.tick
+        self._journal(events, [authorities[q.seq] for q in queued])
+        return events
+
+    def _rebuild(self, head: int, queued: list[Queued]) -> None:
+        """The engine as the store holds it at `head`, after a tick that failed part-way."""
+        assert self.store is not None
+        self.head = head
+        snapshot_tick, self.engine, self.collector = _load(self.store, head)
+        self._last_snapshot = snapshot_tick
+        self._events_saved = len(self.collector.events)
+        self._events_since_snapshot = 0
+        stated = self.store.conn.execute("SELECT max(tick) FROM account_state").fetchone()[0]
+        self._account_state_tick = -1 if stated is None else stated
+        self._load_replay(snapshot_tick)
+        while self.engine.tick < head:
+            self.step()
+        self._action_ids += [q.action.id for q in queued if q.action.id]
 
     def set_thresholds(self, changes: dict[str, Any]) -> tuple[Any, Any]:
         """Change surveillance thresholds from the next tick on: validated (InputError names the
@@ -309,19 +376,19 @@ class Session:
         surveillance.thresholds = after
         return before, after
 
-    def _enqueue(self, command: dict[str, Any], action: ActionSpec | None = None) -> None:
+    def _queue(self, seq: int, command: dict[str, Any]) -> None:
+        """A journaled command not applied yet: it waits for the next live tick."""
         if THRESHOLDS_FIELD in command:
             self.engine.surveillance.set_thresholds(**command[THRESHOLDS_FIELD])
             return
-        if action is None:
-            action = parse_command(self.engine.scenario, command, self._action_ids)
-        if action.id:
-            self._action_ids.append(action.id)
-        role = command.get(ROLE_FIELD)
-        controls = self.engine.controls
-        if role is not None and action.operator not in controls.roles:
-            controls.roles[action.operator] = str(role)
-        bisect.insort(controls.pending_actions, action, key=lambda a: a.at)
+        self.queued.append(
+            Queued(
+                seq, command, commands.parse_journaled(self.engine, seq, command, self._action_ids)
+            )
+        )
+
+    def _insert(self, action: ActionSpec) -> None:
+        bisect.insort(self.engine.controls.pending_actions, action, key=lambda a: a.at)
 
     # ----- the store ----------------------------------------------------------------------
 
@@ -338,18 +405,29 @@ class Session:
         assert self.store is not None
         self._action_ids = [a.id for a in self.engine.scenario.actions if a.id]
         self._action_ids += [
-            c["id"] for t in self.store.journal(-1, after) for c in t.commands if c.get("id")
+            c.command["id"]
+            for t in self.store.journal(-1, after)
+            for c in t.commands
+            if c.command.get("id")
         ]
         self._snapshot_ticks = set(self.store.snapshot_ticks())
         self._replay = [
-            (t.tick, t.commands, t.state_hash) for t in self.store.journal(after, self.head)
+            (t.tick, t.commands, t.authorities, t.state_hash)
+            for t in self.store.journal(after, self.head)
         ]
         self._replay.reverse()
 
     def _replay_step(self) -> list[Event]:
-        tick, commands, recorded = self._replay.pop()
-        for command in commands:
-            self._enqueue(command)
+        tick, journaled, authorities, recorded = self._replay.pop()
+        for stored in journaled:
+            if THRESHOLDS_FIELD in stored.command:
+                self.engine.surveillance.set_thresholds(**stored.command[THRESHOLDS_FIELD])
+                continue
+            action = commands.parse_journaled(
+                self.engine, stored.seq, stored.command, self._action_ids
+            )
+            authority = action.authority or from_row(stored.seq, authorities.get(stored.seq))
+            self._insert(replace(action, authority=authority))
         events = self.engine.step()
         self.collector.feed(events)
         if self.engine.tick != tick:
@@ -363,7 +441,7 @@ class Session:
         self._passed_snapshot(tick)
         return events
 
-    def _journal(self, events: list[Event]) -> None:
+    def _journal(self, events: list[Event], authorities: list[Authority] | None = None) -> None:
         store, engine, settings = self.store, self.engine, self.settings
         assert store is not None
         tick = engine.tick
@@ -378,7 +456,8 @@ class Session:
         prices = (
             self._price_points() if tick % settings.price_every == 0 or engine.finished else None
         )
-        if not snapshot_due and not any(isinstance(e, OPERATOR_EVENTS) for e in events):
+        operator_side = authorities or any(isinstance(e, OPERATOR_EVENTS) for e in events)
+        if not snapshot_due and not operator_side:
             # Nothing here reads the engine any more: commit it on the writer thread.
             now = engine.now
 
@@ -390,6 +469,8 @@ class Session:
             return
         self.flush()
         with store.transaction():
+            for authority in authorities or ():
+                store.write_authority(tick, engine.now, to_row(authority))
             self._write_plain_tick_rows(tick, engine.now, events, state_hash, prices)
             record_operator_side(store, engine, events, self.clock())
             if snapshot_due:

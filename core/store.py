@@ -98,14 +98,23 @@ def load_state(blob: bytes, digest: str) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredCommand:
+    """An operator command as journaled: its row number and its fields."""
+
+    seq: int
+    command: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class StoredTick:
-    """One tick of the journal: the operator commands applied in it, and the state hash after it
-    (when it was recorded)."""
+    """One tick of the journal: the operator commands applied in it, the authority each was
+    found to carry there (by command row), and the state hash after it (when it was recorded)."""
 
     tick: int
     time: str
-    commands: tuple[dict[str, Any], ...]
+    commands: tuple[StoredCommand, ...]
     state_hash: str | None
+    authorities: dict[int, dict[str, Any]]
 
 
 class Store:
@@ -245,11 +254,23 @@ class Store:
         if events:
             self._write_events(tick, events)
 
-    def write_command(self, tick: int, now: datetime, command: dict[str, Any]) -> None:
-        """An operator command, committed on its own as soon as it is given: it applies at `tick`."""
+    def write_command(self, tick: int, now: datetime, command: dict[str, Any]) -> int:
+        """An operator command, journaled as soon as it is given (it applies at `tick`); returns
+        its row number."""
+        seq = self._next("journal")
         self.conn.execute(
             "INSERT INTO journal VALUES (?, ?, ?, 'command', ?, NULL)",
-            (self._next("journal"), tick, iso(now), json.dumps(command, sort_keys=True)),
+            (seq, tick, iso(now), json.dumps(command, sort_keys=True)),
+        )
+        return seq
+
+    def write_authority(self, tick: int, now: datetime, authority: dict[str, Any]) -> None:
+        """The authority a command carried where it applied at `tick` (core/authority.py), so
+        a replay applies or refuses it the same way; call inside the tick's transaction, before
+        `write_tick`."""
+        self.conn.execute(
+            "INSERT INTO journal VALUES (?, ?, ?, 'authority', ?, NULL)",
+            (self._next("journal"), tick, iso(now), json.dumps(authority, sort_keys=True)),
         )
 
     def _write_events(self, tick: int, events: list[Event]) -> None:
@@ -440,27 +461,35 @@ class Store:
 
     def journal(self, after: int, until: int | None = None) -> Iterator[StoredTick]:
         """The ticks after `after` (up to `until`), each with its commands."""
-        sql = "SELECT tick, time, kind, payload, state_hash FROM journal WHERE tick > ?"
+        sql = "SELECT seq, tick, time, kind, payload, state_hash FROM journal WHERE tick > ?"
         params: tuple[int, ...] = (after,)
         if until is not None:
             sql += " AND tick <= ?"
             params = (after, until)
-        commands: list[dict[str, Any]] = []
-        for tick, when, kind, payload, state_hash in self.conn.execute(
+        commands: list[StoredCommand] = []
+        authorities: dict[int, dict[str, Any]] = {}
+        for seq, tick, when, kind, payload, state_hash in self.conn.execute(
             sql + " ORDER BY seq", params
         ):
             if kind == "command":
-                commands.append(json.loads(payload))
+                commands.append(StoredCommand(seq, json.loads(payload)))
+            elif kind == "authority":
+                authority = json.loads(payload)
+                authorities[int(authority["command"])] = authority
             else:
-                yield StoredTick(tick, when, tuple(commands), state_hash)
-                commands = []
+                yield StoredTick(tick, when, tuple(commands), state_hash, authorities)
+                commands, authorities = [], {}
 
-    def pending_commands(self, head: int) -> list[dict[str, Any]]:
-        """Commands given after the last committed tick, waiting for the next one."""
+    def pending_commands(self, head: int) -> list[StoredCommand]:
+        """Commands given after the last committed tick, waiting for the next one. One that has
+        its authority recorded was applied or refused already: it never waits again."""
         rows = self.conn.execute(
-            "SELECT payload FROM journal WHERE kind = 'command' AND tick > ? ORDER BY seq", (head,)
+            "SELECT seq, payload FROM journal WHERE kind = 'command' AND tick > ? AND seq NOT IN "
+            "(SELECT json_extract(payload, '$.command') FROM journal WHERE kind = 'authority') "
+            "ORDER BY seq",
+            (head,),
         )
-        return [json.loads(r[0]) for r in rows]
+        return [StoredCommand(seq, json.loads(payload)) for seq, payload in rows]
 
     def journal_gaps(self) -> list[int]:
         """Ticks missing between the first and the last journaled tick (none in a sound store)."""

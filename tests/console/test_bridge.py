@@ -3,6 +3,7 @@ pending-clawback pause, commands, errors, and a clean close."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,9 +93,22 @@ def test_bad_scenario_reports_the_field(qtbot: Any, bridge: Any) -> None:
     assert message
 
 
-def test_commands_are_taken_live_and_refused_behind(qtbot: Any, bridge: Any) -> None:
-    bridge.open(TWO_TRADERS)
+def log_in_alice(path: Path) -> None:
+    """Alice logged in to the bridge's store, as the login dialog does: commands need a login."""
+    from core.schema import connect
+    from tests.core.conftest import log_in
+
+    db = connect(path)
+    log_in(db, "alice")
+    db.conn.close()
+
+
+def test_commands_are_taken_live_and_refused_behind(
+    qtbot: Any, bridge: Any, tmp_path: Path
+) -> None:
+    bridge.open(TWO_TRADERS, tmp_path / "run.sqlite")
     wait_snapshot(qtbot, bridge)
+    log_in_alice(tmp_path / "run.sqlite")
     command = {"operator": "alice", "action": "warn", "account": "B", "message": "m", "reason": "r"}
     with qtbot.waitSignal(bridge.accepted, timeout=10_000):
         bridge.submit(command, "operator")
@@ -154,9 +168,10 @@ def test_reads_for_the_operations_docks_are_answered_by_signal(qtbot: Any, bridg
     assert state.settlement.review.pending_deficit == {"BTC": 800_000_000}
 
 
-def test_a_command_after_the_end_applies_at_once(qtbot: Any, bridge: Any) -> None:
-    bridge.open(TWO_TRADERS)
+def test_a_command_after_the_end_applies_at_once(qtbot: Any, bridge: Any, tmp_path: Path) -> None:
+    bridge.open(TWO_TRADERS, tmp_path / "run.sqlite")
     wait_snapshot(qtbot, bridge)
+    log_in_alice(tmp_path / "run.sqlite")
     bridge.seek(3601)
     end = wait_snapshot(qtbot, bridge, lambda s: s.tick == 3601)
     assert end.finished

@@ -17,10 +17,10 @@ from console.widgets.approvals import ApprovalsView, pending_requests
 from console.widgets.settlement_view import AllocationModel, SettlementView, settlement_state
 from core import audit
 from core.events import ClawbackComputed, SettlementDone
-from core.operators import ensure_demo_operators
 from core.session import Session
 from core.settlement import _preview
 from tests.console.conftest import two_traders_doc
+from tests.core.conftest import log_in
 
 FAMILY = "DEMO-USD"
 
@@ -29,7 +29,7 @@ FAMILY = "DEMO-USD"
 def session(tmp_path: Path) -> Iterator[Session]:
     run = Session.start(two_traders_doc(clawback_approval="required"), tmp_path / "run.sqlite")
     assert run.store is not None
-    ensure_demo_operators(run.store.db, at=run.engine.now)
+    log_in(run.store.db, "alice", "carol")
     yield run
     run.close()
 

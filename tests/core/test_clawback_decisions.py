@@ -23,6 +23,7 @@ from core.queries import account_history
 from core.report import IncidentReport, build_report
 from core.scenario import parse_scenario
 from core.session import Session
+from tests.core.conftest import log_in
 from tests.core.test_settlement_control import USDT, T, at, balance, run, run_until, scenario
 
 FAMILY, CURRENCY = "X", "USDT"
@@ -45,6 +46,9 @@ def settled(path: Path) -> Session:
     session = Session.start(scenario(fund="40", approval="required"), path)
     session.run_to_end()
     assert (FAMILY, CURRENCY) in session.engine.settlements.pending
+    session.flush()
+    assert session.store is not None
+    log_in(session.store.db, "alice", "carol", "dave")
     return session
 
 
@@ -327,6 +331,8 @@ def test_every_report_total_equals_the_ledger_in_the_2018_demo(
     path = tmp_path / "run.sqlite"
     shutil.copy(okx_store, path)
     session = Session.open(path)
+    assert session.store is not None
+    log_in(session.store.db, "carol")
     before = trader_columns(session.engine)
     if decided != "pending":
         session.submit(

@@ -25,6 +25,7 @@ from core.errors import InputError
 from core.schema import SCHEMA_VERSION, connect
 from core.session import Session
 from core.store import Store
+from tests.core.conftest import log_in
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,6 +101,9 @@ def test_a_live_command_is_journaled_and_replayed(tmp_path: Path) -> None:
     path = tmp_path / "two.sqlite"
     session = Session.start(builtin_scenarios()["two-traders"], path)
     session.step()
+    session.flush()  # the writer thread shares the store's connection until it has caught up
+    assert session.store is not None
+    log_in(session.store.db, "alice")
     session.submit(
         {"operator": "alice", "action": "warn", "account": "B", "message": "watch", "reason": "r"}
     )
@@ -130,6 +134,9 @@ def test_a_command_given_before_a_crash_applies_after_resume(tmp_path: Path) -> 
     path = tmp_path / "two.sqlite"
     session = Session.start(builtin_scenarios()["two-traders"], path)
     session.step()
+    session.flush()  # the writer thread shares the store's connection until it has caught up
+    assert session.store is not None
+    log_in(session.store.db, "alice")
     session.submit({"operator": "alice", "action": "freeze", "account": "B", "reason": "check"})
     session.close()  # as if killed before the next tick
     resumed = Session.open(path)
