@@ -20,6 +20,7 @@ from core.events import ActionRecorded, ActionRefused
 from core.operators import Operator
 from core.settlement import ClawbackPreview
 from core.surveillance import Thresholds, parse_thresholds
+from core.text import is_blank
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -213,7 +214,7 @@ class DeskAlerts:
         me = self.operator
         if not me.has_role(SETTINGS_ROLE):
             raise Refusal("role", f"{me.name} has the {me.role} role; this needs {SETTINGS_ROLE}")
-        if not isinstance(reason, str) or not reason.strip():
+        if not isinstance(reason, str) or is_blank(reason):
             raise InputError("reason", "a reason is required")
         changed = {
             f.name: getattr(after, f.name)

@@ -19,6 +19,7 @@ from core.events import AlertCleared, AlertRaised
 from core.operators import LOCAL_PREFIX, SYSTEM, list_operators, require_role
 from core.store import finite_or_none
 from core.surveillance import Thresholds, parse_thresholds
+from core.text import is_blank
 
 if TYPE_CHECKING:
     from core.surveillance import Surveillance
@@ -283,7 +284,7 @@ def record_thresholds(
     thresholds before and after). Returns the changed fields; nothing is written when none did."""
     when = audit.format_time(at)
     _actor(db, operator, SETTINGS_ROLE)
-    if not isinstance(reason, str) or not reason.strip():
+    if not isinstance(reason, str) or is_blank(reason):
         raise InputError("reason", "a reason is required")
     changed = [
         f.name for f in fields(Thresholds) if getattr(before, f.name) != getattr(after, f.name)
@@ -368,7 +369,7 @@ class AlertDesk:
         base = self.thresholds()
         after = parse_thresholds(changes, base)
         _actor(self.db, self.operator, SETTINGS_ROLE)
-        if not isinstance(reason, str) or not reason.strip():
+        if not isinstance(reason, str) or is_blank(reason):
             raise InputError("reason", "a reason is required")
         before = base
         if self.apply_thresholds is not None:

@@ -1,5 +1,6 @@
-"""Operator identities in the store: roles, scrypt password hashes, login, and the changes an admin
-makes to them, each written to the audit log in the same transaction."""
+"""Operator identities in the store: roles, scrypt password hashes, login (throttled by
+core.logins), and the changes an admin makes to them, each written to the audit log in the same
+transaction."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datetime import datetime
 
 import sqlite_utils
 
-from core import audit
+from core import audit, logins
 from core.controls import Refusal
 from core.errors import InputError
 from core.operator_names import look_alike
@@ -407,7 +408,9 @@ def authenticate(
     db: sqlite_utils.Database, name: str, password: str, *, at: datetime | str
 ) -> Operator:
     """The operator when `password` is theirs and they are enabled; a Refusal otherwise
-    (`unknown_operator`, `wrong_password`, `disabled`). Success and failure are both audited.
+    (`unknown_operator`, `wrong_password`, `disabled`, and from core.logins `too_soon` during
+    the delay after a failure, `locked` after LOCKOUT_AFTER failures in a row). Success and
+    failure are both audited.
 
     Unknown name and wrong password give the same reason text, so the login dialog does not
     reveal which names exist; only the code (and the audit log) tells them apart."""
@@ -415,6 +418,7 @@ def authenticate(
     if not isinstance(name, str) or not name.strip():
         raise InputError("name", "an operator name must not be empty")
     secret = _password_for_login(password)
+    logins.refuse_early(db, name, when)
     row = None
     if _NAME.match(name):
         row = db.conn.execute(
@@ -424,18 +428,18 @@ def authenticate(
         ).fetchone()
     if row is None:
         _scrypt(secret, _DUMMY_SALT, DEFAULT_SCRYPT)
-        raise _login_refused(db, name, when, "unknown_operator")
+        raise logins.refused(db, name, when, "unknown_operator")
     salt, stored, n, r, p = row
     params = ScryptParams(int(n), int(r), int(p))
     if not params.valid():
-        raise _login_refused(db, name, when, "stored_hash")
+        raise logins.refused(db, name, when, "stored_hash")
     computed = _scrypt(secret, bytes.fromhex(str(salt)), params)
     if not hmac.compare_digest(computed, bytes.fromhex(str(stored))):
-        raise _login_refused(db, name, when, "wrong_password")
+        raise logins.refused(db, name, when, "wrong_password")
     operator = get_operator(db, name)
     assert operator is not None
     if operator.disabled:
-        raise _login_refused(db, name, when, "disabled")
+        raise logins.refused(db, name, when, "disabled")
     after: dict[str, object] = {"result": "ok", "role": operator.role}
     with audit.atomic(db):
         if params.weaker_than(DEFAULT_SCRYPT):
@@ -466,27 +470,29 @@ def _password_for_login(password: object) -> bytes:
     return unicodedata.normalize("NFC", password).encode("utf-8")
 
 
-_LOGIN_REASONS = {
-    "unknown_operator": "unknown operator or wrong password",
-    "wrong_password": "unknown operator or wrong password",
-    "disabled": "this operator is disabled; ask an admin",
-    "stored_hash": "this operator's stored password hash is unusable; ask an admin to reset it",
-}
-
-
-def _login_refused(db: sqlite_utils.Database, name: str, when: str, code: str) -> Refusal:
-    # The attempted name is recorded as typed (cut to 64 characters): that is who tried.
-    attempted = name[:64]
-    audit.append(
-        db,
-        at=when,
-        operator=attempted,
-        kind="login",
-        subject=_subject(attempted),
-        reason="login refused",
-        after={"result": "refused", "code": code},
-    )
-    return Refusal(code, _LOGIN_REASONS[code])
+def unlock(
+    db: sqlite_utils.Database, name: str, *, actor: str, at: datetime | str, reason: str = ""
+) -> int:
+    """Lift the lockout (or the delay) of `name` after failed logins: an admin's change, or one
+    made through the store file. Audited; returns the failures it cleared."""
+    when = audit.format_time(at)
+    with audit.atomic(db):
+        operator = _existing(db, name)
+        _authorize(db, actor)
+        current = logins.state(db, operator.name)
+        if not current.failures:
+            raise Refusal("no_effect", f"{operator.name} has no failed logins to clear")
+        audit.append(
+            db,
+            at=when,
+            operator=actor,
+            kind="login",
+            subject=logins.subject(operator.name),
+            reason=reason or "lockout lifted",
+            before={"failures": current.failures, "locked": current.locked},
+            after={"result": "unlocked"},
+        )
+    return current.failures
 
 
 def ensure_demo_operators(db: sqlite_utils.Database, *, at: datetime | str) -> list[str]:

@@ -4,7 +4,6 @@ query is paged and served by an index."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import sqlite_utils
 from core import files
 from core.engine import Engine
 from core.errors import InputError
+from core.text import csv_row, csv_writer
 
 # Tables `export` writes, with the columns it leaves out (password material never leaves).
 EXPORTABLE: dict[str, tuple[str, ...]] = {
@@ -237,10 +237,10 @@ def export_table(db: sqlite_utils.Database, table: str, fmt: str, out: TextIO) -
     cursor = db.execute(f'SELECT {selected} FROM "{table}" ORDER BY rowid')
     count = 0
     if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
+        writer = csv_writer(out)
+        writer.writerow(csv_row(columns))
         for row in cursor:
-            writer.writerow(_cell(v) for v in row)
+            writer.writerow(csv_row(_cell(v) for v in row))
             count += 1
         return count
     out.write("[")

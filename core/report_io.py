@@ -4,7 +4,6 @@ allocation in the range)."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import types
@@ -28,6 +27,7 @@ from core.report_scope import (
 from core.report_series import MAX_POINTS as MAX_POINTS  # read by the report's tests
 from core.schema import SCHEMA_VERSION
 from core.store import software_version
+from core.text import csv_row, csv_writer
 from core.units import format_minor, to_minor
 
 # Files larger than this are identified by size only: hashing them would take minutes.
@@ -197,7 +197,7 @@ def write_csv(report: Any, db: sqlite_utils.Database, out: TextIO) -> int:
     table with a `record` column; amounts are exact decimal strings. Returns the rows written."""
     scope: Scope = report.scope
     decimals = dict(report.currencies)
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out)
     writer.writerow(CSV_COLUMNS)
     count = 0
     where, args = liquidation_where(scope)
@@ -254,4 +254,4 @@ def write_csv(report: Any, db: sqlite_utils.Database, out: TextIO) -> int:
 
 
 def _csv_row(**values: Any) -> list[Any]:
-    return [values.get(name, "") for name in CSV_COLUMNS]
+    return csv_row(values.get(name, "") for name in CSV_COLUMNS)

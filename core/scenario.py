@@ -44,6 +44,7 @@ from core.scenario_model import (
     Scenario,
     SettlementPolicy,
 )
+from core.text import require_visible
 from core.units import Currency, check_minor, parse_decimal
 
 FORMAT = "risk-scenario/1"
@@ -354,7 +355,7 @@ class _Parser:
             )
         if action_id in self.action_ids:
             raise _duplicate(fields.at("id"), "action id", str(action_id))
-        reason = fields.get("reason", _string)
+        reason = fields.get("reason", require_visible)
         if action_id is not None:
             self.action_ids.append(action_id)
         return ActionSpec(moment, operator, kind, reason, action_id, params)

@@ -3,7 +3,6 @@ plain-text export (copy, CSV) of whatever a model shows."""
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 
 from core import files
+from core.text import csv_row, csv_writer
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -113,10 +113,10 @@ class ExportableModel(QAbstractTableModel):
         """Every shown row (in the shown order) with a header; returns the number of rows."""
         count = 0
         with files.replacing(path) as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow([c.title for c in self.columns])
+            writer = csv_writer(out)
+            writer.writerow(csv_row(c.title for c in self.columns))
             for values in self.rows_text():
-                writer.writerow(values)
+                writer.writerow(csv_row(values))
                 count += 1
                 if progress is not None and count % 50_000 == 0:
                     progress(count)

@@ -179,6 +179,11 @@ def test_audit_verify_with_a_recorded_head_catches_a_cut_tail(store: str) -> Non
     head = audit.head_hash(db)
     db.conn.execute("DROP TRIGGER audit_log_no_delete")
     db.conn.execute("DELETE FROM audit_log WHERE seq = 6")
+    # Put back as they were, the triggers no longer tell; the chain alone cannot see a cut tail.
+    db.conn.execute(
+        "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
     assert run("audit", "verify", store)[0] == 0
     code, text = run("audit", "verify", store, "--expect-head", head)
     assert code == 1 and "row 6" in text
