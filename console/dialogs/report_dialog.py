@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from console.cli_report import export
-from core.errors import InputError, WriteError
+from console.report.export import export
+from core.model.errors import InputError, WriteError
 
 FORMATS = {
     "PDF (people)": "pdf",

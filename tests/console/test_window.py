@@ -13,12 +13,12 @@ import pytest
 from conftest import TWO_TRADERS, wait_snapshot
 from PySide6.QtGui import QImage
 
-from console.launch import wants_gui
+from console.cli.launch import wants_gui
 
 
 @pytest.fixture
 def window(qtbot: Any, settings: Any) -> Any:
-    from console.main_window import MainWindow
+    from console.window.main_window import MainWindow
 
     w = MainWindow(settings=settings)
     qtbot.addWidget(w)
@@ -85,7 +85,7 @@ def test_account_detail_follows_a_double_click(qtbot: Any, window: Any) -> None:
 def test_theme_switch_and_layout_persist(qtbot: Any, window: Any, settings: Any) -> None:
     from PySide6.QtWidgets import QApplication
 
-    from console.main_window import MainWindow
+    from console.window.main_window import MainWindow
 
     window.set_theme("dark")
     assert "#15181c" in QApplication.instance().styleSheet()
