@@ -9,13 +9,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -23,21 +22,36 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from console.models.base import Column, ExportableModel, Index, fmt_minor
+from console.models.records import RecordsModel
 from console.widgets.plots import Plot
 from console.widgets.table import DataTable
 from core.model.errors import InputError
+from core.model.events import Indicator
 from core.model.operations import ACTING_ROLES, APPROVER_ROLE, Refusal
 from core.model.settlement import ClawbackPreview, SettlementReview
 
-if TYPE_CHECKING:
-    pass
+INDICATOR_COLUMNS = (
+    Column("name", "Check", "the manipulation check", numeric=False),
+    Column("value", "Value", "what it measured over the window"),
+    Column("threshold", "Threshold", "where it trips"),
+    Column("tripped", "Tripped", "yes: the check suspects manipulation", numeric=False),
+    Column("detail", "Detail", "what it saw", numeric=False),
+)
+
+
+def indicator_cells(i: Indicator) -> tuple[str, ...]:
+    return (
+        i.name,
+        f"{i.value:.4g}",
+        f"{i.threshold:.4g}",
+        "yes" if i.tripped else "",
+        i.detail,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,17 +174,13 @@ class SettlementView(QWidget):
         )
         self.plot.addItem(self.computed_line)
         self.plot.addItem(self.typed_line)
-        self.indicators = QTableWidget(0, 5)
-        self.indicators.setObjectName("settlement-indicators")
-        self.indicators.setHorizontalHeaderLabels(
-            ["Check", "Value", "Threshold", "Tripped", "Detail"]
+        self.indicator_model: RecordsModel[Indicator] = RecordsModel(
+            INDICATOR_COLUMNS, indicator_cells, self
         )
-        self.indicators.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.indicators.verticalHeader().hide()
+        self.indicators = DataTable(self.indicator_model, "settlement-indicators")
         self.indicators.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents
         )
-        self.indicators.horizontalHeader().setStretchLastSection(True)
         self.currency_combo = QComboBox()
         self.currency_combo.currentIndexChanged.connect(self.update_preview)
         self.price_edit = QLineEdit()
@@ -249,17 +259,7 @@ class SettlementView(QWidget):
         if r.computed_price is not None:
             self.computed_line.setValue(float(r.computed_price))
         self.computed_line.setVisible(r.computed_price is not None)
-        self.indicators.setRowCount(len(r.assessment.indicators))
-        for row, i in enumerate(r.assessment.indicators):
-            values = (
-                i.name,
-                f"{i.value:.4g}",
-                f"{i.threshold:.4g}",
-                "yes" if i.tripped else "",
-                i.detail,
-            )
-            for column, value in enumerate(values):
-                self.indicators.setItem(row, column, QTableWidgetItem(value))
+        self.indicator_model.set_records(r.assessment.indicators)
         currencies = sorted(set(r.pending_deficit) | set(r.pending_clawbacks))
         current = self.currency_combo.currentText()
         if [
