@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from console.models.base import Column, ExportableModel, Index, fmt_minor
+from console.models.base import Column, ExportableModel, Index
 from console.models.records import RecordsModel
 from console.widgets.plots import Plot
 from console.widgets.table import DataTable
@@ -34,6 +34,7 @@ from core.model.errors import InputError
 from core.model.events import Indicator
 from core.model.operations import ACTING_ROLES, APPROVER_ROLE, Refusal
 from core.model.settlement import ClawbackPreview, SettlementReview
+from core.model.units import format_minor
 
 INDICATOR_COLUMNS = (
     Column("name", "Check", "the manipulation check", numeric=False),
@@ -123,9 +124,9 @@ class AllocationModel(ExportableModel):
         if column == 0:
             return str(self.names[r])
         if column == 1:
-            return fmt_minor(int(self.profits[r]), self.decimals)
+            return format_minor(int(self.profits[r]), self.decimals, display=True)
         if column == 2:
-            return fmt_minor(int(self.amounts[r]), self.decimals)
+            return format_minor(int(self.amounts[r]), self.decimals, display=True)
         profit = int(self.profits[r])
         return f"{100 * int(self.amounts[r]) / profit:.4f}" if profit else "—"
 
@@ -229,7 +230,7 @@ class SettlementView(QWidget):
     def set_state(self, state: SettlementState) -> None:
         self.state = state
         r = state.review
-        money = lambda c, v: f"{fmt_minor(v, state.decimals[c])} {c}"  # noqa: E731
+        money = lambda c, v: f"{format_minor(v, state.decimals[c], display=True)} {c}"  # noqa: E731
         lines = [
             f"<b>{r.family}</b> at {r.time:%Y-%m-%d %H:%M:%S} UTC; next settlement "
             + (f"{r.scheduled:%Y-%m-%d %H:%M:%S}" if r.scheduled else "none")
@@ -316,7 +317,7 @@ class SettlementView(QWidget):
             self._update_buttons()
             return None
         decimals = state.decimals[currency]
-        money = lambda v: f"{fmt_minor(v, decimals)} {currency}"  # noqa: E731
+        money = lambda v: f"{format_minor(v, decimals, display=True)} {currency}"  # noqa: E731
         self.preview_label.setText(
             f"At {preview.price} ({source}): clawback {money(preview.deficit)} after the fund pays "
             f"{money(preview.fund_pays)}; total profit {money(preview.total_profit)}; ratio "
@@ -341,8 +342,8 @@ class SettlementView(QWidget):
             return
         widest = (
             max(model.names, key=len),
-            fmt_minor(int(model.profits.max()), model.decimals),
-            fmt_minor(int(model.amounts.max()), model.decimals),
+            format_minor(int(model.profits.max()), model.decimals, display=True),
+            format_minor(int(model.amounts.max()), model.decimals, display=True),
         )
         for c, text in enumerate(widest):
             title = model.columns[c].title
