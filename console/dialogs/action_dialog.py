@@ -79,14 +79,19 @@ class ForceReducePreview:
     fund_free: int  # unchanged by the fill: a force-reduce settles with the account
     fund_shortfall: int  # what the fund would cover if the account ended below zero
 
+    def _minor(self, valuation: float) -> int:
+        """A valuation at the mark (a float) to the nearest minor unit, to be shown as money."""
+        return round(valuation * 10**self.decimals)
+
     def lines(self) -> list[str]:
-        money = lambda v: f"{format_minor(v, self.decimals)} {self.currency}"  # noqa: E731
+        money = lambda v: f"{format_minor(v, self.decimals, display=True)} {self.currency}"  # noqa: E731
         out = [
             f"Expected fill now: {self.filled:,} of {self.requested:,} {self.symbol} at "
             f"{self.average_price:,.4f} on average (worst {self.worst_price:,.4f})",
             f"Realized PnL {money(self.realized)}; slippage against the mark "
             f"{money(self.slippage)}",
-            f"Account equity {self.equity_before:,.8f} -> {self.equity_after:,.8f} {self.currency}",
+            f"Account equity {money(self._minor(self.equity_before))} -> "
+            f"{money(self._minor(self.equity_after))}",
             f"Insurance fund: {money(self.fund_free)} free, unchanged by the fill",
         ]
         if self.requested > self.filled:

@@ -57,13 +57,6 @@ def fmt_money(value: float) -> str:
     return fmt_float(value, 2 if abs(value) >= 100_000 else 4)
 
 
-def fmt_minor(amount: int, decimals: int) -> str:
-    """An exact minor-unit amount in major units, every digit kept."""
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(int(amount)), 10**decimals)
-    return f"{sign}{whole:,}.{frac:0{decimals}d}" if decimals else f"{sign}{whole:,}"
-
-
 @dataclass(frozen=True, slots=True)
 class Column:
     key: str

@@ -19,13 +19,14 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from console.models.base import Column
+from console.models.records import RecordsModel
+from console.widgets.table import DataTable
 from core.desk.alerts import STATES, Alert
 from core.desk.queries import AlertPage
 from core.model.errors import InputError
@@ -39,6 +40,31 @@ MOVES = {
     "open": "Reopen",
 }
 NOBODY = "(nobody)"
+COLUMNS = (
+    Column("id", "#", "the alert's number"),
+    Column("time", "Time", "when it was raised (UTC)", numeric=False),
+    Column("rule", "Rule", "the surveillance rule", numeric=False),
+    Column("severity", "Severity", "warning or critical", numeric=False),
+    Column("account", "Account", "the account concerned, if any", numeric=False),
+    Column("symbol", "Symbol", "the instrument or currency concerned", numeric=False),
+    Column("message", "Message", "what the rule saw", numeric=False),
+    Column("state", "State", "where the alert is in the queue", numeric=False),
+    Column("owner", "Owner", "who works it", numeric=False),
+)
+
+
+def alert_cells(a: Alert) -> tuple[str, ...]:
+    return (
+        str(a.id),
+        a.time,
+        a.rule,
+        a.severity,
+        a.account or "",
+        a.symbol or "",
+        a.message,
+        a.state if a.standing else f"{a.state} (cleared)",
+        a.owner or "",
+    )
 
 
 class AlertsBackend(Protocol):
@@ -63,8 +89,6 @@ class AlertsBackend(Protocol):
 class AlertsView(QWidget):
     """Call `refresh()` when new alerts may have been recorded (after each snapshot, say).
     `read_only` (a viewer) shows everything and disables every change."""
-
-    COLUMNS = ("#", "Time", "Rule", "Severity", "Account", "Symbol", "Message", "State", "Owner")
 
     def __init__(
         self, backend: AlertsBackend, parent: QWidget | None = None, *, read_only: bool = False
@@ -92,17 +116,11 @@ class AlertsView(QWidget):
             self.state_combo.addItem(state, state)
         self.state_combo.setCurrentIndex(self.state_combo.findData("open"))
         self.state_combo.currentIndexChanged.connect(self.refresh)
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setObjectName("alerts-table")
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.model: RecordsModel[Alert] = RecordsModel(COLUMNS, alert_cells, self)
+        self.table = DataTable(self.model, "alerts-table")
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
         self.notes_view = QPlainTextEdit()
         self.notes_view.setObjectName("alerts-notes")
         self.notes_view.setReadOnly(True)
@@ -157,21 +175,7 @@ class AlertsView(QWidget):
         if [self.owner_combo.itemText(i) for i in range(self.owner_combo.count())] != owners:
             self.owner_combo.clear()
             self.owner_combo.addItems(owners)
-        self.table.setRowCount(len(self.shown))
-        for row, a in enumerate(self.shown):
-            values = (
-                str(a.id),
-                a.time,
-                a.rule,
-                a.severity,
-                a.account or "",
-                a.symbol or "",
-                a.message,
-                a.state if a.standing else f"{a.state} (cleared)",
-                a.owner or "",
-            )
-            for column, value in enumerate(values):
-                self.table.setItem(row, column, QTableWidgetItem(value))
+        self.model.set_records(self.shown)
         ids = [a.id for a in self.shown]
         if chosen is not None and chosen.id in ids:
             self.table.selectRow(ids.index(chosen.id))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -16,17 +16,15 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from console.models.base import Column
+from console.models.records import RecordsModel
+from console.widgets.table import DataTable
 from core.model.errors import InputError
 from core.model.operations import APPROVER_ROLE, Refusal
-
-if TYPE_CHECKING:
-    pass
 
 TITLES = {
     "force_reduce": "Force-reduce",
@@ -34,6 +32,14 @@ TITLES = {
     "adjust_settlement_price": "Settlement price",
     "approve_clawback": "Clawback",
 }
+COLUMNS = (
+    Column("id", "Request", "the request's id", numeric=False),
+    Column("kind", "Kind", "what approving does", numeric=False),
+    Column("operator", "By", "who asked (system: the settlement)", numeric=False),
+    Column("created", "Created", "when it was asked (UTC)", numeric=False),
+    Column("summary", "What", "the request in one line", numeric=False),
+    Column("reason", "Reason", "the reason given", numeric=False),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +76,12 @@ def decision(request: PendingRequest, operator: str, approve: bool, comment: str
     return raw
 
 
+def request_cells(r: PendingRequest) -> tuple[str, ...]:
+    return (r.id, TITLES.get(r.kind, r.kind), r.operator, r.created, r.summary, r.reason)
+
+
 class ApprovalsView(QWidget):
     """Pending requests (call `set_requests` with each fresh list) and the decision buttons."""
-
-    COLUMNS = ("Request", "Kind", "By", "Created", "What", "Reason")
 
     def __init__(
         self,
@@ -88,16 +96,14 @@ class ApprovalsView(QWidget):
         self.role = role
         self.submit = submit
         self.requests: tuple[PendingRequest, ...] = ()
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setObjectName("approvals-table")
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.model: RecordsModel[PendingRequest] = RecordsModel(COLUMNS, request_cells, self)
+        self.table = DataTable(self.model, "approvals-table")
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.verticalHeader().hide()
-        self.table.itemSelectionChanged.connect(self._on_selection)
+        self._quiet = False  # the list is being rebuilt: its selection changes are not the user's
+        self.table.selectionModel().selectionChanged.connect(
+            lambda *_: None if self._quiet else self._on_selection()
+        )
         self.preview = QPlainTextEdit()
         self.preview.setObjectName("approvals-preview")
         self.preview.setReadOnly(True)
@@ -127,18 +133,14 @@ class ApprovalsView(QWidget):
         self.requests = tuple(requests)
         # Rebuilt silently: the status line keeps the last outcome while the same request stays
         # selected.
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(self.requests))
-        for row, r in enumerate(self.requests):
-            values = (r.id, TITLES.get(r.kind, r.kind), r.operator, r.created, r.summary, r.reason)
-            for column, value in enumerate(values):
-                self.table.setItem(row, column, QTableWidgetItem(value))
+        self._quiet = True
+        self.model.set_records(self.requests)
         ids = [r.id for r in self.requests]
         if chosen is not None and chosen.id in ids:
             self.table.selectRow(ids.index(chosen.id))
         elif self.requests:
             self.table.selectRow(0)
-        self.table.blockSignals(False)
+        self._quiet = False
         now = self.selected()
         self._on_selection(
             keep_status=chosen is not None and now is not None and chosen.id == now.id

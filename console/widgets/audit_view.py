@@ -8,19 +8,18 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from console.models.base import Column
+from console.models.records import RecordsModel
+from console.widgets.table import DataTable
 from core.desk.audit import AuditEntry, VerifyResult
 from core.desk.queries import AuditPage, AuditQuery, AuditVerify
 from core.model.errors import InputError
@@ -28,11 +27,32 @@ from core.model.operations import Refusal
 
 PAGE = 500
 KINDS = ("", "login", "operator", "action", "request", "approval", "alert", "settings")
+COLUMNS = (
+    Column("seq", "#", "the row's place in the chain"),
+    Column("at", "Time (UTC)", "when it was written", numeric=False),
+    Column("operator", "Operator", "who acted (system: the engine)", numeric=False),
+    Column("kind", "Kind", "what kind of entry", numeric=False),
+    Column("subject", "Subject", "what it concerns", numeric=False),
+    Column("reason", "Reason", "the reason given", numeric=False),
+    Column("before", "Before", "the value before (JSON)", numeric=False),
+    Column("after", "After", "the value after (JSON)", numeric=False),
+)
+
+
+def entry_cells(e: AuditEntry) -> tuple[str, ...]:
+    return (
+        str(e.seq),
+        e.at,
+        e.operator,
+        e.kind,
+        e.subject,
+        e.reason,
+        e.before or "",
+        e.after or "",
+    )
 
 
 class AuditView(QWidget):
-    COLUMNS = ("#", "Time (UTC)", "Operator", "Kind", "Subject", "Reason", "Before", "After")
-
     def __init__(
         self, ask: Callable[[object, Callable[[Any], None]], None], parent: QWidget | None = None
     ) -> None:
@@ -60,15 +80,8 @@ class AuditView(QWidget):
         for widget in (self.operator_edit, self.kind_combo, self.since_edit, self.until_edit):
             filters.addWidget(widget)
         filters.addWidget(apply)
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setObjectName("audit-table")
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
+        self.model: RecordsModel[AuditEntry] = RecordsModel(COLUMNS, entry_cells, self)
+        self.table = DataTable(self.model, "audit-table")
         self.newer_button = QPushButton("Newer")
         self.older_button = QPushButton("Older")
         self.newer_button.clicked.connect(lambda: self.page(-1))
@@ -127,20 +140,7 @@ class AuditView(QWidget):
         self.status_label.setText("")
         total, entries = page.total, list(page.entries)
         self.offset, self.total, self.entries = page.offset, total, entries
-        self.table.setRowCount(len(entries))
-        for row, e in enumerate(entries):
-            values = (
-                str(e.seq),
-                e.at,
-                e.operator,
-                e.kind,
-                e.subject,
-                e.reason,
-                e.before or "",
-                e.after or "",
-            )
-            for column, value in enumerate(values):
-                self.table.setItem(row, column, QTableWidgetItem(value))
+        self.model.set_records(entries)
         if entries and not self._sized:
             # Once, from the first rows: the short columns fit their text; Before and After
             # (JSON) keep a fixed width and the last one stretches.

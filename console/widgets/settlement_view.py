@@ -9,13 +9,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -23,21 +22,37 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from console.models.base import Column, ExportableModel, Index, fmt_minor
+from console.models.base import Column, ExportableModel, Index
+from console.models.records import RecordsModel
 from console.widgets.plots import Plot
 from console.widgets.table import DataTable
 from core.model.errors import InputError
+from core.model.events import Indicator
 from core.model.operations import ACTING_ROLES, APPROVER_ROLE, Refusal
 from core.model.settlement import ClawbackPreview, SettlementReview
+from core.model.units import format_minor
 
-if TYPE_CHECKING:
-    pass
+INDICATOR_COLUMNS = (
+    Column("name", "Check", "the manipulation check", numeric=False),
+    Column("value", "Value", "what it measured over the window"),
+    Column("threshold", "Threshold", "where it trips"),
+    Column("tripped", "Tripped", "yes: the check suspects manipulation", numeric=False),
+    Column("detail", "Detail", "what it saw", numeric=False),
+)
+
+
+def indicator_cells(i: Indicator) -> tuple[str, ...]:
+    return (
+        i.name,
+        f"{i.value:.4g}",
+        f"{i.threshold:.4g}",
+        "yes" if i.tripped else "",
+        i.detail,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +124,9 @@ class AllocationModel(ExportableModel):
         if column == 0:
             return str(self.names[r])
         if column == 1:
-            return fmt_minor(int(self.profits[r]), self.decimals)
+            return format_minor(int(self.profits[r]), self.decimals, display=True)
         if column == 2:
-            return fmt_minor(int(self.amounts[r]), self.decimals)
+            return format_minor(int(self.amounts[r]), self.decimals, display=True)
         profit = int(self.profits[r])
         return f"{100 * int(self.amounts[r]) / profit:.4f}" if profit else "—"
 
@@ -160,17 +175,13 @@ class SettlementView(QWidget):
         )
         self.plot.addItem(self.computed_line)
         self.plot.addItem(self.typed_line)
-        self.indicators = QTableWidget(0, 5)
-        self.indicators.setObjectName("settlement-indicators")
-        self.indicators.setHorizontalHeaderLabels(
-            ["Check", "Value", "Threshold", "Tripped", "Detail"]
+        self.indicator_model: RecordsModel[Indicator] = RecordsModel(
+            INDICATOR_COLUMNS, indicator_cells, self
         )
-        self.indicators.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.indicators.verticalHeader().hide()
+        self.indicators = DataTable(self.indicator_model, "settlement-indicators")
         self.indicators.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents
         )
-        self.indicators.horizontalHeader().setStretchLastSection(True)
         self.currency_combo = QComboBox()
         self.currency_combo.currentIndexChanged.connect(self.update_preview)
         self.price_edit = QLineEdit()
@@ -219,7 +230,7 @@ class SettlementView(QWidget):
     def set_state(self, state: SettlementState) -> None:
         self.state = state
         r = state.review
-        money = lambda c, v: f"{fmt_minor(v, state.decimals[c])} {c}"  # noqa: E731
+        money = lambda c, v: f"{format_minor(v, state.decimals[c], display=True)} {c}"  # noqa: E731
         lines = [
             f"<b>{r.family}</b> at {r.time:%Y-%m-%d %H:%M:%S} UTC; next settlement "
             + (f"{r.scheduled:%Y-%m-%d %H:%M:%S}" if r.scheduled else "none")
@@ -249,17 +260,7 @@ class SettlementView(QWidget):
         if r.computed_price is not None:
             self.computed_line.setValue(float(r.computed_price))
         self.computed_line.setVisible(r.computed_price is not None)
-        self.indicators.setRowCount(len(r.assessment.indicators))
-        for row, i in enumerate(r.assessment.indicators):
-            values = (
-                i.name,
-                f"{i.value:.4g}",
-                f"{i.threshold:.4g}",
-                "yes" if i.tripped else "",
-                i.detail,
-            )
-            for column, value in enumerate(values):
-                self.indicators.setItem(row, column, QTableWidgetItem(value))
+        self.indicator_model.set_records(r.assessment.indicators)
         currencies = sorted(set(r.pending_deficit) | set(r.pending_clawbacks))
         current = self.currency_combo.currentText()
         if [
@@ -316,7 +317,7 @@ class SettlementView(QWidget):
             self._update_buttons()
             return None
         decimals = state.decimals[currency]
-        money = lambda v: f"{fmt_minor(v, decimals)} {currency}"  # noqa: E731
+        money = lambda v: f"{format_minor(v, decimals, display=True)} {currency}"  # noqa: E731
         self.preview_label.setText(
             f"At {preview.price} ({source}): clawback {money(preview.deficit)} after the fund pays "
             f"{money(preview.fund_pays)}; total profit {money(preview.total_profit)}; ratio "
@@ -341,8 +342,8 @@ class SettlementView(QWidget):
             return
         widest = (
             max(model.names, key=len),
-            fmt_minor(int(model.profits.max()), model.decimals),
-            fmt_minor(int(model.amounts.max()), model.decimals),
+            format_minor(int(model.profits.max()), model.decimals, display=True),
+            format_minor(int(model.amounts.max()), model.decimals, display=True),
         )
         for c, text in enumerate(widest):
             title = model.columns[c].title

@@ -115,7 +115,7 @@ def pending_requests(engine: Engine) -> tuple[PendingRequest, ...]:
     ]
     for (family, currency), pending in sorted(engine.settlements.pending.items()):
         p = pending.preview
-        money = lambda v, c=currency: f"{format_minor(v, _decimals(engine, c))} {c}"  # noqa: E731
+        money = lambda v, c=currency: _money(engine, c, v)  # noqa: E731
         out.append(
             PendingRequest(
                 pending.request,
@@ -142,6 +142,11 @@ def _decimals(engine: Engine, currency: str) -> int:
     return engine.scenario.currencies[currency].decimals
 
 
+def _money(engine: Engine, currency: str, minor: int) -> str:
+    """An amount as the console shows money (docs/console.md, "Money")."""
+    return f"{format_minor(minor, _decimals(engine, currency), display=True)} {currency}"
+
+
 def _request(engine: Engine, spec: Any) -> PendingRequest:
     params = spec.params
     kind = spec.action
@@ -158,10 +163,10 @@ def _request(engine: Engine, spec: Any) -> PendingRequest:
         currency = str(params["currency"])
         amount = engine.scenario.currencies[currency].to_minor(params["amount"])
         free = engine.desk.fund_free(currency)
-        summary = f"{params['amount']} {currency} into the insurance fund"
+        summary = f"{_money(engine, currency, amount)} into the insurance fund"
         lines = [
-            f"Fund free balance {format_minor(free, _decimals(engine, currency))} -> "
-            f"{format_minor(free + amount, _decimals(engine, currency))} {currency}"
+            f"Fund free balance {_money(engine, currency, free)} -> "
+            f"{_money(engine, currency, free + amount)}"
         ]
     else:
         family, price = str(params["family"]), Decimal(str(params["price"]))
@@ -174,7 +179,7 @@ def _request(engine: Engine, spec: Any) -> PendingRequest:
             except InputError as error:
                 lines.append(f"{currency}: no preview ({error.message})")
                 continue
-            fmt = lambda v, c=currency: format_minor(v, _decimals(engine, c))  # noqa: E731
+            fmt = lambda v, c=currency: _money(engine, c, v)  # noqa: E731
             lines.append(
                 f"{currency}: clawback {fmt(p.deficit)} over total profit {fmt(p.total_profit)}, "
                 f"ratio {p.ratio_text}, {p.accounts.size:,} accounts"

@@ -120,10 +120,15 @@ def to_minor(
     return round_fraction(scaled, rounding)
 
 
-def format_minor(minor: int, decimals: int) -> str:
-    """Minor units as a plain decimal string in major units, exact (`123456789, 8` -> `1.23456789`)."""
+def format_minor(minor: int, decimals: int, *, display: bool = False) -> str:
+    """Minor units in major units, exact, in one of two forms. Plain, for files, commands and
+    the audit log: trailing zeros trimmed, no separators (`123306502985, 8` -> `1233.06502985`,
+    `800000000, 8` -> `8`). With `display`, as a desk reads money (every amount the console shows):
+    all the currency's decimals and thousands separators (`1,233.06502985`, `8.00000000`)."""
     sign = "-" if minor < 0 else ""
-    whole, frac = divmod(abs(minor), 10**decimals)
+    whole, frac = divmod(abs(int(minor)), 10**decimals)
+    if display:
+        return f"{sign}{whole:,}.{frac:0{decimals}d}" if decimals else f"{sign}{whole:,}"
     if decimals == 0:
         return f"{sign}{whole}"
     text = f"{sign}{whole}.{frac:0{decimals}d}".rstrip("0").rstrip(".")

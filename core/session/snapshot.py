@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.model.units import format_minor
+
 if TYPE_CHECKING:
     pass
 
@@ -240,7 +242,7 @@ def describe(event: object, decimals: Mapping[str, int]) -> tuple[str, str | Non
         if value is None or value == ():
             continue
         if isinstance(value, int) and not isinstance(value, bool) and f.name in _AMOUNTS:
-            value = f"{value / 10**places:,.{places}f}"
+            value = format_minor(value, places, display=True)  # exact: never through float
         elif isinstance(value, float):
             value = f"{value:,.6g}"
         parts.append(f"{f.name}={value}")

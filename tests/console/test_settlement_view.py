@@ -61,7 +61,7 @@ def test_settlement_view_from_proposal_to_applied_clawback(qtbot: Any, session: 
     assert review.pending_deficit == {"BTC": 800_000_000}
     assert "pending deficit 8.00000000 BTC" in alice.summary_label.text()
     assert alice.index_curve.getData()[1] is not None and len(alice.index_curve.getData()[1]) > 0
-    assert alice.indicators.rowCount() == len(review.assessment.indicators)
+    assert alice.indicator_model.records == review.assessment.indicators
     assert not alice.approve_button.isEnabled()  # nothing pending, and alice is no supervisor
 
     # The live preview follows what is typed; a bad price is named.
