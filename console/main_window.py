@@ -209,7 +209,10 @@ class MainWindow(QMainWindow):
         file.addAction(self.save_charts_action)
         file.addAction(self.screenshot_action)
         add_report_action(
-            file, self, lambda: self.snapshot.store_path if self.snapshot is not None else None
+            file,
+            self,
+            lambda: self.snapshot.store_path if self.snapshot is not None else None,
+            self.bridge.ask,
         )
         file.addSeparator()
         file.addAction(self.quit_action)
