@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console import cli_actions, cli_operators, cli_report
-from console.launch import launch_if_gui
+from console.launch import launch_if_gui, window_option_before
 from core import files
 from core.controls import Refusal
 from core.errors import InputError, WriteError
@@ -28,8 +28,15 @@ EXIT_BAD_INPUT = 2
 EXIT_WRITE_FAILED = 3
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """The command line's parser; `commands` names its subcommands (any other first word is a
+    window's PATH, console/launch.py)."""
+
+    commands: frozenset[str] = frozenset()
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
         prog="risk-console",
         description="Risk-operator console for crypto-derivatives exchanges: liquidations, insurance "
         "fund, clawback and auto-deleveraging, replayed from risk-scenario/1 files.",
@@ -89,7 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     cli_operators.register(commands)
     cli_actions.register(commands)
     cli_report.register(commands)
+    parser.commands = frozenset(commands.choices)
     return parser
+
+
+def command_names() -> frozenset[str]:
+    """The subcommands (`run`, `replay`, `operators`, ...)."""
+    return _parser().commands
 
 
 def builtin_scenarios() -> dict[str, Path]:
@@ -218,10 +231,18 @@ def _export(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    code = launch_if_gui(arguments)
+    parser = _parser()
+    code = launch_if_gui(arguments, parser.commands)
     if code is not None:
         return code
-    parser = _parser()
+    misplaced = window_option_before(arguments, parser.commands)
+    if misplaced is not None:
+        print(
+            f"risk-console: error: {misplaced} is an option of the window, not of a command "
+            "(`risk-console --help` lists the commands)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     args = parser.parse_args(arguments)
     try:
         for module in (cli_operators, cli_actions, cli_report):
