@@ -8,7 +8,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 DEMO = "okx-2018-btc0928"
@@ -90,18 +89,6 @@ def _credentials(args: argparse.Namespace) -> tuple[str, str] | None:
     return args.operator, os.environ.get(PASSWORD_ENV, "")
 
 
-def apply_theme(app: object, theme: str) -> None:
-    """Style sheet and pyqtgraph defaults for `theme` (light or dark)."""
-    import pyqtgraph as pg
-
-    from console.widgets.plots import colours
-
-    qss = resources.files("assets").joinpath(f"{theme}.qss").read_text(encoding="utf-8")
-    app.setStyleSheet(qss)  # type: ignore[attr-defined]
-    c = colours(theme)
-    pg.setConfigOptions(background=c["background"], foreground=c["foreground"], antialias=False)
-
-
 def _no_display() -> bool:
     return (
         sys.platform.startswith("linux")
@@ -116,8 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse(sys.argv[1:] if argv is None else argv)
     except SystemExit as done:  # a usage error (said on stderr) or --help
         return done.code if isinstance(done.code, int) else 2
-    from console.cli import resolve_scenario
-    from core.errors import InputError
+    from core.model.errors import InputError
+    from core.scenario.builtin import resolve_scenario
 
     try:
         source = _source(args.path or DEMO, resolve_scenario)
@@ -139,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from console.main_window import MainWindow
+    from console.widgets.theme import apply_theme
+    from console.window.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "risk-console"])
     app.setApplicationName("risk-console")
@@ -173,7 +161,7 @@ def _source(path: str, resolve: object) -> Path:
     candidate = Path(path)
     if candidate.suffix in (".sqlite", ".db"):
         if not candidate.exists():
-            from core.errors import InputError
+            from core.model.errors import InputError
 
             raise InputError("PATH", f"no store {path!r}")
         return candidate
@@ -209,7 +197,7 @@ def _save_views(window: object, path: Path) -> None:
     """Each view alone, raised in its dock, beside the main screenshot."""
     from PySide6.QtWidgets import QScrollArea
 
-    from console.operator_desk import DOCKS
+    from console.window.operator_desk import DOCKS
 
     operations = {title for title, _, _ in DOCKS}
     layout = window.saveState()  # type: ignore[attr-defined]

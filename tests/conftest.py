@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.audit_key import KEY_ENV
+from core.desk.audit_key import KEY_ENV
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,5 +1,5 @@
 """The login dialog: operator name and password checked against the store's operators on the
-engine thread (a core.desk_queries.Login, each try audited by core.operators.authenticate); a
+engine thread (a core.desk.queries.Login, each try audited by core.desk.operators.authenticate); a
 refusal is shown inline and the demo identities are hinted when the store still has them."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.controls import Refusal
-from core.desk_queries import Login, LoginInfo
-from core.errors import InputError
-from core.operators import Operator
+from core.desk.operators import Operator
+from core.desk.queries import Login, LoginInfo
+from core.model.errors import InputError
+from core.model.operations import Refusal
 
 
 class LoginDialog(QDialog):

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
@@ -30,10 +29,9 @@ from PySide6.QtWidgets import (
 )
 from shiboken6 import isValid
 
-from console.cli_report import export
-from core.desk_queries import DeskQueries, ReportRange, ReportRangeQuery
-from core.errors import InputError, WriteError
-from core.schema import connect_read_only
+from console.report.export import export
+from core.desk.queries import ReportRange, ReportRangeQuery, answer_from_store
+from core.model.errors import InputError, WriteError
 
 FORMATS = {
     "PDF (people)": "pdf",
@@ -86,16 +84,9 @@ def ask_store(store_path: str | Path) -> Ask:
     def ask(query: object, reply: Callable[[Any], None]) -> None:
         def read() -> None:
             try:
-                conn = connect_read_only(store_path)
-            except Exception as error:  # a missing or unreadable file, said in the dialog
+                reply(answer_from_store(store_path, query))
+            except Exception as error:  # a missing file or one that is not a store
                 reply(InputError("STORE", f"cannot read {store_path}: {error}"))
-                return
-            try:
-                reply(DeskQueries(sqlite_utils.Database(conn)).answer(query))
-            except Exception as error:  # a store that is not one, said in the dialog
-                reply(InputError("STORE", f"cannot read {store_path}: {error}"))
-            finally:
-                conn.close()
 
         threading.Thread(target=read, name="report-range", daemon=True).start()
 

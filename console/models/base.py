@@ -12,8 +12,8 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
-from core import files
-from core.text import csv_row, csv_writer
+from core.model import files
+from core.model.text import csv_row, csv_writer
 
 Index = QModelIndex | QPersistentModelIndex
 

@@ -9,7 +9,7 @@ import numpy as np
 from PySide6.QtCore import QModelIndex, Qt
 
 from console.models.base import Column, ExportableModel, Index, fmt_float, fmt_minor
-from core.snapshot import Log
+from core.session.snapshot import Log
 
 
 class LogModel(ExportableModel):

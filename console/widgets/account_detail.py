@@ -12,7 +12,7 @@ from console.models.logs import EventsModel
 from console.models.positions import PositionsModel, flag_text
 from console.widgets.plots import Plot, colours
 from console.widgets.table import DataTable
-from core.snapshot import Snapshot
+from core.session.snapshot import Snapshot
 
 
 class AccountDetailPanel(QWidget):

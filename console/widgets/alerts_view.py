@@ -1,6 +1,6 @@
 """The alerts view: the alert queue filtered by state, with acknowledge, resolve, dismiss and
 reopen, an owner and notes per alert; and the surveillance thresholds editor. It works through an
-`AlertsBackend` whose answers arrive later (console.operations.DeskAlerts: the engine thread reads
+`AlertsBackend` whose answers arrive later (console.worker.operations.DeskAlerts: the engine thread reads
 the store and audits every change)."""
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.alerts import STATES, Alert
-from core.controls import Refusal
-from core.desk_queries import AlertPage
-from core.errors import InputError
-from core.surveillance import Thresholds
+from core.desk.alerts import STATES, Alert
+from core.desk.queries import AlertPage
+from core.model.errors import InputError
+from core.model.operations import Refusal
+from core.model.thresholds import Thresholds
 
 MOVES = {
     "acknowledged": "Acknowledge",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import (
@@ -23,14 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from console.dialogs.action_dialog import force_reduce_preview
-from core.controls import APPROVER_ROLE, Refusal
-from core.errors import InputError
-from core.operators import SYSTEM
-from core.units import format_minor
+from core.model.errors import InputError
+from core.model.operations import APPROVER_ROLE, Refusal
 
 if TYPE_CHECKING:
-    from core.engine import Engine
+    pass
 
 TITLES = {
     "force_reduce": "Force-reduce",
@@ -59,90 +55,6 @@ class PendingRequest:
     @property
     def rejectable(self) -> bool:
         return self.action in ("approve", "approve_clawback")
-
-
-def pending_requests(engine: Engine) -> tuple[PendingRequest, ...]:
-    """Every pending request of the engine with its preview as of now (call on its thread)."""
-    out = [
-        _request(engine, r.action)
-        for r in engine.controls.requests.values()
-        if r.status == "pending"
-    ]
-    for (family, currency), pending in sorted(engine.settlements.pending.items()):
-        p = pending.preview
-        money = lambda v, c=currency: f"{format_minor(v, _decimals(engine, c))} {c}"  # noqa: E731
-        out.append(
-            PendingRequest(
-                pending.request,
-                "approve_clawback",
-                SYSTEM,
-                "clawback computed at settlement",
-                pending.time.strftime("%Y-%m-%d %H:%M:%S"),
-                f"{family} {currency}: {money(p.deficit)} from {p.accounts.size:,} accounts",
-                (
-                    f"Settlement price {p.price}",
-                    f"Deficit shared {money(p.deficit)} (the fund paid {money(p.fund_pays)})",
-                    f"Total profit {money(p.total_profit)}, ratio {p.ratio_text}",
-                    f"Unrecovered {money(p.unrecovered)}",
-                    f"Digest {p.digest}",
-                ),
-                "approve_clawback",
-                (("family", family), ("currency", currency), ("digest", p.digest)),
-            )
-        )
-    return tuple(out)
-
-
-def _decimals(engine: Engine, currency: str) -> int:
-    return engine.scenario.currencies[currency].decimals
-
-
-def _request(engine: Engine, spec: Any) -> PendingRequest:
-    params = spec.params
-    kind = spec.action
-    lines: list[str] = []
-    if kind == "force_reduce":
-        summary = f"{params['contracts']:,} {params['symbol']} of account {params['account']}"
-        try:
-            lines = force_reduce_preview(
-                engine, str(params["account"]), str(params["symbol"]), int(params["contracts"])
-            ).lines()
-        except InputError as error:
-            lines = [f"No preview: {error.message}"]
-    elif kind == "inject":
-        currency = str(params["currency"])
-        amount = engine.scenario.currencies[currency].to_minor(params["amount"])
-        free = engine.desk.fund_free(currency)
-        summary = f"{params['amount']} {currency} into the insurance fund"
-        lines = [
-            f"Fund free balance {format_minor(free, _decimals(engine, currency))} -> "
-            f"{format_minor(free + amount, _decimals(engine, currency))} {currency}"
-        ]
-    else:
-        family, price = str(params["family"]), Decimal(str(params["price"]))
-        summary = f"{family} settles at {price}"
-        review = engine.settlements.review(family)
-        lines = [f"Computed price now {review.computed_price}; proposed {price}"]
-        for currency in sorted(review.pending_deficit):
-            try:
-                p = engine.settlements.preview(family, currency, price)
-            except InputError as error:
-                lines.append(f"{currency}: no preview ({error.message})")
-                continue
-            fmt = lambda v, c=currency: format_minor(v, _decimals(engine, c))  # noqa: E731
-            lines.append(
-                f"{currency}: clawback {fmt(p.deficit)} over total profit {fmt(p.total_profit)}, "
-                f"ratio {p.ratio_text}, {p.accounts.size:,} accounts"
-            )
-    return PendingRequest(
-        str(spec.id),
-        kind,
-        spec.operator,
-        spec.reason,
-        spec.at.strftime("%Y-%m-%d %H:%M:%S"),
-        summary,
-        tuple(lines),
-    )
 
 
 def decision(request: PendingRequest, operator: str, approve: bool, comment: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The audit view: the store's hash-chained audit log, newest first, filtered by operator, kind
 and time, paged; and a button that verifies the chain and names the first broken row. Pages and
-the verdict are store queries (core.desk_queries) whose answers arrive later."""
+the verdict are store queries (core.desk.queries) whose answers arrive later."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.audit import AuditEntry, VerifyResult
-from core.controls import Refusal
-from core.desk_queries import AuditPage, AuditQuery, AuditVerify
-from core.errors import InputError
+from core.desk.audit import AuditEntry, VerifyResult
+from core.desk.queries import AuditPage, AuditQuery, AuditVerify
+from core.model.errors import InputError
+from core.model.operations import Refusal
 
 PAGE = 500
 KINDS = ("", "login", "operator", "action", "request", "approval", "alert", "settings")

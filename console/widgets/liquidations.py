@@ -21,7 +21,7 @@ from console.models.base import fmt_minor
 from console.models.logs import LiquidationsModel
 from console.widgets.plots import Plot, colours
 from console.widgets.table import DataTable
-from core.snapshot import CurrencyOverview, Snapshot
+from core.session.snapshot import CurrencyOverview, Snapshot
 
 WATERFALL = ("Deficit", "Fund paid", "of which injected", "Clawback", "Remaining")
 

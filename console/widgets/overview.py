@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QWidg
 
 from console.models.base import fmt_minor
 from console.widgets.plots import colours, finite_xy
-from core.snapshot import AT_RISK_RATIO, CurrencyOverview, Snapshot
+from core.session.snapshot import AT_RISK_RATIO, CurrencyOverview, Snapshot
 
 METRICS = (
     ("fund", "Insurance fund", "balance; reserved for liquidations being worked"),

@@ -32,12 +32,12 @@ from PySide6.QtWidgets import (
 from console.models.base import Column, ExportableModel, Index, fmt_minor
 from console.widgets.plots import Plot
 from console.widgets.table import DataTable
-from core.controls import ACTING_ROLES, APPROVER_ROLE, Refusal
-from core.errors import InputError
-from core.settlement import ClawbackPreview, SettlementReview
+from core.model.errors import InputError
+from core.model.operations import ACTING_ROLES, APPROVER_ROLE, Refusal
+from core.model.settlement import ClawbackPreview, SettlementReview
 
 if TYPE_CHECKING:
-    from core.engine import Engine
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +50,6 @@ class SettlementState:
     account_ids: tuple[str, ...]
     decimals: dict[str, int]
     quote: str  # what the family's prices are quoted in
-
-
-def settlement_state(engine: Engine, family: str) -> SettlementState:
-    """The view's state now (call on the engine's thread)."""
-    inst = next(i for i in engine.instruments if i.family == family)
-    return SettlementState(
-        engine.settlements.review(family),
-        engine.scenario.start.timestamp(),
-        tuple(engine.book.account_ids),
-        {c.code: c.decimals for c in engine.currencies},
-        inst.index.rsplit("-", 1)[-1],  # as core.snapshot names it: BTC-USD is quoted in USD
-    )
 
 
 class AllocationModel(ExportableModel):

@@ -13,7 +13,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 
-from console.cli import resolve_scenario
+from core.scenario.builtin import resolve_scenario
 
 TWO_TRADERS = resolve_scenario("two-traders")
 
@@ -33,7 +33,7 @@ def settings(tmp_path: Path) -> Any:
 
 @pytest.fixture
 def bridge(qtbot: Any) -> Iterator[Any]:
-    from console.bridge import Bridge
+    from console.worker.bridge import Bridge
 
     b = Bridge()
     yield b

@@ -7,9 +7,9 @@ import argparse
 
 import pytest
 
-from console.cli_actions import PARAMS, raw_action
+from console.cli.actions import PARAMS, raw_action
 from console.dialogs.action_dialog import ActionContext, PositionInfo, build_action
-from core.errors import InputError
+from core.model.errors import InputError
 
 CONTEXT = ActionContext(
     "alice",

@@ -95,7 +95,7 @@ def test_bad_scenario_reports_the_field(qtbot: Any, bridge: Any) -> None:
 
 def log_in_alice(path: Path) -> None:
     """Alice logged in to the bridge's store, as the login dialog does: commands need a login."""
-    from core.schema import connect
+    from core.store.schema import connect
     from tests.core.conftest import log_in
 
     db = connect(path)
@@ -109,11 +109,11 @@ def test_a_store_whose_snapshot_is_a_pickle_is_refused_and_runs_nothing(
     import hashlib
     import sqlite3
 
-    from core.session import Session
+    from core.session.session import Session
 
     store, marker = tmp_path / "s.sqlite", tmp_path / "ran"
     Session.start(two_traders_doc(), store).close()
-    # os.system(f"touch {marker}") named through core.operators, which imports os.
+    # os.system(f"touch {marker}") named through core.desk.operators, which imports os.
     command = f"touch {marker}".encode()
     attack = (
         b"P\x80\x04\x8c\x0ecore.operators\x8c\tos.system\x93\x8c"
@@ -154,7 +154,7 @@ def test_commands_are_taken_live_and_refused_behind(
 
 
 def test_close_leaves_no_thread_running(qtbot: Any) -> None:
-    from console.bridge import Bridge
+    from console.worker.bridge import Bridge
 
     b = Bridge()
     b.open(TWO_TRADERS)
@@ -167,8 +167,8 @@ def test_close_leaves_no_thread_running(qtbot: Any) -> None:
 
 def test_reads_for_the_operations_docks_are_answered_by_signal(qtbot: Any, bridge: Any) -> None:
     from console.dialogs.action_dialog import ActionContext
-    from core.errors import InputError
-    from core.settlement import ClawbackPreview
+    from core.model.errors import InputError
+    from core.model.settlement import ClawbackPreview
 
     bridge.open(two_traders_doc(clawback_approval="required"))
     wait_snapshot(qtbot, bridge)

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from console.cli import resolve_scenario
 from console.models.logs import EventsModel, LiquidationsModel
 from console.models.positions import COLUMNS, LOCAL_ORDER_MAX, PositionsModel
-from core.session import Session
-from core.snapshot import PositionTable, Snapshot, SnapshotBuilder, TableSpec, table_order
+from core.scenario.builtin import resolve_scenario
+from core.session.session import Session
+from core.session.snapshot import PositionTable, Snapshot, TableSpec, table_order
+from core.session.snapshot_builder import SnapshotBuilder
 
 KEYS = [c.key for c in COLUMNS]
 

@@ -19,13 +19,13 @@ from conftest import two_traders_doc, wait_snapshot
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 
-from console.operations import OperationsState, Outcome
 from console.widgets.alerts_view import NOBODY
-from core import alerts, audit
-from core.operators import list_operators
-from core.schema import connect
-from core.session import Session
-from core.store import Store
+from console.worker.operations import OperationsState, Outcome
+from core.desk import alerts, audit
+from core.desk.operators import list_operators
+from core.session.session import Session
+from core.store.schema import connect
+from core.store.store import Store
 
 SYMBOL = "DEMO-USD-180731"
 FORCE_REDUCE = {"operator": "carol", "action": "force_reduce", "account": "B", "symbol": SYMBOL,
@@ -62,7 +62,7 @@ def ui_sql(monkeypatch: pytest.MonkeyPatch) -> UiThreadSql:
 
 @pytest.fixture
 def window(qtbot: Any, settings: Any, tmp_path: Path) -> Iterator[Any]:
-    from console.main_window import MainWindow
+    from console.window.main_window import MainWindow
 
     w = MainWindow(settings=settings)
     qtbot.addWidget(w)

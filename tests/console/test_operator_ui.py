@@ -12,20 +12,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from console.dialogs.action_dialog import ActionDialog, action_context, build_action
+from console.dialogs.action_dialog import ActionDialog, build_action
 from console.dialogs.login import LoginDialog
-from console.operations import DeskAlerts
 from console.widgets.alerts_view import AlertsView
-from console.widgets.approvals import ApprovalsView, pending_requests
+from console.widgets.approvals import ApprovalsView
 from console.widgets.audit_view import AuditView
-from core import alerts, audit
-from core.alerts import AlertDesk
-from core.controls import Refusal
-from core.desk_queries import DeskQueries
-from core.errors import InputError
-from core.events import ActionRefused, AlertRaised
-from core.operators import Operator, ensure_demo_operators, get_operator
-from core.session import Session
+from console.worker.operations import DeskAlerts
+from console.worker.readers import action_context, pending_requests
+from core.desk import alerts, audit
+from core.desk.alerts import AlertDesk
+from core.desk.operators import Operator, ensure_demo_operators, get_operator
+from core.desk.queries import DeskQueries
+from core.model.errors import InputError
+from core.model.events import ActionRefused, AlertRaised
+from core.model.operations import Refusal
+from core.session.session import Session
 from tests.console.conftest import two_traders_doc
 
 
@@ -277,7 +278,7 @@ def test_alerts_view_works_the_queue_and_edits_thresholds(qtbot: Any, session: S
     def desk(name: str) -> DeskAlerts:
         operator = get_operator(db, name)
         assert operator is not None
-        # What the engine thread does with a threshold change (console.bridge.set_thresholds).
+        # What the engine thread does with a threshold change (console.worker.bridge.set_thresholds).
         send = lambda changes, reason: AlertDesk(  # noqa: E731
             db, name, clock, surveillance=surveillance
         ).set_thresholds(changes, reason)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from console.cli import builtin_scenarios
-from core.session import Session
-from core.store import Store
+from core.scenario.builtin import builtin_scenarios
+from core.session.session import Session
+from core.store.store import Store
 
 pdfium = pytest.importorskip("pypdfium2")
 
@@ -61,8 +61,8 @@ def pdf_pages(path: Path) -> list[str]:
 def test_the_pdf_has_its_sections_page_numbers_and_figures(
     qapp: Any, store_path: Path, tmp_path: Path
 ) -> None:
-    from console.report_pdf import write_pdf
-    from core.report import build_report
+    from console.report.pdf import write_pdf
+    from core.report.report import build_report
 
     store = Store.open(store_path)
     report = build_report(store.db, store_path=store_path, generated_at=GENERATED)
@@ -94,8 +94,8 @@ def test_a_long_table_repeats_its_header_on_each_page(
 ) -> None:
     from dataclasses import replace
 
-    from console.report_pdf import write_pdf
-    from core.report import TimelineEntry, build_report
+    from console.report.pdf import write_pdf
+    from core.report.report import TimelineEntry, build_report
 
     store = Store.open(store_path)
     report = build_report(store.db, store_path=store_path, generated_at=GENERATED)
@@ -124,11 +124,11 @@ def test_a_long_table_repeats_its_header_on_each_page(
 
 
 def command() -> list[str]:
-    """`risk-console` itself once console/cli.py knows `report`, else the command on its own."""
-    from console import cli
+    """`risk-console` itself once console/cli/main.py knows `report`, else the command on its own."""
+    from console.cli import main as cli
 
     wired = "report" in cli._parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    return [sys.executable, "-m", "console.cli" if wired else "console.cli_report", "report"]
+    return [sys.executable, "-m", "console.cli.main" if wired else "console.cli.report", "report"]
 
 
 def test_the_headless_command_works_on_a_fresh_store(store_path: Path, tmp_path: Path) -> None:

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from console.widgets.approvals import ApprovalsView, pending_requests
-from console.widgets.settlement_view import AllocationModel, SettlementView, settlement_state
-from core import audit
-from core.events import ClawbackComputed, SettlementDone
-from core.session import Session
-from core.settlement import _preview
+from console.widgets.approvals import ApprovalsView
+from console.widgets.settlement_view import AllocationModel, SettlementView
+from console.worker.readers import pending_requests, settlement_state
+from core.desk import audit
+from core.engine.settlement import _preview
+from core.model.events import ClawbackComputed, SettlementDone
+from core.session.session import Session
 from tests.console.conftest import two_traders_doc
 from tests.core.conftest import log_in
 

@@ -7,10 +7,10 @@ from decimal import Decimal
 import numpy as np
 import sqlite_utils
 
-from core.instruments import Instrument, TierTable
-from core.operators import authenticate, ensure_demo_operators
-from core.positions import PositionBook
-from core.units import Currency
+from core.desk.operators import authenticate, ensure_demo_operators
+from core.model.instruments import Instrument, TierTable
+from core.model.units import Currency
+from core.risk.positions import PositionBook
 
 BTC = Currency("BTC", 8)
 USDT = Currency("USDT", 6)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from core import audit
-from core.audit_key import load_key
-from core.errors import InputError
-from core.schema import connect
+from core.desk import audit
+from core.desk.audit_key import load_key
+from core.model.errors import InputError
+from core.store.schema import connect
 
 T0 = datetime(2018, 7, 31, 10, 0, tzinfo=UTC)
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from console import cli_operators
-from core import audit
-from core.audit_key import Anchor, load_key, read_anchors, write_anchor
-from core.controls import Refusal
-from core.errors import InputError
-from core.schema import connect
+from console.cli import operators as cli_operators
+from core.desk import audit
+from core.desk.audit_key import Anchor, load_key, read_anchors, write_anchor
+from core.model.errors import InputError
+from core.model.operations import Refusal
+from core.store.schema import connect
 
 T0 = datetime(2018, 7, 31, 10, 0, tzinfo=UTC)
 INSERT = (

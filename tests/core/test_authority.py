@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 
-from console.cli import builtin_scenarios, main
-from core import audit
-from core.controls import Refusal
-from core.errors import InputError
-from core.events import ActionRecorded, ActionRefused, Event
-from core.ledger import INSURANCE_FUND
-from core.operators import add_operator, disable, set_role
-from core.session import Session
+from console.cli.main import main
+from core.desk import audit
+from core.desk.operators import add_operator, disable, set_role
+from core.engine.ledger import INSURANCE_FUND
+from core.model.errors import InputError
+from core.model.events import ActionRecorded, ActionRefused, Event
+from core.model.operations import Refusal
+from core.scenario.builtin import builtin_scenarios
+from core.session.session import Session
 from tests.core.conftest import LOGIN_AT, log_in
 
 ADMIN = "local:test"
@@ -284,7 +285,7 @@ def test_an_overflowing_inject_does_not_brick_the_store(
 ) -> None:
     """Input bounds now refuse this amount where it is typed; lifted here, the inject reaches
     the ledger and overflows there, as any command that raises while it applies would."""
-    monkeypatch.setattr("core.units.MAX_MINOR", 2**70)
+    monkeypatch.setattr("core.model.units.MAX_MINOR", 2**70)
     session = Session.open(path)
     assert session.store is not None
     request_injection(session, amount="100000000000", request="big")

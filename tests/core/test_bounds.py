@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from console.cli import main
-from core.errors import InputError
-from core.limits import MAX_ACCOUNTS, MAX_DECIMALS
-from core.scenario import load_scenario, parse_command, parse_scenario
+from console.cli.main import main
+from core.model.errors import InputError
+from core.model.limits import MAX_ACCOUNTS, MAX_DECIMALS
+from core.scenario.parse import load_scenario, parse_command, parse_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "assets" / "scenarios"
 WRAPPED = str(10**19 - 2**64)  # "10" at 18 decimals, wrapped through int64

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.engine import Engine
-from core.errors import InputError
-from core.events import ActionRefused, ClawbackComputed
-from core.ledger import INSURANCE_FUND, AccountKind, Reason
-from core.queries import account_history
-from core.report import IncidentReport, build_report
-from core.scenario import parse_scenario
-from core.session import Session
+from core.engine.facade import Engine
+from core.engine.ledger import INSURANCE_FUND, AccountKind, Reason
+from core.model.errors import InputError
+from core.model.events import ActionRefused, ClawbackComputed
+from core.report.report import IncidentReport, build_report
+from core.scenario.parse import parse_scenario
+from core.session.session import Session
+from core.store.queries import account_history
 from tests.core.conftest import log_in
 from tests.core.test_settlement_control import USDT, T, at, balance, run, run_until, scenario
 
@@ -314,7 +314,7 @@ def test_an_unknown_account_in_a_live_command_is_still_bad_input(tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def okx_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from console.cli import resolve_scenario
+    from core.scenario.builtin import resolve_scenario
 
     path = tmp_path_factory.mktemp("okx") / "run.sqlite"
     session = Session.start(Path(resolve_scenario("okx-2018-btc0928")), path)

@@ -1,4 +1,4 @@
-"""The `operators` and `audit` commands, called through a parser built the way console/cli.py
+"""The `operators` and `audit` commands, called through a parser built the way console/cli/main.py
 builds its own, and once as a separate process reading its password from standard input."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from console import cli_operators
-from core import audit, operators
-from core.operators import ScryptParams
-from core.schema import connect
+from console.cli import operators as cli_operators
+from core.desk import audit, operators
+from core.desk.operators import ScryptParams
+from core.store.schema import connect
 
 T0 = datetime(2018, 7, 31, 10, 0, tzinfo=UTC)
 
@@ -204,7 +204,7 @@ def test_audit_list_filters(store: str) -> None:
 def test_a_separate_process_reads_the_password_from_stdin(store: str) -> None:
     script = (
         "import sys, argparse\n"
-        "from console import cli_operators\n"
+        "from console.cli import operators as cli_operators\n"
         "p = argparse.ArgumentParser(prog='risk-console')\n"
         "cli_operators.register(p.add_subparsers(dest='command'))\n"
         "sys.exit(cli_operators.handle(p.parse_args(sys.argv[1:])))\n"

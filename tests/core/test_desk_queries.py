@@ -1,4 +1,4 @@
-"""The operator views' store queries (core.desk_queries), answered off the UI thread: frozen
+"""The operator views' store queries (core.desk.queries), answered off the UI thread: frozen
 answers, refusals and bad fields returned as values, and the login and alert changes audited."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from core import alerts, audit, operators
-from core.alerts import Alert
-from core.controls import Refusal
-from core.desk_queries import (
+from core.desk import alerts, audit, operators
+from core.desk.alerts import Alert
+from core.desk.operators import Operator, ScryptParams
+from core.desk.queries import (
     AlertChange,
     AlertPage,
     AlertsQuery,
@@ -25,10 +25,10 @@ from core.desk_queries import (
     LoginInfo,
     LoginInfoQuery,
 )
-from core.errors import InputError
-from core.events import AlertRaised
-from core.operators import Operator, ScryptParams
-from core.schema import connect
+from core.model.errors import InputError
+from core.model.events import AlertRaised
+from core.model.operations import Refusal
+from core.store.schema import connect
 
 T0 = datetime(2018, 7, 31, 10, 0, tzinfo=UTC)
 

@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.engine import Engine
-from core.events import (
+from core.engine.facade import Engine
+from core.engine.ledger import CLEARING, INSURANCE_FUND, ROUNDING
+from core.model.events import (
     ClawbackComputed,
     DeficitUncovered,
     Event,
@@ -26,9 +27,8 @@ from core.events import (
     LiquidationStarted,
     SettlementDone,
 )
-from core.instruments import realized_pnl_minor
-from core.ledger import CLEARING, INSURANCE_FUND, ROUNDING
-from core.scenario import parse_scenario
+from core.model.instruments import realized_pnl_minor
+from core.scenario.parse import parse_scenario
 
 START = datetime(2018, 7, 31, 0, 0, tzinfo=UTC)
 DECIMALS = {"USDT": 6, "BTC": 8}

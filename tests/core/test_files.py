@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 
-from console.cli import EXIT_WRITE_FAILED, builtin_scenarios, main
-from core import files, queries
-from core.errors import InputError, WriteError
-from core.schema import connect
-from core.session import Session
+from console.cli.main import EXIT_WRITE_FAILED, main
+from core.model import files
+from core.model.errors import InputError, WriteError
+from core.scenario.builtin import builtin_scenarios
+from core.session.session import Session
+from core.store import queries
+from core.store.schema import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,12 +49,12 @@ def then_die(function):
 if kill_at == "rename":
     os.replace = die
 elif kill_at == "store-created":
-    from core.store import Store
+    from core.store.store import Store
     Store.create = classmethod(then_die(Store.create.__func__))
 elif kill_at == "run-started":
-    from core.session import Session
+    from core.session.session import Session
     Session.start = classmethod(then_die(Session.start.__func__))
-from console.cli import main
+from console.cli.main import main
 sys.exit(main(sys.argv[4:]))
 """
 

@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.engine import Engine
-from core.events import (
+from core.engine.facade import Engine
+from core.engine.ledger import INSURANCE_FUND, trader
+from core.engine.liquidation import split_exact
+from core.engine.result import ResultCollector
+from core.model.events import (
     ActionRecorded,
     ActionRefused,
     Event,
     LiquidationStarted,
 )
-from core.ledger import INSURANCE_FUND, trader
-from core.liquidation import split_exact
-from core.result import ResultCollector
-from core.scenario import parse_scenario
+from core.scenario.parse import parse_scenario
 
 USDT = 10**6  # minor units per USDT
 ASSETS = Path(__file__).resolve().parents[2] / "assets"

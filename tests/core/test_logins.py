@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from console import cli_operators
-from core import audit, logins, operators
-from core.controls import Refusal
-from core.operators import ScryptParams
-from core.schema import connect
+from console.cli import operators as cli_operators
+from core.desk import audit, logins, operators
+from core.desk.operators import ScryptParams
+from core.model.operations import Refusal
+from core.store.schema import connect
 
 T0 = datetime(2018, 7, 31, 10, 0, tzinfo=UTC)
 ROOT = operators.local_actor("root")

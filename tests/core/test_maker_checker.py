@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from console.cli import builtin_scenarios, main
-from core import audit
-from core.ledger import INSURANCE_FUND
-from core.operators import ensure_demo_operators
-from core.session import Session
+from console.cli.main import main
+from core.desk import audit
+from core.desk.operators import ensure_demo_operators
+from core.engine.ledger import INSURANCE_FUND
+from core.scenario.builtin import builtin_scenarios
+from core.session.session import Session
 from tests.core.conftest import log_in
 
 AT = "2026-01-01T00:00:00Z"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.margin import risk_prices
+from core.risk.margin import risk_prices
 from tests.core.conftest import book, instrument, tiers
 
 SEED_003_TIERS = tiers(

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from console.cli import builtin_scenarios
-from core.engine import Engine
-from core.result import ResultCollector
-from core.scenario import load_scenario
+from core.engine.facade import Engine
+from core.engine.result import ResultCollector
+from core.scenario.builtin import builtin_scenarios
+from core.scenario.parse import load_scenario
 
 
 @pytest.fixture(scope="module")

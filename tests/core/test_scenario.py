@@ -1,4 +1,4 @@
-"""core.scenario: the spec example loads with the right values; malformed input names its field."""
+"""core.scenario.parse: the spec example loads with the right values; malformed input names its field."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from core.errors import InputError
-from core.scenario import load_scenario, parse_scenario
-from core.scenario_model import Policy
+from core.model.errors import InputError
+from core.model.scenario_values import Policy
+from core.scenario.parse import load_scenario, parse_scenario
 
 EXAMPLE = Path(__file__).parent / "data" / "scenario_spec_example.json"
 Mutation = Callable[[dict[str, Any]], None]

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from console.cli import main
-from core.engine import Engine
-from core.errors import InputError
-from core.scenario import load_scenario
+from console.cli.main import main
+from core.engine.facade import Engine
+from core.model.errors import InputError
+from core.scenario.parse import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "assets" / "scenarios"
 # The engine is built only for small crowds: the fuzz is about the loader, not generator speed.

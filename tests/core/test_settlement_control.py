@@ -19,17 +19,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.controls import Refusal
-from core.engine import Engine
-from core.errors import InputError
-from core.events import ActionRefused, Event, SettlementDone
-from core.instruments import realized_pnl_minor
-from core.ledger import trader
-from core.manipulation import SettlementChecks, assess
-from core.result import ResultCollector
-from core.scenario import parse_scenario
-from core.scenario_model import ActionSpec
-from core.settlement import SettlementDelayed, pnl_at_price
+from core.engine.facade import Engine
+from core.engine.ledger import trader
+from core.engine.manipulation import assess
+from core.engine.result import ResultCollector
+from core.engine.settlement import SettlementDelayed, pnl_at_price
+from core.model.errors import InputError
+from core.model.events import ActionRefused, Event, SettlementDone
+from core.model.instruments import realized_pnl_minor
+from core.model.operations import Refusal
+from core.model.scenario_values import ActionSpec
+from core.model.settlement import SettlementChecks
+from core.scenario.parse import parse_scenario
 from tests.core.conftest import instrument
 
 START = datetime(2018, 8, 3, 6, 0, tzinfo=UTC)
@@ -518,8 +519,8 @@ def test_pnl_at_a_price_equals_the_exact_scalar_pnl(kind: str) -> None:
 
 @pytest.mark.slow
 def test_the_2018_demo_settles_on_time_and_waits_for_its_clawback_approval() -> None:
-    from console.cli import builtin_scenarios
-    from core.scenario import load_scenario
+    from core.scenario.builtin import builtin_scenarios
+    from core.scenario.parse import load_scenario
 
     engine = Engine(load_scenario(builtin_scenarios()["okx-2018-btc0928"]))
     delayed = [e for events in engine.run() for e in events if isinstance(e, SettlementDelayed)]
@@ -532,7 +533,7 @@ def test_the_2018_demo_settles_on_time_and_waits_for_its_clawback_approval() -> 
 
 
 def test_a_delayed_settlement_survives_a_snapshot_with_the_same_state_hash() -> None:
-    from core import state_format
+    from core.store import state_format
 
     engine = Engine(parse_scenario(scenario(marks=manipulated_marks(), approval="required")))
     run_until(engine, T + 300)  # delayed, not yet settled

@@ -22,13 +22,14 @@ import numpy as np
 import orjson
 import pytest
 
-from console.cli import builtin_scenarios, main
-from core.errors import InputError, SnapshotFormatError
-from core.ledger import AccountKind
-from core.session import Session
-from core.state_classes import check_state
-from core.state_format import MAGIC, dump, load
-from core.store import Store
+from console.cli.main import main
+from core.engine.ledger import AccountKind
+from core.model.errors import InputError, SnapshotFormatError
+from core.scenario.builtin import builtin_scenarios
+from core.session.session import Session
+from core.store.state_classes import check_state
+from core.store.state_format import MAGIC, dump, load
+from core.store.store import Store
 
 Edit = Callable[[dict[str, Any], list[np.ndarray]], None]
 
@@ -85,7 +86,7 @@ def _refused(path: Path, capsys: pytest.CaptureFixture[str], *words: str) -> str
 
 def _os_system_pickle(command: str) -> bytes:
     """A pickle that calls os.system(command), naming it through a module the old allow-list let
-    through: STACK_GLOBAL resolves the dotted name `os.system` under `core.operators`."""
+    through: STACK_GLOBAL resolves the dotted name `os.system` under `core.desk.operators`."""
 
     def text(value: str) -> bytes:
         data = value.encode()
@@ -93,7 +94,7 @@ def _os_system_pickle(command: str) -> bytes:
 
     return (
         b"\x80\x04"
-        + text("core.operators")
+        + text("core.desk.operators")
         + text("os.system")
         + b"\x93"
         + text(command)
@@ -214,13 +215,13 @@ def _pack(document: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
 
 def _engine_fields(document: dict[str, Any]) -> dict[str, Any]:
     engine = document["root"][2]
-    assert engine[2] == "core.engine.Engine"
+    assert engine[2] == "Engine"
     return engine[3]  # type: ignore[no-any-return]
 
 
 def _book_fields(document: dict[str, Any]) -> dict[str, Any]:
     book = _engine_fields(document)["book"]
-    assert book[2] == "core.positions.PositionBook"
+    assert book[2] == "PositionBook"
     return book[3]  # type: ignore[no-any-return]
 
 
@@ -254,7 +255,7 @@ def _text_amount(document: dict[str, Any], arrays: list[np.ndarray]) -> None:
 
 
 def _unknown_class(document: dict[str, Any], arrays: list[np.ndarray]) -> None:
-    _engine_fields(document)["ledger"][2] = "core.operators.os.system"
+    _engine_fields(document)["ledger"][2] = "core.desk.operators.os.system"
 
 
 def _a_list_for_a_tuple(document: dict[str, Any], arrays: list[np.ndarray]) -> None:
@@ -270,7 +271,7 @@ def _a_list_for_a_tuple(document: dict[str, Any], arrays: list[np.ndarray]) -> N
         (_short_contracts, ("PositionBook.account", "(299,)")),
         (_text_tick, ("Engine.tick",)),
         (_text_amount, ("Thresholds",)),
-        (_unknown_class, ("core.operators.os.system", "may not hold")),
+        (_unknown_class, ("core.desk.operators.os.system", "may not hold")),
         (_a_list_for_a_tuple, ("holds",)),
     ],
 )
@@ -373,3 +374,30 @@ def test_random_edits_of_a_snapshot_give_a_refusal_never_a_traceback() -> None:
         finally:
             node[key] = before
     assert refused > 200
+
+
+# A store written before core/ became packages (tests/core/data/before_packages: the scenario, its
+# store after `operators demo` and one warning, and the audit key it was written with). Its
+# snapshots name classes by their old modules (`core.positions.PositionBook`).
+BEFORE_PACKAGES = Path(__file__).parent / "data" / "before_packages"
+BEFORE_PACKAGES_STATE = "88ada00db2fb810374114ef17a26a4854015f00f9b39b6b3b37cac8539d59d2f"
+
+
+def test_a_store_written_before_the_packages_still_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "store.db"
+    shutil.copyfile(BEFORE_PACKAGES / "store.db", path)
+    key = tmp_path / "audit.key"
+    shutil.copyfile(BEFORE_PACKAGES / "key", key)
+    key.chmod(0o600)
+    monkeypatch.setenv("RISK_CONSOLE_AUDIT_KEY", str(key))
+    blob = sqlite3.connect(path).execute("SELECT state FROM snapshots LIMIT 1").fetchone()[0]
+    kind, _ = struct.unpack_from("<cQ", blob, len(MAGIC))
+    assert kind == b"Z"
+    assert b'"core.positions.PositionBook"' in zlib.decompress(blob[len(MAGIC) + 9 :])
+
+    assert main(["replay", str(path)]) == 0
+    assert BEFORE_PACKAGES_STATE in capsys.readouterr().out
+    assert main(["audit", "verify", str(path)]) == 0
+    assert "sound" in capsys.readouterr().out

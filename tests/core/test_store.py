@@ -21,13 +21,14 @@ from urllib.parse import unquote, urlparse
 import pytest
 import sqlite_utils
 
-from console.cli import builtin_scenarios, main
-from core import queries
-from core.desk_queries import DeskQueries, ReportRange
-from core.errors import InputError
-from core.schema import SCHEMA_VERSION, check_new, connect, connect_read_only, store_uri
-from core.session import Session
-from core.store import Store
+from console.cli.main import main
+from core.desk.queries import DeskQueries, ReportRange
+from core.model.errors import InputError
+from core.scenario.builtin import builtin_scenarios
+from core.session.session import Session
+from core.store import queries
+from core.store.schema import SCHEMA_VERSION, check_new, connect, connect_read_only, store_uri
+from core.store.store import Store
 from tests.core.conftest import log_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -400,7 +401,7 @@ def test_export_round_trips(
 
 
 def test_export_never_writes_password_material(tmp_path: Path) -> None:
-    from core.operators import ensure_demo_operators
+    from core.desk.operators import ensure_demo_operators
 
     path = tmp_path / "two.sqlite"
     Session.start(builtin_scenarios()["two-traders"], path).close()

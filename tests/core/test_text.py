@@ -16,16 +16,18 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from console import cli_operators
-from core import audit, operators, queries, report_io
-from core.alerts import record_thresholds
-from core.errors import InputError
-from core.events import iso
-from core.operators import ScryptParams
-from core.scenario import load_scenario, parse_command
-from core.schema import connect
-from core.surveillance import Thresholds
-from core.text import csv_cell, is_blank, printable
+from console.cli import operators as cli_operators
+from core.desk import audit, operators
+from core.desk.alerts import record_thresholds
+from core.desk.operators import ScryptParams
+from core.model.errors import InputError
+from core.model.events import iso
+from core.model.text import csv_cell, is_blank, printable
+from core.model.thresholds import Thresholds
+from core.report import output as report_io
+from core.scenario.parse import load_scenario, parse_command
+from core.store import queries
+from core.store.schema import connect
 
 T0 = datetime(2018, 7, 31, 10, 0, tzinfo=UTC)
 ROOT = operators.local_actor("root")
