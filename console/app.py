@@ -21,15 +21,20 @@ def parser() -> argparse.ArgumentParser:
         description="Open the console window. With no arguments it plays the built-in demo "
         f"({DEMO}).",
     )
-    p.add_argument("verb", nargs="?", choices=["open"], help="open PATH: a scenario or a store")
+    # One list rather than `verb` and `path`, so that a lone PATH is not taken for the verb, and
+    # options may come before, between or after the words (parse_intermixed_args).
     p.add_argument(
-        "path",
-        nargs="?",
-        metavar="PATH",
-        help="a scenario (.json or built-in name) or a store (.sqlite)",
+        "words",
+        nargs="*",
+        metavar="[open] PATH",
+        help="a scenario (.json or built-in name) or a store (.sqlite) to open",
     )
     p.add_argument(
-        "--store", metavar="STORE", help="where to keep the run's store (default: a temporary file)"
+        "--store",
+        "--db",
+        dest="store",
+        metavar="STORE",
+        help="where to keep the run's store (default: a temporary file)",
     )
     p.add_argument("--theme", choices=THEMES, help="light or dark (default: the last one used)")
     p.add_argument(
@@ -61,6 +66,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The window's options in any order, with `verb` ("open" or None) and `path` (None: the
+    demo) from the words; a usage error exits with code 2, as argparse does."""
+    p = parser()
+    args = p.parse_intermixed_args(list(argv))
+    words = list(args.words)
+    args.verb = words.pop(0) if words[:1] == ["open"] else None
+    if len(words) > 1:
+        p.error(f"expected one PATH to open, found {len(words)}: {' '.join(words)}")
+    if args.verb == "open" and not words:
+        p.error("open needs a PATH (a scenario or a store)")
+    args.path = words[0] if words else None
+    return args
+
+
 def _credentials(args: argparse.Namespace) -> tuple[str, str] | None:
     if not args.operator:
         return None
@@ -79,9 +99,20 @@ def _no_display() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.verb == "open" and not args.path:
-        print("risk-console: error: open needs a PATH (a scenario or a store)", file=sys.stderr)
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv)
+    except SystemExit as done:  # a usage error (said on stderr) or --help
+        return done.code if isinstance(done.code, int) else 2
+    from core.model.errors import InputError
+    from core.scenario.builtin import resolve_scenario
+
+    try:
+        source = _source(args.path or DEMO, resolve_scenario)
+    except InputError as error:
+        print(
+            f"risk-console: error: {error} (`risk-console --help` lists the commands)",
+            file=sys.stderr,
+        )
         return 2
     if _no_display():
         # Qt would abort with a misleading message about libxcb-cursor0.
@@ -90,14 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "QT_QPA_PLATFORM=offscreen)",
             file=sys.stderr,
         )
-        return 2
-    from core.model.errors import InputError
-    from core.scenario.builtin import resolve_scenario
-
-    try:
-        source = _source(args.path or DEMO, resolve_scenario)
-    except InputError as error:
-        print(f"risk-console: error: {error}", file=sys.stderr)
         return 2
 
     from PySide6.QtCore import QSettings, QTimer

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from console.cli import actions as cli_actions
 from console.cli import operators as cli_operators
 from console.cli import report as cli_report
-from console.cli.launch import launch_if_gui
+from console.cli.launch import launch_if_gui, window_option_before
 from core.model import files
 from core.model.errors import InputError, WriteError
 from core.model.events import ActionRecorded, ActionRefused
@@ -31,8 +31,15 @@ EXIT_BAD_INPUT = 2
 EXIT_WRITE_FAILED = 3
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """The command line's parser; `commands` names its subcommands (any other first word is a
+    window's PATH, console/cli/launch.py)."""
+
+    commands: frozenset[str] = frozenset()
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
         prog="risk-console",
         description="Risk-operator console for crypto-derivatives exchanges: liquidations, insurance "
         "fund, clawback and auto-deleveraging, replayed from risk-scenario/1 files.",
@@ -92,7 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     cli_operators.register(commands)
     cli_actions.register(commands)
     cli_report.register(commands)
+    parser.commands = frozenset(commands.choices)
     return parser
+
+
+def command_names() -> frozenset[str]:
+    """The subcommands (`run`, `replay`, `operators`, ...)."""
+    return _parser().commands
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -204,10 +217,18 @@ def _export(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    code = launch_if_gui(arguments)
+    parser = _parser()
+    code = launch_if_gui(arguments, parser.commands)
     if code is not None:
         return code
-    parser = _parser()
+    misplaced = window_option_before(arguments, parser.commands)
+    if misplaced is not None:
+        print(
+            f"risk-console: error: {misplaced} is an option of the window, not of a command "
+            "(`risk-console --help` lists the commands)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     args = parser.parse_args(arguments)
     try:
         for module in (cli_operators, cli_actions, cli_report):

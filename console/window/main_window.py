@@ -97,6 +97,8 @@ class MainWindow(QMainWindow):
 
         self.bridge.snapshot_ready.connect(self.apply_snapshot)
         self.bridge.failed.connect(self._failed)
+        self.bridge.store_failed.connect(self._store_failed)
+        self.store_failure_box: QMessageBox | None = None
         self.accounts.model.spec_changed.connect(self.bridge.set_spec)
         self.accounts.account_chosen.connect(self.choose_account)
         self.detail.watch_requested.connect(self.bridge.watch)
@@ -209,7 +211,10 @@ class MainWindow(QMainWindow):
         file.addAction(self.save_charts_action)
         file.addAction(self.screenshot_action)
         add_report_action(
-            file, self, lambda: self.snapshot.store_path if self.snapshot is not None else None
+            file,
+            self,
+            lambda: self.snapshot.store_path if self.snapshot is not None else None,
+            self.bridge.ask,
         )
         file.addSeparator()
         file.addAction(self.quit_action)
@@ -437,6 +442,19 @@ class MainWindow(QMainWindow):
 
     def _failed(self, field: str, message: str) -> None:
         self.status_notice.setText(f"{field}: {message}")
+
+    def _store_failed(self, line: str) -> None:
+        """A store write failed and the run stopped: the line in the status bar and in a message
+        box that does not block the window (the views still show the run)."""
+        self.status_notice.setText(line)
+        box = QMessageBox(QMessageBox.Icon.Critical, "Store write failed", line, parent=self)
+        box.setInformativeText(
+            "Nothing committed is lost. Once there is room, open the store again here "
+            "(File > Open store…) or resume it with the command shown."
+        )
+        box.setModal(False)
+        self.store_failure_box = box
+        box.open()
 
     def _about(self) -> None:
         QMessageBox.about(

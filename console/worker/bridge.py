@@ -1,16 +1,19 @@
 """The engine on a worker thread: commands in by queued signals, immutable snapshots out at most
 about ten times a second (ticks coalesced, and none built while the UI still digests the last);
 beside them what the operations docks read from the engine, the answers to their store queries
-(core.desk.queries: the UI thread runs no SQL), and the outcome of each command."""
+(core.desk.queries: the UI thread runs no SQL), and the outcome of each command. A store write the
+disk refuses stops the run and is said in one line (`store_failed`); the store stays resumable."""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -21,12 +24,13 @@ from console.worker.operations import Outcome, engine_outcomes, failure, operati
 from console.worker.readers import action_context
 from core.desk.alerts import AlertDesk
 from core.desk.queries import DeskAnswer, DeskQueries
-from core.model.errors import InputError
+from core.model.errors import InputError, WriteError
 from core.model.events import ClawbackComputed
 from core.model.operations import Refusal
 from core.session.session import Session
 from core.session.snapshot import Snapshot, TableSpec
 from core.session.snapshot_builder import SnapshotBuilder
+from core.store.schema import store_write_error
 
 PUBLISH_SECONDS = 0.1  # at most ten snapshots a second
 STEP_BUDGET_SECONDS = 0.04  # the worker yields to its event loop this often to take commands
@@ -48,10 +52,13 @@ class EngineWorker(QObject):
     context_ready = Signal(object, str)  # ActionContext, the action to open the dialog on
     preview_ready = Signal(object, object)  # (family, currency, price), preview or InputError
     answered = Signal(int, object)  # token, DeskAnswer
+    store_failed = Signal(str)  # the one line saying what failed; the run stopped
 
     def __init__(self) -> None:
         super().__init__()
         self.session: Session | None = None
+        # Set when a store write failed: the session writes nothing more and steps no further.
+        self.write_failure: str | None = None
         self.publish_operations = False
         self.family: str | None = None
         self._last_operations = 0.0
@@ -81,6 +88,7 @@ class EngineWorker(QObject):
     def open(self, source: object, store_path: object) -> None:
         """Open a scenario (path or document) into a store, or reopen a store (`.sqlite`)."""
         self._close_session()
+        self.write_failure = None
         try:
             self.session = _open_session(source, store_path, self._temp_store)
         except (InputError, OSError, ValueError) as error:
@@ -95,7 +103,7 @@ class EngineWorker(QObject):
 
     @Slot()
     def play(self) -> None:
-        if self.session is None or self.session.finished:
+        if self.session is None or self.session.finished or self._stopped():
             return
         self.playing = True
         self.notice = None
@@ -111,13 +119,14 @@ class EngineWorker(QObject):
 
     @Slot(int)
     def step(self, ticks: int) -> None:
-        if self.session is None:
+        if self.session is None or self._stopped():
             return
         self.playing = False
-        for _ in range(max(1, ticks)):
-            if self.session.finished:
-                break
-            self._step_once()
+        with self._store_writes():
+            for _ in range(max(1, ticks)):
+                if self.session.finished:
+                    break
+                self._step_once()
         self._publish(force=True, fresh=True)
 
     @Slot(float)
@@ -130,9 +139,16 @@ class EngineWorker(QObject):
     @Slot(int)
     def seek(self, tick: int) -> None:
         session = self.session
-        if session is None or self.builder is None:
+        if session is None or self.builder is None or self._stopped():
             return
         target = max(0, min(int(tick), session.engine.ticks_total - 1))
+        with self._store_writes():
+            self._seek(session, target)
+        self._play_origin = (time.perf_counter(), session.tick)
+        self._publish(force=True, fresh=True)
+
+    def _seek(self, session: Session, target: int) -> None:
+        assert self.builder is not None
         try:
             if target < session.tick:
                 session.seek(target)
@@ -142,8 +158,6 @@ class EngineWorker(QObject):
                     self._step_once(pause_on_pending=False)
         except InputError as error:
             self.failed.emit(error.field, error.message)
-        self._play_origin = (time.perf_counter(), session.tick)
-        self._publish(force=True, fresh=True)
 
     @Slot(object)
     def set_spec(self, spec: object) -> None:
@@ -165,8 +179,12 @@ class EngineWorker(QObject):
             return
         operator = str(raw.get("operator", "")) or None
         kind = str(raw.get("action", "")) or None
+        if self.write_failure is not None:
+            self.outcome.emit(failure(Refusal("store", self.write_failure), operator, token, kind))
+            return
         try:
-            action = self.session.submit(raw, role=role if isinstance(role, str) else None)
+            with self._store_writes(reraise=True):
+                action = self.session.submit(raw, role=role if isinstance(role, str) else None)
         except InputError as error:
             self.failed.emit(error.field, error.message)
             self.outcome.emit(failure(error, operator, token, kind))
@@ -175,14 +193,18 @@ class EngineWorker(QObject):
             self.refused.emit(refusal.code, refusal.reason)
             self.outcome.emit(failure(refusal, operator, token, kind))
             return
+        except (WriteError, sqlite3.Error):
+            assert self.write_failure is not None
+            self.outcome.emit(failure(Refusal("store", self.write_failure), operator, token, kind))
+            return
         self.accepted.emit(action.action)
         subject = action.id or action.action
         when = "now" if self.session.finished else "at the next tick"
         text = f"{subject} sent; it applies {when}"
         self.outcome.emit(Outcome(True, text, operator, token, action=action.action))
         if self.session.finished and self.builder is not None:
-            events = self.session.apply_pending()
-            self._after_tick(events)
+            with self._store_writes():
+                self._after_tick(self.session.apply_pending())
         self._publish(force=True, fresh=True)
 
     @Slot(object, str, str, int)
@@ -195,8 +217,19 @@ class EngineWorker(QObject):
         desk = AlertDesk(
             session.store.db, operator, session.clock, apply_thresholds=session.set_thresholds
         )
+        if self.write_failure is not None:
+            self.outcome.emit(failure(Refusal("store", self.write_failure), operator, token))
+            return
         try:
-            changed = desk.set_thresholds(changes, reason)
+            with self._store_writes(reraise=True):
+                # The writer thread shares the connection: its tick transaction must be over
+                # before this one begins (or the audit row would join the tick's).
+                session.flush()
+                changed = desk.set_thresholds(changes, reason)
+        except (WriteError, sqlite3.Error):
+            assert self.write_failure is not None
+            self.outcome.emit(failure(Refusal("store", self.write_failure), operator, token))
+            return
         except (InputError, Refusal) as error:
             self.outcome.emit(failure(error, operator, token))
             return
@@ -254,7 +287,12 @@ class EngineWorker(QObject):
         if session is None or session.store is None:
             result: DeskAnswer = InputError("store", "no run is open")
         else:
-            result = DeskQueries(session.store.db).answer(query)
+            try:
+                with self._store_writes(reraise=True):
+                    session.flush()  # as in set_thresholds: no write inside the writer's tick
+                    result = DeskQueries(session.store.db).answer(query)
+            except (WriteError, sqlite3.Error):
+                result = InputError("store", str(self.write_failure))
         self.answered.emit(token, result)
 
     @Slot()
@@ -284,10 +322,47 @@ class EngineWorker(QObject):
         return Path(self._tempdir.name) / f"run-{time.time_ns()}.sqlite"
 
     def _close_session(self) -> None:
-        if self.session is not None:
-            self.session.close()
-        self.session = None
+        session, self.session = self.session, None
         self.builder = None
+        if session is not None:
+            # A failed write is raised again here; the store is closed all the same.
+            with self._store_writes(session):
+                session.close()
+
+    def _stopped(self) -> bool:
+        """A store write failed: say so again rather than step on."""
+        if self.write_failure is None:
+            return False
+        self.notice = self.write_failure
+        self._publish(force=True)
+        return True
+
+    @contextmanager
+    def _store_writes(
+        self, session: Session | None = None, *, reraise: bool = False
+    ) -> Iterator[None]:
+        """Stop the run when a store write fails inside the block, say in one line what failed
+        and that the store is kept at its last committed tick, and go on (or re-raise, for a
+        caller that also answers the command)."""
+        try:
+            yield
+        except (WriteError, sqlite3.Error) as error:
+            self._write_failed(error, session or self.session)
+            if reraise:
+                raise
+
+    def _write_failed(self, error: WriteError | sqlite3.Error, session: Session | None) -> None:
+        store = session.store if session is not None else None
+        path = str(store.path) if store is not None else "the store"
+        described = error if isinstance(error, WriteError) else store_write_error(path, error)
+        if described is None:  # an SQLite error of no disk: the tick was rolled back all the same
+            described = WriteError(path, f"cannot use the store ({error})")
+        self.playing = False
+        self._timer.stop()
+        if self.write_failure is None:
+            self.write_failure = f"Run stopped: {described}"
+            self.store_failed.emit(self.write_failure)
+        self.notice = self.write_failure
 
     def _step_once(self, *, pause_on_pending: bool = True) -> None:
         assert self.session is not None and self.builder is not None
@@ -329,12 +404,13 @@ class EngineWorker(QObject):
         if session is None or not self.playing:
             return
         deadline = time.perf_counter() + STEP_BUDGET_SECONDS
-        while self.playing and not session.finished and time.perf_counter() < deadline:
-            due = self._due_tick()
-            if due is not None and session.tick >= due:
-                break
-            self.ui_idle.wait(UI_WAIT_SECONDS)
-            self._step_once()
+        with self._store_writes():
+            while self.playing and not session.finished and time.perf_counter() < deadline:
+                due = self._due_tick()
+                if due is not None and session.tick >= due:
+                    break
+                self.ui_idle.wait(UI_WAIT_SECONDS)
+                self._step_once()
         if session.finished:
             self.playing = False
         self._publish(force=not self.playing, fresh=not self.playing)
@@ -405,6 +481,7 @@ class Bridge(QObject):
     operations_ready = Signal(object)
     context_ready = Signal(object, str)
     preview_ready = Signal(object, object)
+    store_failed = Signal(str)
 
     _open = Signal(object, object)
     _play = Signal()
@@ -464,6 +541,7 @@ class Bridge(QObject):
         self.worker.context_ready.connect(self.context_ready)
         self.worker.preview_ready.connect(self.preview_ready)
         self.worker.answered.connect(self._on_answer)
+        self.worker.store_failed.connect(self.store_failed)
         self._pending: Snapshot | None = None
         # The engine thread runs Python between numpy calls; at the default 5 ms switch interval
         # the UI thread waits up to 5 ms for the GIL after every Qt call that released it.

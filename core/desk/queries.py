@@ -1,12 +1,14 @@
-"""What the console's operator views ask of a run's store (login, the alert queue, the audit log)
-as frozen requests, answered with frozen values by `DeskQueries` on the thread that owns the
+"""What the console's operator views and report dialog ask of a run's store (login, the alert
+queue, the audit log, the run's time range) as frozen requests, answered with frozen values by `DeskQueries` on the thread that owns the
 store's connection, so that the UI never runs SQL."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlite_utils
@@ -18,6 +20,7 @@ from core.desk.operators import DEMO_IDENTITIES, Operator, authenticate, ensure_
 from core.desk.operators import list_operators as operators_of
 from core.model.errors import InputError
 from core.model.operations import Refusal
+from core.store.schema import connect_read_only
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +102,34 @@ class AuditVerify:
     """Verify the whole chain; answered by the VerifyResult."""
 
 
-DeskQuery = LoginInfoQuery | Login | AlertsQuery | AlertChange | AuditQuery | AuditVerify
+@dataclass(frozen=True, slots=True)
+class ReportRangeQuery:
+    """The run's time range, to prefill the report dialog; answered by a ReportRange."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRange:
+    """`start`: the scenario's start; `end`: the last committed tick's time (the start when
+    there is none yet), as the store holds them."""
+
+    start: str
+    end: str
+
+
+DeskQuery = (
+    LoginInfoQuery | Login | AlertsQuery | AlertChange | AuditQuery | AuditVerify | ReportRangeQuery
+)
 # A query's answer, or the error it raised, as a value that can cross threads.
 DeskAnswer = (
-    LoginInfo | Operator | AlertPage | Alert | AuditPage | VerifyResult | InputError | Refusal
+    LoginInfo
+    | Operator
+    | AlertPage
+    | Alert
+    | AuditPage
+    | VerifyResult
+    | ReportRange
+    | InputError
+    | Refusal
 )
 
 
@@ -140,6 +167,8 @@ class DeskQueries:
             return self.audit_page(query)
         if isinstance(query, AuditVerify):
             return audit.verify(self.db)
+        if isinstance(query, ReportRangeQuery):
+            return self.report_range()
         raise InputError("query", f"unknown query {type(query).__name__}")
 
     def login_info(self, *, demo: bool = False) -> LoginInfo:
@@ -166,7 +195,25 @@ class DeskQueries:
         entries = audit.rows(self.db, **filters, limit=query.limit, offset=query.offset)
         return AuditPage(total, query.offset, tuple(entries))
 
+    def report_range(self) -> ReportRange:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'scenario'").fetchone()
+        if row is None:
+            raise InputError("STORE", "the store holds no run")
+        start = str(json.loads(row[0])["start"])
+        last = self.db.execute("SELECT max(time) FROM journal WHERE kind = 'tick'").fetchone()[0]
+        return ReportRange(start, str(last or start))
+
     def audit_head(self) -> int:
         """The last audit row's seq (0: none): the audit view reloads when it moves."""
         row = self.db.conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
         return int(row[0])
+
+
+def answer_from_store(path: str | Path, query: object) -> DeskAnswer:
+    """`query` answered from the store at `path`, opened read-only for this answer alone (a
+    dialog with no engine running asks this way, on a thread of its own)."""
+    conn = connect_read_only(path)
+    try:
+        return DeskQueries(sqlite_utils.Database(conn)).answer(query)
+    finally:
+        conn.close()

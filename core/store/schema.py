@@ -337,9 +337,22 @@ def check_new(path: Path) -> None:
         raise InputError("STORE", f"{path} exists already; choose a new file for a new store")
 
 
+def store_uri(path: str | Path, mode: str) -> str:
+    """The SQLite URI of the file at `path` opened in `mode` (`ro`, `rw`): the path is
+    percent-encoded, so that a `?`, `#` or `%` in a folder or file name stays part of the name
+    rather than starting SQLite's query string or fragment."""
+    return f"{Path(path).resolve().as_uri()}?mode={mode}"
+
+
+def connect_read_only(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:
+    """A read-only connection to the store at `path`: never creates, migrates or writes it.
+    The caller closes it; the thread that opened it is the one that may use it."""
+    return sqlite3.connect(store_uri(path, "ro"), uri=True, timeout=timeout)
+
+
 def _holds_nothing(path: Path) -> bool:
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = connect_read_only(path)
     except sqlite3.Error:
         return False
     try:
@@ -397,7 +410,7 @@ def _open(path: Path) -> sqlite_utils.Database:
         # A second connection (the console's UI thread) waits for the run's tick transaction;
         # a snapshot of a big book holds it for a few seconds.
         conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=rw",
+            store_uri(path, "rw"),
             uri=True,
             isolation_level=None,
             check_same_thread=False,

@@ -17,6 +17,7 @@ import pytest
 import sqlite_utils
 from conftest import two_traders_doc, wait_snapshot
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 
 from console.widgets.alerts_view import NOBODY
 from console.worker.operations import OperationsState, Outcome
@@ -337,6 +338,31 @@ def test_operations_views_do_not_read_sqlite_on_the_ui_thread(
     qtbot.waitUntil(lambda: log.verify_label.text().startswith("audit log sound"))
     desk.show_dock("Settlement review")
     assert desk.settlement is not None and desk.state is not None and desk.state.settlement
+    ui_sql.watching = False
+    assert ui_sql.statements == []
+
+
+def test_the_report_dialog_does_not_read_sqlite_on_the_ui_thread(
+    qtbot: Any, ui_sql: UiThreadSql, window: Any, tmp_path: Path
+) -> None:
+    from console.dialogs.report_dialog import ReportDialog
+
+    window.bridge.step(3)
+    qtbot.waitUntil(lambda: window.snapshot is not None and window.snapshot.tick == 3)
+    export = next(
+        a for a in window.findChildren(QAction) if a.text().startswith("Export incident report")
+    )
+    export.trigger()
+    dialog = window.findChild(ReportDialog)
+    assert dialog is not None and dialog.isVisible()
+    span = ("2018-07-31T00:00:00Z", "2018-07-31T00:00:03Z")
+    qtbot.waitUntil(lambda: (dialog.start.text(), dialog.end.text()) == span)
+    dialog.format.setCurrentIndex(1)  # JSON
+    out = tmp_path / "report.json"
+    dialog.out.setText(str(out))
+    with qtbot.waitSignal(dialog.done, timeout=60_000):
+        dialog.export_now()
+    assert json.loads(out.read_text())["scope"]["end"] == "2018-07-31T00:00:03Z"
     ui_sql.watching = False
     assert ui_sql.statements == []
 

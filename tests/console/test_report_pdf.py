@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,7 +161,7 @@ def test_the_dialog_exports_on_a_worker_thread(
 
     dialog = ReportDialog(store_path)
     qtbot.addWidget(dialog)
-    assert dialog.start.text() == "2018-07-31T00:00:00Z"
+    qtbot.waitUntil(lambda: dialog.start.text() == "2018-07-31T00:00:00Z")
     dialog.format.setCurrentIndex(1)  # JSON
     out = tmp_path / "dialog.json"
     dialog.out.setText(str(out))
@@ -192,3 +193,23 @@ def test_the_menu_action_opens_the_dialog_for_the_current_store(
     assert dialog is not None and dialog.isVisible()
     assert dialog.store_path == str(store_path)
     dialog.reject()
+
+
+def test_the_dialog_reads_a_store_under_a_folder_with_uri_characters(
+    qtbot: Any, store_path: Path, tmp_path: Path
+) -> None:
+    from console.dialogs.report_dialog import ReportDialog
+
+    folder = tmp_path / "a?b#c%20d"
+    folder.mkdir()
+    copy = folder / "incident.sqlite"
+    shutil.copyfile(store_path, copy)
+    dialog = ReportDialog(copy)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.range is not None or bool(dialog.error.text()))
+    assert dialog.error.text() == ""
+    assert (dialog.start.text(), dialog.end.text()) == (
+        "2018-07-31T00:00:00Z",
+        "2018-07-31T01:00:01Z",
+    )
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no file opened beside it

@@ -16,15 +16,18 @@ import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pytest
+import sqlite_utils
 
 from console.cli.main import main
+from core.desk.queries import DeskQueries, ReportRange
 from core.model.errors import InputError
 from core.scenario.builtin import builtin_scenarios
 from core.session.session import Session
 from core.store import queries
-from core.store.schema import SCHEMA_VERSION, connect
+from core.store.schema import SCHEMA_VERSION, check_new, connect, connect_read_only, store_uri
 from core.store.store import Store
 from tests.core.conftest import log_in
 
@@ -253,6 +256,40 @@ def test_files_that_are_not_stores_get_a_clear_error(
         assert main(["replay", str(path)]) == 2
         assert message in capsys.readouterr().err
         assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_a_store_path_with_uri_characters_opens(tmp_path: Path) -> None:
+    # Unescaped in a URI, this folder name would cut the path at `?` (opening the decoy `a`),
+    # start a fragment at `#` and read `%20` as a space.
+    folder = tmp_path / "a?b#c%20d"
+    folder.mkdir()
+    path = folder / "run.sqlite"
+    decoy = tmp_path / "a"
+    other = Session.start({**json.loads(builtin_scenarios()["two-traders"].read_text()),
+                           "start": "2018-07-30T00:00:00Z"}, decoy)  # fmt: skip
+    other.close()
+    session = Session.start(builtin_scenarios()["two-traders"], path)
+    for _ in range(3):
+        session.step()
+    expected = session.engine.state_hash()
+    session.close()
+    uri = store_uri(path, "ro")
+    assert unquote(urlparse(uri).path) == str(path.resolve()) and urlparse(uri).query == "mode=ro"
+    conn = connect_read_only(path)
+    try:
+        assert DeskQueries(sqlite_utils.Database(conn)).report_range() == ReportRange(
+            "2018-07-31T00:00:00Z", "2018-07-31T00:00:03Z"
+        )
+    finally:
+        conn.close()
+    with pytest.raises(InputError, match="exists already"):
+        check_new(path)
+    reopened = Session.open(path)
+    assert reopened.tick == 3 and reopened.engine.state_hash() == expected
+    reopened.close()
+    with pytest.raises(sqlite3.OperationalError):
+        connect_read_only(folder / "missing.sqlite").execute("SELECT 1")
+    assert sorted(p.name for p in folder.iterdir()) == ["run.sqlite"]
 
 
 def test_a_truncated_store_is_refused(
