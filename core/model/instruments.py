@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -154,37 +153,3 @@ class Instrument:
         if self.tiers.basis == "contracts":
             amount *= Fraction(self.contract_value) * self.x_of(price)
         return notional * Fraction(level.mmr) - amount
-
-
-@lru_cache(maxsize=256)
-def _pnl_factor(instrument: Instrument, decimals: int) -> tuple[int, int]:
-    """(numerator, denominator) turning price-unit differences into minor units of PnL."""
-    if instrument.inverse:
-        factor = (
-            Fraction(instrument.contract_value) * 10**decimals / Fraction(instrument.price_unit)
-        )
-    else:
-        factor = (
-            Fraction(instrument.contract_value) * Fraction(instrument.price_unit) * 10**decimals
-        )
-    return factor.numerator, factor.denominator
-
-
-def realized_pnl_minor(
-    instrument: Instrument,
-    decimals: int,
-    side: int,
-    contracts: int,
-    entry_units: int,
-    price_units: int,
-) -> int:
-    """Exact PnL of closing `contracts` bought (side +1) or sold (-1) at entry, at price, in minor
-    units of the settle currency, rounded toward minus infinity (the sub-unit stays with the house).
-
-    linear side*n*cv*(P-E); inverse side*n*cv*(1/E - 1/P) = side*n*cv*(P-E)/(E*P).
-    """
-    numerator, denominator = _pnl_factor(instrument, decimals)
-    move = side * contracts * (price_units - entry_units) * numerator
-    if instrument.inverse:
-        denominator *= entry_units * price_units
-    return move // denominator
