@@ -214,10 +214,8 @@ class _Quote:
         order_side = "sell" if side > 0 else "buy"
         limit = band_limit(order_side, self.mark, float(inst.liquidation_band))
         fill = copy.deepcopy(self.liquidity).execute(order_side, wanted, limit, self.mid)
-        unit = float(inst.price_unit)
         filled = int(fill.contracts_filled)
-        fill_units = max(1, round(fill.average_price / unit))
-        mark_units = max(1, round(self.mark / unit))
+        fill_units, mark_units = inst.units_near(np.array([fill.average_price, self.mark]))
         realized, at_mark = realized_pnl(
             inst, decimals, side, filled, self.entry_units, np.array([fill_units, mark_units])
         ).tolist()

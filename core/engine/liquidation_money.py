@@ -47,7 +47,8 @@ class DeskMoney:
                 band_limit("sell", mark, band),
                 band_limit("buy", mark, band),
             )
-            limit_units[sel] = np.maximum(1, np.floor(limit / float(inst.price_unit)))
+            # Down: the reservation assumes the fill no better than the band's limit allows.
+            limit_units[sel] = inst.units_near(limit, down=True)
         pnl = self._pnl(
             o.instrument[idx], o.side[idx], o.remaining[idx], o.entry_units[idx], limit_units
         )

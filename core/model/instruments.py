@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -119,6 +119,14 @@ class Instrument:
         if units != units.to_integral_value():
             raise ValueError(f"{price} is finer than {self.price_unit.normalize()}")
         return int(units)
+
+    def units_near(self, price: float | np.ndarray, *, down: bool = False) -> Any:
+        """A float price (a fill's average, a band limit, a mark) in whole price units, at least
+        one: the nearest unit (half to even), or with `down` the unit at or below it; an int for
+        a number, an int64 array for an array. Exact prices go through `price_units`."""
+        scaled = np.asarray(price, dtype=np.float64) / float(self.price_unit)
+        units = np.maximum(1, np.floor(scaled) if down else np.rint(scaled)).astype(np.int64)
+        return int(units) if units.ndim == 0 else units
 
     def x_of(self, price: Decimal | Fraction) -> Fraction:
         """The affine price variable: P for linear, 1/P for inverse."""
