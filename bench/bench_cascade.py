@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.engine.facade import Engine
 from core.engine.ledger import CLEARING, INSURANCE_FUND, OUTSIDE, Ledger, Reason, trader
 from core.model.events import AdlFill, LiquidationFilled, LiquidationStarted
-from core.model.instruments import realized_pnl_minor
+from core.risk.pnl import realized_pnl_minor
 from core.scenario.parse import parse_scenario
 from core.session.session import Session
 

@@ -13,6 +13,7 @@ from console.cli.operators import read_password
 from core.model.errors import InputError
 from core.model.events import ActionRecorded, ActionRefused
 from core.model.limits import WHOLE
+from core.model.operations import refusal_text
 from core.scenario.parse import ACTION_FIELDS
 
 EXIT_OK, EXIT_REFUSED = 0, 1
@@ -103,8 +104,8 @@ def _action(args: argparse.Namespace) -> int:
         elif isinstance(event, ActionRefused):
             # Another's command refused in the same tick (one journaled before a stop, or one
             # that was never given through a login) is shown too: the desk must see it.
-            who = "" if own else f"{event.operator}'s {event.action} "
-            print(f"refused {who}({event.code}): {event.reason}", file=sys.stderr)
+            who = "" if own else f"{event.operator}'s {event.action}"
+            print(refusal_text(event.reason, event.code, who), file=sys.stderr)
     return outcome
 
 

@@ -18,7 +18,7 @@ from console.cli.launch import launch_if_gui, window_option_before
 from core.model import files
 from core.model.errors import InputError, WriteError
 from core.model.events import ActionRecorded, ActionRefused
-from core.model.operations import Refusal
+from core.model.operations import Refusal, refusal_text
 from core.scenario.builtin import builtin_scenarios, resolve_scenario
 from core.store.schema import store_write_error
 
@@ -165,8 +165,8 @@ def _print_outcomes(events: list[Any]) -> None:
         if isinstance(event, ActionRecorded):
             print(f"applied {event.operator}'s {event.action}: {event.detail}")
         elif isinstance(event, ActionRefused):
-            text = f"refused {event.operator}'s {event.action} ({event.code}): {event.reason}"
-            print(text, file=sys.stderr)
+            subject = f"{event.operator}'s {event.action}"
+            print(refusal_text(event.reason, event.code, subject), file=sys.stderr)
 
 
 def _write_result(session: Session, out: Path, began: float, quiet: bool) -> None:
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"risk-console: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Refusal as refusal:
-        print(f"risk-console: refused ({refusal.code}): {refusal.reason}", file=sys.stderr)
+        print(f"risk-console: {refusal_text(refusal.reason, refusal.code)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except WriteError as error:
         print(f"risk-console: error: {error}", file=sys.stderr)

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from core.desk import audit, audit_key, operators
 from core.desk.authority import unproven_commands
 from core.model.errors import InputError
-from core.model.operations import Refusal
+from core.model.operations import Refusal, refusal_text
 from core.model.text import printable
 
 EXIT_OK, EXIT_BROKEN, EXIT_BAD_INPUT = 0, 1, 2
@@ -182,7 +182,7 @@ def handle(
     except sqlite3.DatabaseError as error:
         print(f"risk-console: error: STORE: {args.store}: {error}", file=sys.stderr)
     except Refusal as refusal:
-        print(f"risk-console: refused ({refusal.code}): {refusal.reason}", file=sys.stderr)
+        print(f"risk-console: {refusal_text(refusal.reason, refusal.code)}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
 

@@ -19,7 +19,7 @@ from core.desk.queries import AlertChange, AlertsQuery, DeskQueries
 from core.engine.surveillance import parse_thresholds
 from core.model.errors import InputError
 from core.model.events import ActionRecorded, ActionRefused
-from core.model.operations import Refusal
+from core.model.operations import Refusal, refusal_text
 from core.model.settlement import ClawbackPreview
 from core.model.text import is_blank
 from core.model.thresholds import Thresholds
@@ -112,7 +112,7 @@ def failure(
     if isinstance(error, InputError):
         text = f"{error.field}: {error.message}"
         return Outcome(False, text, operator, token, field=error.field, action=action)
-    text = f"refused ({error.code}): {error.reason}"
+    text = refusal_text(error.reason, error.code)
     return Outcome(False, text, operator, token, code=error.code, action=action)
 
 
@@ -129,8 +129,9 @@ def engine_outcomes(events: list[Any]) -> list[Outcome]:
                 Outcome(True, f"{subject} applied{detail}", event.operator, action=event.action)
             )
         else:
-            text = f"{subject} refused: {event.reason}"
-            out.append(Outcome(False, text, event.operator, code="engine", action=event.action))
+            text = refusal_text(event.reason, event.code, subject)
+            code = event.code or "engine"
+            out.append(Outcome(False, text, event.operator, code=code, action=event.action))
     return out
 
 

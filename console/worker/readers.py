@@ -17,8 +17,8 @@ from console.widgets.settlement_view import SettlementState
 from core.desk.operators import SYSTEM
 from core.market.depth import band_limit
 from core.model.errors import InputError
-from core.model.instruments import realized_pnl_minor
 from core.model.units import format_minor
+from core.risk.pnl import realized_pnl
 
 if TYPE_CHECKING:
     from core.engine.facade import Engine
@@ -219,12 +219,11 @@ class _Quote:
         order_side = "sell" if side > 0 else "buy"
         limit = band_limit(order_side, self.mark, float(inst.liquidation_band))
         fill = copy.deepcopy(self.liquidity).execute(order_side, wanted, limit, self.mid)
-        unit = float(inst.price_unit)
         filled = int(fill.contracts_filled)
-        fill_units = max(1, round(fill.average_price / unit))
-        mark_units = max(1, round(self.mark / unit))
-        realized = realized_pnl_minor(inst, decimals, side, filled, self.entry_units, fill_units)
-        at_mark = realized_pnl_minor(inst, decimals, side, filled, self.entry_units, mark_units)
+        fill_units, mark_units = inst.units_near(np.array([fill.average_price, self.mark]))
+        realized, at_mark = realized_pnl(
+            inst, decimals, side, filled, self.entry_units, np.array([fill_units, mark_units])
+        ).tolist()
         scale = 10**decimals
         # Display only: the fill's slippage against the mark moves the equity (floats).
         after = self.equity + (realized - at_mark) / scale

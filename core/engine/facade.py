@@ -21,8 +21,8 @@ from core.engine.views import position_rows
 from core.market.depth import liquidity_for
 from core.market.prices import MarkPriceEMA, PinnedMark, PricePath, SettlementWindow
 from core.model.events import DeficitUncovered, Event, FundPosting
-from core.model.instruments import realized_pnl_minor
 from core.model.scenario_values import Scenario
+from core.risk.pnl import realized_pnl
 from core.risk.positions import Valuation
 from core.scenario.bounds import check_book_notional
 from core.scenario.crowd import CrowdColumns, build_book, generate_crowd
@@ -268,13 +268,15 @@ class Engine:
         book = self.book
         k = int(book.instrument[row])
         account, c = int(book.account[row]), int(book.position_currency[row])
-        pnl = realized_pnl_minor(
-            self.instruments[k],
-            self.decimals(k),
-            int(book.side[row]),
-            contracts,
-            int(book.entry_units[row]),
-            price_units,
+        pnl = int(
+            realized_pnl(
+                self.instruments[k],
+                self.decimals(k),
+                book.side[row],
+                contracts,
+                book.entry_units[row],
+                price_units,
+            )
         )
         currency = self.currency_codes[c]
         if pnl > 0:

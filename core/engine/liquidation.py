@@ -297,7 +297,7 @@ class LiquidationDesk(DeskMoney):
         wanted = int(o.remaining[idx].sum())
         fill = engine.liquidity[k].execute(book_side, wanted, limit, engine.fair_mid(k))
         if fill.contracts_filled:
-            price_units = max(1, round(fill.average_price / float(inst.price_unit)))
+            price_units = inst.units_near(fill.average_price)
             parts = allocate_clawback(int(fill.contracts_filled), o.remaining[idx].copy()).amounts
             sel = parts > 0
             self._fill(idx[sel], parts[sel], np.full(int(sel.sum()), price_units, dtype=np.int64))

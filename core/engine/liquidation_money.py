@@ -11,7 +11,7 @@ import numpy as np
 from core.engine.ledger import CLEARING, INSURANCE_FUND, ROUNDING, Reason
 from core.engine.liquidation_orders import TAKEOVER, OrderColumns, cumulative_within
 from core.market.depth import band_limit
-from core.model.instruments import _pnl_factor
+from core.risk.pnl import realized_pnl
 
 if TYPE_CHECKING:
     from core.engine.state import EngineState
@@ -47,7 +47,8 @@ class DeskMoney:
                 band_limit("sell", mark, band),
                 band_limit("buy", mark, band),
             )
-            limit_units[sel] = np.maximum(1, np.floor(limit / float(inst.price_unit)))
+            # Down: the reservation assumes the fill no better than the band's limit allows.
+            limit_units[sel] = inst.units_near(limit, down=True)
         pnl = self._pnl(
             o.instrument[idx], o.side[idx], o.remaining[idx], o.entry_units[idx], limit_units
         )
@@ -215,10 +216,10 @@ class DeskMoney:
         for k in np.unique(instruments).tolist():
             sel = instruments == k
             inst = engine.instruments[k]
-            out[sel] = pnl_minor(
-                *_pnl_factor(inst, engine.decimals(k)),
-                inst.inverse,
-                side[sel].astype(np.int64),
+            out[sel] = realized_pnl(
+                inst,
+                engine.decimals(k),
+                side[sel],
                 contracts[sel],
                 entry[sel],
                 np.broadcast_to(prices, contracts.shape)[sel],
@@ -227,31 +228,6 @@ class DeskMoney:
 
 
 # ----- exact integer helpers -----------------------------------------------------------------
-
-
-def pnl_minor(
-    numerator: int,
-    denominator: int,
-    inverse: bool,
-    side: np.ndarray,
-    contracts: np.ndarray,
-    entry: np.ndarray,
-    price: np.ndarray,
-) -> np.ndarray:
-    """`realized_pnl_minor` over arrays: floor(side*n*(P-E)*num / den), times E*P in the
-    denominator for an inverse contract; int64 where the bounds allow, else Python ints."""
-    if contracts.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    move_bound = int(np.abs(contracts).max()) * int(np.abs(price - entry).max() + 1) * numerator
-    den_bound = denominator * (int(entry.max()) * int(price.max()) if inverse else 1)
-    if move_bound < _INT64_SAFE and den_bound < _INT64_SAFE and int(price.max()) < _INT64_SAFE:
-        move = side * contracts * (price - entry) * numerator
-        return move // (denominator * entry * price if inverse else denominator)
-    as_int = [np.asarray(a).astype(object) for a in (side, contracts, entry, price)]
-    side_o, contracts_o, entry_o, price_o = as_int
-    move_o = side_o * contracts_o * (price_o - entry_o) * numerator
-    den_o = denominator * entry_o * price_o if inverse else denominator
-    return np.asarray(move_o // den_o).astype(np.int64)
 
 
 def _scaled(collateral: np.ndarray, done: np.ndarray, total: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from core.model.events import (
     TradeRefused,
     iso,
 )
+from core.model.operations import refusal_text
 from core.model.units import format_minor
 
 FORMAT = "risk-result/1"
@@ -305,7 +306,7 @@ class ResultCollector:
             if isinstance(e, ActionRecorded):
                 text = f"{e.operator}: {e.action} - {e.detail} ({e.reason})"
             elif isinstance(e, ActionRefused):
-                text = f"refused {e.operator}'s {e.action}: {e.reason}"
+                text = refusal_text(e.reason, e.code, f"{e.operator}'s {e.action}")
             elif isinstance(e, LiquidationFilled) and (e.contracts >= 1000 or e.deficit):
                 text = (
                     f"{e.account} {e.side} {e.contracts} {e.symbol} {'reduced' if e.partial else 'liquidated'}"
@@ -326,7 +327,8 @@ class ResultCollector:
                     f"{iso(e.delayed_to)} ({tripped})"
                 )
             elif isinstance(e, TradeRefused):
-                text = f"refused {e.account}'s {e.side} {e.contracts} {e.symbol}: {e.reason}"
+                subject = f"{e.account}'s {e.side} {e.contracts} {e.symbol}"
+                text = refusal_text(e.reason, e.code, subject)
             elif isinstance(e, SettlementDone):
                 text = f"settlement of {e.family} at {e.price}" + (
                     f" (adjusted from {e.adjusted_from})" if e.adjusted_from else ""

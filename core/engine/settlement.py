@@ -19,7 +19,7 @@ from core.engine.manipulation import WindowWatch
 from core.market.prices import PriceUnavailableError
 from core.model.errors import InputError
 from core.model.events import ClawbackComputed, SettlementDelayed, SettlementDone
-from core.model.instruments import Instrument, _pnl_factor, realized_pnl_minor
+from core.model.instruments import Instrument
 from core.model.operations import Refusal
 from core.model.scenario_values import ActionSpec
 from core.model.settlement import (
@@ -29,6 +29,7 @@ from core.model.settlement import (
     SettlementReview,
     WindowAssessment,
 )
+from core.risk.pnl import realized_pnl
 
 if TYPE_CHECKING:
     from core.engine.state import EngineState
@@ -203,7 +204,7 @@ class Settlements:
             if inst.family != family or inst.settle_currency != currency:
                 continue
             rows = np.flatnonzero((book.instrument == k) & (book.contracts > 0))
-            pnl = pnl_at_price(
+            pnl = realized_pnl(
                 inst,
                 engine.decimals(k),
                 book.side[rows],
@@ -417,50 +418,3 @@ def _preview(
         amounts,
         digest,
     )
-
-
-# Relative error bound of the float64 estimate below (five roundings, with a wide margin).
-_RELATIVE_ERROR = 4e-15
-
-
-def pnl_at_price(
-    inst: Instrument,
-    decimals: int,
-    side: np.ndarray,
-    contracts: np.ndarray,
-    entry_units: np.ndarray,
-    price_units: int,
-) -> np.ndarray:
-    """`realized_pnl_minor` of many positions at one price, vectorized and exactly equal to it.
-
-    Linear PnL is exact int64 arithmetic when its bound allows. Inverse PnL (and linear beyond
-    the bound) is estimated in float64; rows whose estimate lies within the error bound of an
-    integer are recomputed exactly in Python ints (a handful of rows: the floor is never wrong).
-    """
-    side = np.asarray(side, dtype=np.int64)
-    contracts = np.asarray(contracts, dtype=np.int64)
-    move = price_units - np.asarray(entry_units, dtype=np.int64)
-    numerator, denominator = _pnl_factor(inst, decimals)
-    if not contracts.size:
-        return np.zeros(0, dtype=np.int64)
-    largest = int(np.abs(contracts).max()) * int(np.abs(move).max()) * numerator
-    if not inst.inverse and largest <= INT64_MAX:
-        return np.floor_divide(side * contracts * move * numerator, denominator)
-    estimate = (side * contracts).astype(np.float64) * move.astype(np.float64)
-    estimate *= numerator / denominator
-    if inst.inverse:
-        estimate /= np.asarray(entry_units, dtype=np.float64) * float(price_units)
-    floor = np.floor(estimate)
-    fraction = estimate - floor
-    tolerance = np.abs(estimate) * _RELATIVE_ERROR + 1e-9
-    unsure = (fraction < tolerance) | (fraction > 1 - tolerance) | (np.abs(estimate) > 2.0**52)
-    unsure &= move != 0
-    result = np.where(unsure | (move == 0), 0.0, floor).astype(np.int64)
-    for row in np.flatnonzero(unsure).tolist():
-        exact = realized_pnl_minor(
-            inst, decimals, int(side[row]), int(contracts[row]), int(entry_units[row]), price_units
-        )
-        if abs(exact) > INT64_MAX:
-            raise OverflowError(f"PnL of position row {row} leaves int64")
-        result[row] = exact
-    return result

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from core.model.events import TradeApplied, TradeRefused
-from core.model.instruments import Instrument, realized_pnl_minor
+from core.model.instruments import Instrument
 from core.model.operations import Refusal
 from core.model.scenario_values import Scenario
 from core.model.units import Rounding, div_round
+from core.risk.pnl import realized_pnl
 from core.risk.positions import PositionBook
 from core.scenario.fields import (
     _contracts,
@@ -365,13 +366,15 @@ class Trading:
         if closing is None:
             return cash, free
         k = int(book.instrument[closing])
-        pnl = realized_pnl_minor(
-            book.instruments[k],
-            engine.decimals(k),
-            int(book.side[closing]),
-            int(book.contracts[closing]),
-            int(book.entry_units[closing]),
-            price_units,
+        pnl = int(
+            realized_pnl(
+                book.instruments[k],
+                engine.decimals(k),
+                book.side[closing],
+                book.contracts[closing],
+                book.entry_units[closing],
+                price_units,
+            )
         )
         scale = float(book.currencies[currency].scale)
         if book.isolated[closing]:

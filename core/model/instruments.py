@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -121,6 +120,14 @@ class Instrument:
             raise ValueError(f"{price} is finer than {self.price_unit.normalize()}")
         return int(units)
 
+    def units_near(self, price: float | np.ndarray, *, down: bool = False) -> Any:
+        """A float price (a fill's average, a band limit, a mark) in whole price units, at least
+        one: the nearest unit (half to even), or with `down` the unit at or below it; an int for
+        a number, an int64 array for an array. Exact prices go through `price_units`."""
+        scaled = np.asarray(price, dtype=np.float64) / float(self.price_unit)
+        units = np.maximum(1, np.floor(scaled) if down else np.rint(scaled)).astype(np.int64)
+        return int(units) if units.ndim == 0 else units
+
     def x_of(self, price: Decimal | Fraction) -> Fraction:
         """The affine price variable: P for linear, 1/P for inverse."""
         return 1 / Fraction(price) if self.inverse else Fraction(price)
@@ -154,37 +161,3 @@ class Instrument:
         if self.tiers.basis == "contracts":
             amount *= Fraction(self.contract_value) * self.x_of(price)
         return notional * Fraction(level.mmr) - amount
-
-
-@lru_cache(maxsize=256)
-def _pnl_factor(instrument: Instrument, decimals: int) -> tuple[int, int]:
-    """(numerator, denominator) turning price-unit differences into minor units of PnL."""
-    if instrument.inverse:
-        factor = (
-            Fraction(instrument.contract_value) * 10**decimals / Fraction(instrument.price_unit)
-        )
-    else:
-        factor = (
-            Fraction(instrument.contract_value) * Fraction(instrument.price_unit) * 10**decimals
-        )
-    return factor.numerator, factor.denominator
-
-
-def realized_pnl_minor(
-    instrument: Instrument,
-    decimals: int,
-    side: int,
-    contracts: int,
-    entry_units: int,
-    price_units: int,
-) -> int:
-    """Exact PnL of closing `contracts` bought (side +1) or sold (-1) at entry, at price, in minor
-    units of the settle currency, rounded toward minus infinity (the sub-unit stays with the house).
-
-    linear side*n*cv*(P-E); inverse side*n*cv*(1/E - 1/P) = side*n*cv*(P-E)/(E*P).
-    """
-    numerator, denominator = _pnl_factor(instrument, decimals)
-    move = side * contracts * (price_units - entry_units) * numerator
-    if instrument.inverse:
-        denominator *= entry_units * price_units
-    return move // denominator

@@ -31,6 +31,13 @@ class Refusal(Exception):
         self.reason = reason
 
 
+def refusal_text(reason: str, code: str = "", subject: str = "") -> str:
+    """How a refusal reads to people wherever it is shown (command line, console, result,
+    report): `SUBJECT refused (CODE): REASON`, without the parts that are not known."""
+    said = f"refused ({code})" if code else "refused"
+    return f"{subject} {said}: {reason}" if subject else f"{said}: {reason}"
+
+
 class ApplyFailed(Exception):
     """An action raised something other than a Refusal while it applied: the engine may hold part
     of its effect, so the caller rebuilds the engine and refuses the action (core/session/session.py)."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from core.model.operations import refusal_text
 from core.model.units import format_minor
 from core.report.scope import (
     LiquidationGroup,
@@ -257,7 +258,7 @@ def build_timeline(
         if m.refused:
             kind, text, reason = (
                 "refusal",
-                f"{m.action} refused: {m.reason}",
+                refusal_text(m.reason, subject=m.action),
                 params.get("reason", ""),
             )
         else:
@@ -463,7 +464,7 @@ def build_approvals(
             if m is None:
                 continue
             if m.refused:
-                refusals.append(f"{m.operator} refused: {m.reason}")
+                refusals.append(refusal_text(m.reason, subject=m.operator))
                 continue
             status = "rejected" if decision["action"] == "reject" else "approved"
             decided_by, decided_at, why, result = m.operator, m.time, m.reason, m.detail

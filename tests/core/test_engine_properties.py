@@ -27,7 +27,7 @@ from core.model.events import (
     LiquidationStarted,
     SettlementDone,
 )
-from core.model.instruments import realized_pnl_minor
+from core.risk.pnl import realized_pnl_minor
 from core.scenario.parse import parse_scenario
 
 START = datetime(2018, 7, 31, 0, 0, tzinfo=UTC)

@@ -23,13 +23,13 @@ from core.engine.facade import Engine
 from core.engine.ledger import trader
 from core.engine.manipulation import assess
 from core.engine.result import ResultCollector
-from core.engine.settlement import SettlementDelayed, pnl_at_price
+from core.engine.settlement import SettlementDelayed
 from core.model.errors import InputError
 from core.model.events import ActionRefused, Event, SettlementDone
-from core.model.instruments import realized_pnl_minor
 from core.model.operations import Refusal
 from core.model.scenario_values import ActionSpec
 from core.model.settlement import SettlementChecks
+from core.risk.pnl import realized_pnl, realized_pnl_minor
 from core.scenario.parse import parse_scenario
 from tests.core.conftest import instrument
 
@@ -500,7 +500,7 @@ def test_a_digest_in_the_scenario_file_is_checked() -> None:
 
 
 @pytest.mark.parametrize("kind", ["inverse", "linear"])
-def test_pnl_at_a_price_equals_the_exact_scalar_pnl(kind: str) -> None:
+def test_the_array_pnl_equals_the_exact_scalar_pnl(kind: str) -> None:
     inst = instrument(kind=kind, cv="100" if kind == "inverse" else "0.01", tick="0.01")
     rng = np.random.default_rng(7)
     size = 20_000
@@ -509,12 +509,18 @@ def test_pnl_at_a_price_equals_the_exact_scalar_pnl(kind: str) -> None:
     entry = rng.integers(5_000 * 10**6, 9_000 * 10**6, size)
     price = 7_450 * 10**6
     entry[:50] = price  # no move
-    got = pnl_at_price(inst, 8, side, contracts, entry, price)
+    got = realized_pnl(inst, 8, side, contracts, entry, price)
+    # Each row at its own price, as liquidation fills are.
+    own = realized_pnl(inst, 8, side, contracts, entry, np.full(size, price) + contracts % 7)
     expected = [
         realized_pnl_minor(inst, 8, int(s), int(n), int(e), price)
         for s, n, e in zip(side, contracts, entry, strict=True)
     ]
     assert got.tolist() == expected
+    assert own.tolist() == [
+        realized_pnl_minor(inst, 8, int(s), int(n), int(e), price + int(n) % 7)
+        for s, n, e in zip(side, contracts, entry, strict=True)
+    ]
 
 
 @pytest.mark.slow

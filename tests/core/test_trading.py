@@ -19,7 +19,7 @@ from core.engine.facade import Engine
 from core.engine.ledger import trader
 from core.engine.trading import TradeApplied, TradeRefused, average_entry_units, parse_trades
 from core.model.errors import InputError
-from core.model.instruments import realized_pnl_minor
+from core.risk.pnl import realized_pnl_minor
 from core.scenario.parse import parse_scenario
 
 USDT = 10**6
