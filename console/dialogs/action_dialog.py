@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from core.model.errors import InputError
 from core.model.limits import MAX_CONTRACTS, WHOLE, clip
-from core.model.operations import ACTING_ROLES, Refusal
+from core.model.operations import ACTING_ROLES, Refusal, refusal_text
 from core.model.units import Currency, check_minor, format_minor, parse_decimal, to_minor
 
 if TYPE_CHECKING:
@@ -374,7 +374,7 @@ class ActionDialog(QDialog):
         except InputError as error:
             return self._show_error(f"{error.field}: {error.message}")
         except Refusal as refusal:
-            return self._show_error(f"Refused ({refusal.code}): {refusal.reason}")
+            return self._show_error(refusal_text(refusal.reason, refusal.code))
         self.raw = raw
         text = describe(raw)
         if raw["action"] == "force_reduce":
@@ -397,7 +397,7 @@ class ActionDialog(QDialog):
             return self._show_error(f"{error.field}: {error.message}")
         except Refusal as refusal:
             self.pages.setCurrentWidget(self.edit_page)
-            return self._show_error(f"Refused ({refusal.code}): {refusal.reason}")
+            return self._show_error(refusal_text(refusal.reason, refusal.code))
         self.accept()
         return True
 

@@ -30,7 +30,7 @@ from console.widgets.table import DataTable
 from core.desk.alerts import STATES, Alert
 from core.desk.queries import AlertPage
 from core.model.errors import InputError
-from core.model.operations import Refusal
+from core.model.operations import Refusal, refusal_text
 from core.model.thresholds import Thresholds
 
 MOVES = {
@@ -244,7 +244,7 @@ class AlertsView(QWidget):
         if isinstance(error, InputError):
             self.status_label.setText(f"{error.field}: {error.message}")
         elif isinstance(error, Refusal):
-            self.status_label.setText(f"Refused ({error.code}): {error.reason}")
+            self.status_label.setText(refusal_text(error.reason, error.code))
 
     # ----- thresholds ---------------------------------------------------------------------
 
@@ -298,7 +298,7 @@ class AlertsView(QWidget):
             self.thresholds_status.setText(f"{error.field}: {error.message}")
             return False
         except Refusal as refusal:
-            self.thresholds_status.setText(f"Refused ({refusal.code}): {refusal.reason}")
+            self.thresholds_status.setText(refusal_text(refusal.reason, refusal.code))
             return False
         self.thresholds_status.setText(
             "Changed: " + ", ".join(f"{k} = {v}" for k, v in changed.items())

@@ -24,7 +24,7 @@ from console.models.base import Column
 from console.models.records import RecordsModel
 from console.widgets.table import DataTable
 from core.model.errors import InputError
-from core.model.operations import APPROVER_ROLE, Refusal
+from core.model.operations import APPROVER_ROLE, Refusal, refusal_text
 
 TITLES = {
     "force_reduce": "Force-reduce",
@@ -190,7 +190,7 @@ class ApprovalsView(QWidget):
             self.status_label.setText(f"{error.field}: {error.message}")
             return False
         except Refusal as refusal:
-            self.status_label.setText(f"Refused ({refusal.code}): {refusal.reason}")
+            self.status_label.setText(refusal_text(refusal.reason, refusal.code))
             return False
         verb = "approved" if approve else "rejected"
         self.status_label.setText(f"{request.id} {verb}; it takes effect at the next tick.")

@@ -23,7 +23,7 @@ from console.widgets.table import DataTable
 from core.desk.audit import AuditEntry, VerifyResult
 from core.desk.queries import AuditPage, AuditQuery, AuditVerify
 from core.model.errors import InputError
-from core.model.operations import Refusal
+from core.model.operations import Refusal, refusal_text
 
 PAGE = 500
 KINDS = ("", "login", "operator", "action", "request", "approval", "alert", "settings")
@@ -133,7 +133,7 @@ class AuditView(QWidget):
             self.status_label.setText(f"{page.field}: {page.message}")
             return
         if isinstance(page, Refusal):
-            self.status_label.setText(f"Refused ({page.code}): {page.reason}")
+            self.status_label.setText(refusal_text(page.reason, page.code))
             return
         if not isinstance(page, AuditPage):
             return

@@ -32,7 +32,7 @@ from console.widgets.plots import Plot
 from console.widgets.table import DataTable
 from core.model.errors import InputError
 from core.model.events import Indicator
-from core.model.operations import ACTING_ROLES, APPROVER_ROLE, Refusal
+from core.model.operations import ACTING_ROLES, APPROVER_ROLE, Refusal, refusal_text
 from core.model.settlement import ClawbackPreview, SettlementReview
 from core.model.units import format_minor
 
@@ -421,7 +421,7 @@ class SettlementView(QWidget):
         except InputError as error:
             return self._status(f"{error.field}: {error.message}")
         except Refusal as refusal:
-            return self._status(f"Refused ({refusal.code}): {refusal.reason}")
+            return self._status(refusal_text(refusal.reason, refusal.code))
         self.reason_edit.clear()
         self._status(f"{done}; it takes effect at the next tick.")
         return True

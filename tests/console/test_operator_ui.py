@@ -148,7 +148,7 @@ def test_action_dialog_freezes_an_account_end_to_end(qtbot: Any, session: Sessio
     qtbot.addWidget(again)
     again.reason_edit.setText("again")
     assert not again.review()
-    assert again.error_label.text().startswith("Refused (no_effect): account A is already")
+    assert again.error_label.text().startswith("refused (no_effect): account A is already")
 
 
 def test_action_fields_are_checked_with_the_field_named(qtbot: Any, session: Session) -> None:
@@ -307,7 +307,7 @@ def test_alerts_view_works_the_queue_and_edits_thresholds(qtbot: Any, session: S
     view.threshold_edits["concentration"].setText("0.25")
     view.thresholds_reason.setText("fewer false alarms")
     assert not view.apply_thresholds()
-    assert view.thresholds_status.text().startswith("Refused (role)")
+    assert view.thresholds_status.text().startswith("refused (role)")
     boss = AlertsView(desk("carol"))
     qtbot.addWidget(boss)
     boss.threshold_edits["shock"].setText("5")
