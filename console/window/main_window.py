@@ -1,6 +1,8 @@
 """The main window: the charts in the middle, docked views around them (layout kept in QSettings),
 menus, the replay toolbar (play, pause, step, speed, time slider), the status bar, and the
-operations docks of the logged-in operator (console/window/operator_desk.py)."""
+operations docks of the logged-in operator (console/window/operator_desk.py).
+
+One module past 500 lines: the menus, docks and status bar are wired to each other here, once."""
 
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ from console.widgets.liquidations import LiquidationsPanel
 from console.widgets.overview import OverviewPanel
 from console.widgets.table import DataTable
 from console.window.operator_desk import COLOURS, OperatorDesk
-from console.worker.bridge import SPEEDS, Bridge
+from console.worker.bridge import Bridge
+from console.worker.engine_worker import SPEEDS
 from console.worker.operations import Outcome
 from core.session.snapshot import Snapshot
 

@@ -278,7 +278,7 @@ def test_alerts_view_works_the_queue_and_edits_thresholds(qtbot: Any, session: S
     def desk(name: str) -> DeskAlerts:
         operator = get_operator(db, name)
         assert operator is not None
-        # What the engine thread does with a threshold change (console.worker.bridge.set_thresholds).
+        # What the engine thread does with a threshold change (console.worker.engine_worker.set_thresholds).
         send = lambda changes, reason: AlertDesk(  # noqa: E731
             db, name, clock, surveillance=surveillance
         ).set_thresholds(changes, reason)
