@@ -24,12 +24,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.engine import Engine
-from core.events import AdlFill, LiquidationFilled, LiquidationStarted
-from core.instruments import realized_pnl_minor
-from core.ledger import CLEARING, INSURANCE_FUND, OUTSIDE, Ledger, Reason, trader
-from core.scenario import parse_scenario
-from core.session import Session
+from core.engine.facade import Engine
+from core.engine.ledger import CLEARING, INSURANCE_FUND, OUTSIDE, Ledger, Reason, trader
+from core.model.events import AdlFill, LiquidationFilled, LiquidationStarted
+from core.risk.pnl import realized_pnl_minor
+from core.scenario.parse import parse_scenario
+from core.session.session import Session
 
 SCENARIO = Path(__file__).resolve().parents[1] / "assets" / "scenarios" / "cascade-2025.json"
 TARGET = 50_000.0

@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.deficit import allocate_clawback, allocate_clawback_reference
+from core.engine.deficit import allocate_clawback, allocate_clawback_reference
 
 ACCOUNTS = 1_000_000
 REFERENCE_ACCOUNTS = 100_000  # the Python-int peer runs on a slice and is scaled linearly

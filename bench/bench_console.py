@@ -19,7 +19,7 @@ import numpy as np
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.snapshot import TABLE_KEYS, PositionTable, TableSpec, table_order
+from core.session.snapshot import TABLE_KEYS, PositionTable, TableSpec, table_order
 
 ROWS = 1_000_000
 SORT_BAR_MS = 200.0

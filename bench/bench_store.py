@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import queries
-from core.engine import Engine
-from core.events import Event, FundPosting, LiquidationFilled, LiquidationStarted
-from core.scenario import load_scenario
-from core.session import Session
-from core.store import Store
+from core.engine.facade import Engine
+from core.model.events import Event, FundPosting, LiquidationFilled, LiquidationStarted
+from core.scenario.parse import load_scenario
+from core.session.session import Session
+from core.store import queries
+from core.store.store import Store
 
 TICKS = 40
 EVENTS_PER_TICK = 5_000

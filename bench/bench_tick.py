@@ -20,11 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install
 
-from core.crowd import CrowdColumns, build_book, generate_crowd
-from core.instruments import Instrument, TierTable
-from core.positions import PositionBook, Valuation
-from core.scenario_model import CrowdSpec
-from core.units import Currency
+from core.model.instruments import Instrument, TierTable
+from core.model.scenario_values import CrowdSpec
+from core.model.units import Currency
+from core.risk.positions import PositionBook, Valuation
+from core.scenario.crowd import CrowdColumns, build_book, generate_crowd
 
 CURRENCIES = (Currency("BTC", 8), Currency("USDT", 6))
 

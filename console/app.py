@@ -8,7 +8,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 DEMO = "okx-2018-btc0928"
@@ -22,15 +21,20 @@ def parser() -> argparse.ArgumentParser:
         description="Open the console window. With no arguments it plays the built-in demo "
         f"({DEMO}).",
     )
-    p.add_argument("verb", nargs="?", choices=["open"], help="open PATH: a scenario or a store")
+    # One list rather than `verb` and `path`, so that a lone PATH is not taken for the verb, and
+    # options may come before, between or after the words (parse_intermixed_args).
     p.add_argument(
-        "path",
-        nargs="?",
-        metavar="PATH",
-        help="a scenario (.json or built-in name) or a store (.sqlite)",
+        "words",
+        nargs="*",
+        metavar="[open] PATH",
+        help="a scenario (.json or built-in name) or a store (.sqlite) to open",
     )
     p.add_argument(
-        "--store", metavar="STORE", help="where to keep the run's store (default: a temporary file)"
+        "--store",
+        "--db",
+        dest="store",
+        metavar="STORE",
+        help="where to keep the run's store (default: a temporary file)",
     )
     p.add_argument("--theme", choices=THEMES, help="light or dark (default: the last one used)")
     p.add_argument(
@@ -62,24 +66,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The window's options in any order, with `verb` ("open" or None) and `path` (None: the
+    demo) from the words; a usage error exits with code 2, as argparse does."""
+    p = parser()
+    args = p.parse_intermixed_args(list(argv))
+    words = list(args.words)
+    args.verb = words.pop(0) if words[:1] == ["open"] else None
+    if len(words) > 1:
+        p.error(f"expected one PATH to open, found {len(words)}: {' '.join(words)}")
+    if args.verb == "open" and not words:
+        p.error("open needs a PATH (a scenario or a store)")
+    args.path = words[0] if words else None
+    return args
+
+
 def _credentials(args: argparse.Namespace) -> tuple[str, str] | None:
     if not args.operator:
         return None
     if args.password_stdin:
         return args.operator, sys.stdin.readline().rstrip("\r\n")
     return args.operator, os.environ.get(PASSWORD_ENV, "")
-
-
-def apply_theme(app: object, theme: str) -> None:
-    """Style sheet and pyqtgraph defaults for `theme` (light or dark)."""
-    import pyqtgraph as pg
-
-    from console.widgets.plots import colours
-
-    qss = resources.files("assets").joinpath(f"{theme}.qss").read_text(encoding="utf-8")
-    app.setStyleSheet(qss)  # type: ignore[attr-defined]
-    c = colours(theme)
-    pg.setConfigOptions(background=c["background"], foreground=c["foreground"], antialias=False)
 
 
 def _no_display() -> bool:
@@ -92,9 +99,20 @@ def _no_display() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.verb == "open" and not args.path:
-        print("risk-console: error: open needs a PATH (a scenario or a store)", file=sys.stderr)
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv)
+    except SystemExit as done:  # a usage error (said on stderr) or --help
+        return done.code if isinstance(done.code, int) else 2
+    from core.model.errors import InputError
+    from core.scenario.builtin import resolve_scenario
+
+    try:
+        source = _source(args.path or DEMO, resolve_scenario)
+    except InputError as error:
+        print(
+            f"risk-console: error: {error} (`risk-console --help` lists the commands)",
+            file=sys.stderr,
+        )
         return 2
     if _no_display():
         # Qt would abort with a misleading message about libxcb-cursor0.
@@ -104,19 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from console.cli import resolve_scenario
-    from core.errors import InputError
-
-    try:
-        source = _source(args.path or DEMO, resolve_scenario)
-    except InputError as error:
-        print(f"risk-console: error: {error}", file=sys.stderr)
-        return 2
 
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from console.main_window import MainWindow
+    from console.widgets.theme import apply_theme
+    from console.window.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "risk-console"])
     app.setApplicationName("risk-console")
@@ -150,7 +161,7 @@ def _source(path: str, resolve: object) -> Path:
     candidate = Path(path)
     if candidate.suffix in (".sqlite", ".db"):
         if not candidate.exists():
-            from core.errors import InputError
+            from core.model.errors import InputError
 
             raise InputError("PATH", f"no store {path!r}")
         return candidate
@@ -184,22 +195,22 @@ def _finish(
 
 def _save_views(window: object, path: Path) -> None:
     """Each view alone, raised in its dock, beside the main screenshot."""
-    from PySide6.QtWidgets import QApplication, QScrollArea
+    from PySide6.QtWidgets import QScrollArea
 
-    from console.operator_desk import DOCKS
+    from console.window.operator_desk import DOCKS
 
     operations = {title for title, _, _ in DOCKS}
     layout = window.saveState()  # type: ignore[attr-defined]
     for title, dock in window.docks.items():  # type: ignore[attr-defined]
         dock.show()
         dock.raise_()
-        QApplication.processEvents()
+        _settle(window)
         name = title.lower().replace(" ", "-")
         if title in operations:
             # Grabbed floating at a readable size: in its tab the view shares the bottom strip.
             dock.setFloating(True)
             dock.resize(1280, 960)
-            QApplication.processEvents()
+            _settle(window)
             name = f"operations-{name}"
         view = dock.widget()
         if isinstance(view, QScrollArea):
@@ -210,6 +221,21 @@ def _save_views(window: object, path: Path) -> None:
     window.charts.grab().save(str(path.with_name(f"{path.stem}-charts.png")), "PNG")  # type: ignore[attr-defined]
     window.restoreState(layout)  # type: ignore[attr-defined]
     window.docks["Accounts"].raise_()  # type: ignore[attr-defined]
+
+
+def _settle(window: object, seconds: float = 5.0) -> None:
+    """Process events until the store queries a raised view sent are answered (the engine thread
+    answers them) and shown, for at most `seconds`."""
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    deadline = time.monotonic() + seconds
+    while window.bridge.answers_due and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.01)
+        QApplication.processEvents()
+    QApplication.processEvents()
 
 
 def _close(app: object, window: object) -> None:

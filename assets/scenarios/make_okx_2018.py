@@ -9,8 +9,8 @@ from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
 
-from core.instruments import PRICE_SUBTICKS
-from core.trading import average_entry_units
+from core.engine.trading import average_entry_units
+from core.model.instruments import PRICE_SUBTICKS
 
 trough = sys.argv[5] if len(sys.argv) > 5 else "6950"
 whale_margin = sys.argv[1] if len(sys.argv) > 1 else "2600"

@@ -4,13 +4,11 @@ step, and the raw command handed to `submit`; refusals are shown with their reas
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -24,14 +22,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.book import band_limit
-from core.controls import ACTING_ROLES, Refusal
-from core.errors import InputError
-from core.instruments import realized_pnl_minor
-from core.units import format_minor, parse_decimal, to_minor
+from core.model.errors import InputError
+from core.model.limits import MAX_CONTRACTS, WHOLE, clip
+from core.model.operations import ACTING_ROLES, Refusal, refusal_text
+from core.model.units import Currency, check_minor, format_minor, parse_decimal, to_minor
 
 if TYPE_CHECKING:
-    from core.engine import Engine
+    pass
 
 ACTIONS: dict[str, str] = {
     "warn": "Warn the account",
@@ -82,14 +79,19 @@ class ForceReducePreview:
     fund_free: int  # unchanged by the fill: a force-reduce settles with the account
     fund_shortfall: int  # what the fund would cover if the account ended below zero
 
+    def _minor(self, valuation: float) -> int:
+        """A valuation at the mark (a float) to the nearest minor unit, to be shown as money."""
+        return round(valuation * 10**self.decimals)
+
     def lines(self) -> list[str]:
-        money = lambda v: f"{format_minor(v, self.decimals)} {self.currency}"  # noqa: E731
+        money = lambda v: f"{format_minor(v, self.decimals, display=True)} {self.currency}"  # noqa: E731
         out = [
             f"Expected fill now: {self.filled:,} of {self.requested:,} {self.symbol} at "
             f"{self.average_price:,.4f} on average (worst {self.worst_price:,.4f})",
             f"Realized PnL {money(self.realized)}; slippage against the mark "
             f"{money(self.slippage)}",
-            f"Account equity {self.equity_before:,.8f} -> {self.equity_after:,.8f} {self.currency}",
+            f"Account equity {money(self._minor(self.equity_before))} -> "
+            f"{money(self._minor(self.equity_after))}",
             f"Insurance fund: {money(self.fund_free)} free, unchanged by the fill",
         ]
         if self.requested > self.filled:
@@ -114,124 +116,6 @@ class ActionContext:
     currencies: tuple[tuple[str, int], ...] = ()  # (code, decimals)
     preview: Callable[[str, int], ForceReducePreview] | None = None
     new_id: Callable[[str], str] = lambda kind: f"{kind}-{uuid.uuid4().hex[:10]}"
-
-
-def action_context(engine: Engine, operator: str, role: str, account: str | None) -> ActionContext:
-    """The context of `account` as the engine holds it now (call on the engine's thread). The
-    force-reduce preview works on copies taken here, so the dialog may call it from any thread."""
-    currencies = tuple((c.code, c.decimals) for c in engine.currencies)
-    if account is None:
-        return ActionContext(operator, role, currencies=currencies)
-    book = engine.book
-    index = book.account_index.get(account)
-    if index is None:
-        raise InputError("account", f"unknown account {account!r}")
-    rows = np.flatnonzero((book.account == index) & (book.contracts > 0)).tolist()
-    positions = tuple(
-        PositionInfo(
-            engine.instruments[int(book.instrument[r])].symbol,
-            "long" if book.side[r] > 0 else "short",
-            int(book.contracts[r]),
-        )
-        for r in rows
-    )
-    quotes = {p.symbol: _quote(engine, account, p.symbol) for p in positions}
-
-    def preview(symbol: str, contracts: int) -> ForceReducePreview:
-        if symbol not in quotes:
-            raise InputError("symbol", f"account {account} holds no {symbol} position")
-        return quotes[symbol].preview(contracts)
-
-    return ActionContext(
-        operator,
-        role,
-        account,
-        engine.controls.flag_names(account),
-        positions,
-        currencies,
-        preview,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Quote:
-    """What a force-reduce preview of one position needs, copied out of the engine."""
-
-    inst: Any
-    currency: str
-    decimals: int
-    side: int
-    contracts: int
-    entry_units: int
-    mark: float
-    mid: float
-    liquidity: Any  # a private copy of the instrument's book model
-    equity: float
-    fund_free: int
-
-    def preview(self, contracts: int) -> ForceReducePreview:
-        """Sweep a copy of the book as the desk's order would (priced no worse than the mark by
-        the band); nothing here is shared with the engine."""
-        inst, side, decimals = self.inst, self.side, self.decimals
-        wanted = min(int(contracts), self.contracts)
-        order_side = "sell" if side > 0 else "buy"
-        limit = band_limit(order_side, self.mark, float(inst.liquidation_band))
-        fill = copy.deepcopy(self.liquidity).execute(order_side, wanted, limit, self.mid)
-        unit = float(inst.price_unit)
-        filled = int(fill.contracts_filled)
-        fill_units = max(1, round(fill.average_price / unit))
-        mark_units = max(1, round(self.mark / unit))
-        realized = realized_pnl_minor(inst, decimals, side, filled, self.entry_units, fill_units)
-        at_mark = realized_pnl_minor(inst, decimals, side, filled, self.entry_units, mark_units)
-        scale = 10**decimals
-        # Display only: the fill's slippage against the mark moves the equity (floats).
-        after = self.equity + (realized - at_mark) / scale
-        return ForceReducePreview(
-            inst.symbol,
-            self.currency,
-            decimals,
-            wanted,
-            filled,
-            float(fill.average_price) if filled else self.mark,
-            float(fill.worst_price) if filled else self.mark,
-            realized,
-            realized - at_mark,
-            self.equity,
-            after,
-            self.fund_free,
-            round(-after * scale) if after < 0 else 0,
-        )
-
-
-def _quote(engine: Engine, account: str, symbol: str) -> _Quote:
-    book = engine.book
-    k = next((i for i, inst in enumerate(engine.instruments) if inst.symbol == symbol), -1)
-    index = book.account_index.get(account, -1)
-    rows = np.flatnonzero((book.account == index) & (book.instrument == k) & (book.contracts > 0))
-    if k < 0 or rows.size == 0:
-        raise InputError("symbol", f"account {account} holds no {symbol} position")
-    row = int(rows[0])
-    currency = engine.currency_of(k)
-    return _Quote(
-        engine.instruments[k],
-        currency,
-        engine.decimals(k),
-        int(book.side[row]),
-        int(book.contracts[row]),
-        int(book.entry_units[row]),
-        float(engine.marks[k]),
-        float(engine.fair_mid(k)),
-        copy.deepcopy(engine.liquidity[k]),
-        float(engine.valuation.equity[row]),
-        engine.desk.fund_free(currency),
-    )
-
-
-def force_reduce_preview(
-    engine: Engine, account: str, symbol: str, contracts: int
-) -> ForceReducePreview:
-    """The expected fill of force-reducing `contracts` of the position now (engine's thread)."""
-    return _quote(engine, account, symbol).preview(contracts)
 
 
 def build_action(context: ActionContext, kind: str, values: dict[str, str]) -> dict[str, Any]:
@@ -263,9 +147,10 @@ def build_action(context: ActionContext, kind: str, values: dict[str, str]) -> d
             raise InputError(
                 "symbol", f"account {context.account} holds no {symbol or '?'} position"
             )
-        text = values.get("contracts", "").strip().replace(",", "").replace("_", "")
-        if not text.isdigit() or int(text) <= 0:
-            raise InputError("contracts", f"expected a whole number of contracts, found {text!r}")
+        text = _whole(values.get("contracts", ""))
+        if text is None or int(text) <= 0:
+            shown = clip(values.get("contracts", ""))
+            raise InputError("contracts", f"expected a whole number of contracts, found {shown!r}")
         if int(text) > held[symbol].contracts:
             raise InputError(
                 "contracts", f"the position holds {held[symbol].contracts:,} contracts"
@@ -276,17 +161,26 @@ def build_action(context: ActionContext, kind: str, values: dict[str, str]) -> d
         currency = values.get("currency", "")
         if currency not in decimals:
             raise InputError("currency", f"expected one of {', '.join(decimals)}")
-        amount = parse_decimal(values.get("amount", ""), "amount", positive=True)
+        amount = parse_decimal(values.get("amount", "").strip(), "amount", positive=True)
         try:
-            to_minor(amount, decimals[currency])
+            minor = to_minor(amount, decimals[currency])
         except ValueError:
             raise InputError(
                 "amount", f"{currency} has {decimals[currency]} decimals; {amount} is finer"
             ) from None
+        check_minor(minor, "amount", Currency(currency, decimals[currency]))
         raw.update(currency=currency, amount=format(amount.normalize(), "f"))
     if kind in REQUESTS:
         raw["id"] = context.new_id(kind)
     return raw
+
+
+def _whole(typed: str) -> str | None:
+    """Typed contracts as ASCII digits ("1,000" and "1_000" allowed as separators), or None."""
+    text = typed.strip().replace(",", "").replace("_", "")
+    if not WHOLE.fullmatch(text) or len(text) > len(str(MAX_CONTRACTS)):
+        return None
+    return text
 
 
 def _check_state(context: ActionContext, kind: str) -> None:
@@ -461,8 +355,8 @@ class ActionDialog(QDialog):
         if self.context.preview is None or self.kind() != "force_reduce":
             return None
         values = self.values()
-        text = values["contracts"].strip().replace(",", "")
-        if not text.isdigit() or int(text) <= 0 or not values["symbol"]:
+        text = _whole(values["contracts"])
+        if text is None or int(text) <= 0 or not values["symbol"]:
             self.preview_label.setText("Type a whole number of contracts to preview the fill.")
             return None
         try:
@@ -480,7 +374,7 @@ class ActionDialog(QDialog):
         except InputError as error:
             return self._show_error(f"{error.field}: {error.message}")
         except Refusal as refusal:
-            return self._show_error(f"Refused ({refusal.code}): {refusal.reason}")
+            return self._show_error(refusal_text(refusal.reason, refusal.code))
         self.raw = raw
         text = describe(raw)
         if raw["action"] == "force_reduce":
@@ -503,7 +397,7 @@ class ActionDialog(QDialog):
             return self._show_error(f"{error.field}: {error.message}")
         except Refusal as refusal:
             self.pages.setCurrentWidget(self.edit_page)
-            return self._show_error(f"Refused ({refusal.code}): {refusal.reason}")
+            return self._show_error(refusal_text(refusal.reason, refusal.code))
         self.accept()
         return True
 

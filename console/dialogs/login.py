@@ -1,14 +1,12 @@
-"""The login dialog: operator name and password checked against the store's operators (each try
-audited by core.operators.authenticate); a refusal is shown inline and the demo identities are
-hinted when the store still has them."""
+"""The login dialog: operator name and password checked against the store's operators on the
+engine thread (a core.desk.queries.Login, each try audited by core.desk.operators.authenticate); a
+refusal is shown inline and the demo identities are hinted when the store still has them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from typing import Any
 
-import sqlite_utils
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -19,39 +17,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.controls import Refusal
-from core.errors import InputError
-from core.operators import DEMO_IDENTITIES, Operator, authenticate, list_operators
-
-
-@dataclass(frozen=True, slots=True)
-class LoginState:
-    """What the dialog needs: a way to check a name and password (raising Refusal or InputError)
-    and the demo identities to hint, empty on a store with real operators."""
-
-    authenticate: Callable[[str, str], Operator]
-    demo_hint: tuple[tuple[str, str, str], ...] = ()
-
-
-def store_login(
-    db: sqlite_utils.Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-) -> LoginState:
-    """A LoginState against the store `db`. The demo identities are hinted only while every one
-    of them is still in the store (a real desk removes or replaces them)."""
-    names = {o.name for o in list_operators(db, include_disabled=False)}
-    demo = tuple((d.name, d.role, d.password) for d in DEMO_IDENTITIES)
-    hint = demo if {d[0] for d in demo} <= names else ()
-    return LoginState(lambda name, password: authenticate(db, name, password, at=clock()), hint)
+from core.desk.operators import Operator
+from core.desk.queries import Login, LoginInfo
+from core.model.errors import InputError
+from core.model.operations import Refusal
 
 
 class LoginDialog(QDialog):
-    """Accepted only with a logged-in operator in `operator`."""
+    """Accepted only with a logged-in operator in `operator`. `ask` sends the Login to the
+    engine thread and calls back with the Operator or the Refusal; `info` is who may log in."""
 
-    def __init__(self, state: LoginState, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        ask: Callable[[object, Callable[[Any], None]], None],
+        info: LoginInfo,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("login-dialog")
         self.setWindowTitle("Log in to the risk console")
-        self.state = state
+        self.ask = ask
+        self.info = info
         self.operator: Operator | None = None
         self.name_edit = QLineEdit()
         self.name_edit.setObjectName("login-name")
@@ -72,10 +58,10 @@ class LoginDialog(QDialog):
         self.hint_label = QLabel()
         self.hint_label.setObjectName("login-hint")
         self.hint_label.setWordWrap(True)
-        if state.demo_hint:
+        if info.demo_hint:
             rows = "".join(
                 f"<tr><td><b>{name}</b></td><td>{role}</td><td><code>{password}</code></td></tr>"
-                for name, role, password in state.demo_hint
+                for name, role, password in info.demo_hint
             )
             self.hint_label.setText(
                 "This store has the demo identities (docs/operators.md):"
@@ -94,21 +80,30 @@ class LoginDialog(QDialog):
         self.name_edit.setFocus()
 
     def try_login(self) -> bool:
-        """Check the typed name and password; accept on success, show why not otherwise."""
+        """Send the typed name and password to be checked (False: no name typed); the answer
+        accepts the dialog or shows why not. The button waits for it."""
         name = self.name_edit.text().strip()
         if not name:
             return self._refused("Type your operator name.", self.name_edit)
-        try:
-            self.operator = self.state.authenticate(name, self.password_edit.text())
-        except Refusal as refusal:
-            return self._refused(refusal.reason, self.password_edit)
-        except InputError as error:
-            widget = self.name_edit if error.field == "name" else self.password_edit
-            return self._refused(f"{error.field}: {error.message}", widget)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
+        self.ask(Login(name, self.password_edit.text()), self.answered)
+        return True
+
+    def answered(self, answer: object) -> None:
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(True)
+        if isinstance(answer, Refusal):
+            self._refused(answer.reason, self.password_edit)
+            return
+        if isinstance(answer, InputError):
+            widget = self.name_edit if answer.field == "name" else self.password_edit
+            self._refused(f"{answer.field}: {answer.message}", widget)
+            return
+        if not isinstance(answer, Operator):
+            return
+        self.operator = answer
         self.password_edit.clear()
         self.error_label.hide()
         self.accept()
-        return True
 
     def _refused(self, text: str, focus: QLineEdit) -> bool:
         self.error_label.setText(text)

@@ -1,10 +1,10 @@
 """File > Export incident report: a dialog for the range, filters, format and file, and the export
-on a worker thread behind a progress dialog (the report reads the store on its own connection)."""
+on a worker thread behind a progress dialog (the report reads the store on its own connection).
+The UI thread runs no SQL: the run's range is asked of the engine thread (Bridge.ask)."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,15 +27,21 @@ from PySide6.QtWidgets import (
     QPushButton,
     QWidget,
 )
+from shiboken6 import isValid
 
-from console.cli_report import export
-from core.errors import InputError
+from console.report.export import export
+from core.desk.queries import ReportRange, ReportRangeQuery, answer_from_store
+from core.model.errors import InputError, WriteError
 
 FORMATS = {
     "PDF (people)": "pdf",
     "JSON (everything)": "json",
     "CSV (liquidations, allocations)": "csv",
 }
+
+
+# Sends a store query and calls back with its answer (Bridge.ask has this shape).
+Ask = Callable[[object, Callable[[Any], None]], None]
 
 
 class Cancelled(Exception):
@@ -65,35 +71,42 @@ class ReportWorker(QObject):
             self.finished.emit(export(progress=self._step, **self.options))
         except Cancelled:
             self.failed.emit("cancelled")
-        except InputError as error:
+        except (InputError, WriteError) as error:
             self.failed.emit(str(error))
         except Exception as error:  # shown to the operator rather than lost on a thread
             self.failed.emit(f"{type(error).__name__}: {error}")
 
 
-def store_range(store_path: str | Path) -> tuple[str, str]:
-    """The run's first and last tick times, read-only (to prefill the range)."""
-    conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
-    try:
-        doc = json.loads(
-            conn.execute("SELECT value FROM meta WHERE key = 'scenario'").fetchone()[0]
-        )
-        last = conn.execute("SELECT max(time) FROM journal WHERE kind = 'tick'").fetchone()[0]
-    finally:
-        conn.close()
-    return str(doc["start"]), str(last or doc["start"])
+def ask_store(store_path: str | Path) -> Ask:
+    """Answer queries from a read-only connection to `store_path` on a thread of their own, for
+    a dialog opened without a running engine to ask."""
+
+    def ask(query: object, reply: Callable[[Any], None]) -> None:
+        def read() -> None:
+            try:
+                reply(answer_from_store(store_path, query))
+            except Exception as error:  # a missing file or one that is not a store
+                reply(InputError("STORE", f"cannot read {store_path}: {error}"))
+
+        threading.Thread(target=read, name="report-range", daemon=True).start()
+
+    return ask
 
 
 class ReportDialog(QDialog):
     """The options of one export; `export_now` runs it behind a QProgressDialog."""
 
     done = Signal(str)
+    # The run's range (a ReportRange, or the InputError met reading it), delivered on the UI
+    # thread whichever thread answered.
+    range_ready = Signal(object)
 
     def __init__(
         self,
         store_path: str | Path,
         parent: QWidget | None = None,
         *,
+        ask: Ask | None = None,
         start: str | None = None,
         end: str | None = None,
         accounts: tuple[str, ...] = (),
@@ -102,9 +115,11 @@ class ReportDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Export incident report")
         self.store_path = str(store_path)
-        first, last = store_range(store_path)
-        self.start = QLineEdit(start or first)
-        self.end = QLineEdit(end or last)
+        self.range: ReportRange | None = None
+        self.start = QLineEdit(start or "")
+        self.end = QLineEdit(end or "")
+        for field in (self.start, self.end):
+            field.setPlaceholderText("reading the store…")
         self.accounts = QLineEdit(", ".join(accounts))
         self.accounts.setPlaceholderText("all accounts (or ids separated by commas)")
         self.symbols = QLineEdit(", ".join(symbols))
@@ -143,6 +158,25 @@ class ReportDialog(QDialog):
         self._thread: QThread | None = None
         self._worker: ReportWorker | None = None
         self.progress: QProgressDialog | None = None
+        self.range_ready.connect(self._apply_range)
+        (ask or ask_store(self.store_path))(ReportRangeQuery(), self._range_answered)
+
+    def _range_answered(self, answer: object) -> None:
+        # The dialog may be gone by the time the store answers.
+        if isValid(self):
+            self.range_ready.emit(answer)
+
+    @Slot(object)
+    def _apply_range(self, answer: object) -> None:
+        """Prefill the range fields the operator has not filled."""
+        if not isinstance(answer, ReportRange):
+            self.error.setText(str(answer))
+            return
+        self.range = answer
+        for field, value in ((self.start, answer.start), (self.end, answer.end)):
+            field.setPlaceholderText("")
+            if not field.text():
+                field.setText(value)
 
     def options(self) -> dict[str, Any]:
         def items(field: QLineEdit) -> list[str]:
@@ -227,9 +261,13 @@ class ReportDialog(QDialog):
 
 
 def add_report_action(
-    menu: QMenu, window: QWidget, get_store_path: Callable[[], str | Path | None]
+    menu: QMenu,
+    window: QWidget,
+    get_store_path: Callable[[], str | Path | None],
+    ask: Ask | None = None,
 ) -> QAction:
-    """File > Export incident report…: the dialog for the store `get_store_path` returns."""
+    """File > Export incident report…: the dialog for the store `get_store_path` returns; its
+    range is read by `ask` (the engine thread's Bridge.ask), else on a thread of its own."""
     action = QAction("Export incident report…", window)
     action.setStatusTip("Write an incident report of a time range of the run (PDF, JSON, CSV)")
 
@@ -240,7 +278,7 @@ def add_report_action(
                 window, "Export incident report", "This run has no store to report from yet."
             )
             return
-        dialog = ReportDialog(path, window)
+        dialog = ReportDialog(path, window, ask=ask)
         status = getattr(window, "statusBar", None)
         if callable(status):
             dialog.done.connect(lambda line: status().showMessage(line, 10_000))

@@ -3,7 +3,6 @@ plain-text export (copy, CSV) of whatever a model shows."""
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -12,6 +11,9 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
+
+from core.model import files
+from core.model.text import csv_row, csv_writer
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -53,13 +55,6 @@ def fmt_float(value: float, places: int = 4) -> str:
 def fmt_money(value: float) -> str:
     """Major units: four places for coin amounts, two once they are large."""
     return fmt_float(value, 2 if abs(value) >= 100_000 else 4)
-
-
-def fmt_minor(amount: int, decimals: int) -> str:
-    """An exact minor-unit amount in major units, every digit kept."""
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(int(amount)), 10**decimals)
-    return f"{sign}{whole:,}.{frac:0{decimals}d}" if decimals else f"{sign}{whole:,}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +105,11 @@ class ExportableModel(QAbstractTableModel):
     def export_csv(self, path: str | Path, progress: Callable[[int], None] | None = None) -> int:
         """Every shown row (in the shown order) with a header; returns the number of rows."""
         count = 0
-        with Path(path).open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow([c.title for c in self.columns])
+        with files.replacing(path) as out:
+            writer = csv_writer(out)
+            writer.writerow(csv_row(c.title for c in self.columns))
             for values in self.rows_text():
-                writer.writerow(values)
+                writer.writerow(csv_row(values))
                 count += 1
                 if progress is not None and count % 50_000 == 0:
                     progress(count)

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QModelIndex, Qt
 
-from console.models.base import Column, ExportableModel, Index, fmt_float, fmt_minor
-from core.snapshot import Log
+from console.models.base import Column, ExportableModel, Index, fmt_float
+from core.model.units import format_minor
+from core.session.snapshot import Log
 
 
 class LogModel(ExportableModel):
@@ -177,7 +178,7 @@ class LiquidationsModel(LogModel):
         if key in ("fill_price", "bankruptcy"):
             return fmt_float(float(cols[key][row]), 2)
         if key in ("surplus", "deficit", "covered"):
-            return fmt_minor(int(cols[key][row]), places)
+            return format_minor(int(cols[key][row]), places, display=True)
         if key == "partial":
             return "yes" if cols["partial"][row] else ""
         return ""

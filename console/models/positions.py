@@ -17,8 +17,8 @@ from console.models.base import (
     fmt_money,
     risk_band,
 )
-from core.controls import FLAG_NAMES
-from core.snapshot import LIQUIDATING, PositionTable, TableSpec, table_order
+from core.model.operations import FLAG_NAMES
+from core.session.snapshot import LIQUIDATING, PositionTable, TableSpec, table_order
 
 # Tables up to this size are sorted and filtered at once on the UI thread (a few ms); larger
 # ones keep their old order until the engine thread returns one for the new spec.

@@ -8,11 +8,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QSplitter, QVBoxLayout, QWidget
 
+from console.models.base import fmt_money
 from console.models.logs import EventsModel
 from console.models.positions import PositionsModel, flag_text
 from console.widgets.plots import Plot, colours
 from console.widgets.table import DataTable
-from core.snapshot import Snapshot
+from core.session.snapshot import Snapshot
 
 
 class AccountDetailPanel(QWidget):
@@ -115,6 +116,6 @@ class AccountDetailPanel(QWidget):
         notional = float(cols["notional"][open_rows].sum())
         return (
             f"<b>{self.account}</b> — {open_rows.size} open of {rows.size} positions, notional "
-            f"{notional:,.4f}, lowest margin ratio {worst:.3f}"
+            f"{fmt_money(notional)}, lowest margin ratio {worst:.3f}"
             + (f", flags: {flag_text(flags)}" if flags else "")
         )

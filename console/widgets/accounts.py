@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from console.models.positions import PositionsModel
 from console.widgets.table import DataTable
-from core.snapshot import Snapshot, TableSpec
+from core.session.snapshot import Snapshot, TableSpec
 
 
 class AccountsPanel(QWidget):

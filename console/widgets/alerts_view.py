@@ -1,9 +1,11 @@
 """The alerts view: the alert queue filtered by state, with acknowledge, resolve, dismiss and
 reopen, an owner and notes per alert; and the surveillance thresholds editor. It works through an
-`AlertsBackend` (core.alerts.AlertDesk), which audits every change."""
+`AlertsBackend` whose answers arrive later (console.worker.operations.DeskAlerts: the engine thread reads
+the store and audits every change)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, Protocol
 
@@ -17,17 +19,19 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from core.alerts import STATES, Alert
-from core.controls import Refusal
-from core.errors import InputError
-from core.surveillance import Thresholds
+from console.models.base import Column
+from console.models.records import RecordsModel
+from console.widgets.table import DataTable
+from core.desk.alerts import STATES, Alert
+from core.desk.queries import AlertPage
+from core.model.errors import InputError
+from core.model.operations import Refusal, refusal_text
+from core.model.thresholds import Thresholds
 
 MOVES = {
     "acknowledged": "Acknowledge",
@@ -36,24 +40,55 @@ MOVES = {
     "open": "Reopen",
 }
 NOBODY = "(nobody)"
+COLUMNS = (
+    Column("id", "#", "the alert's number"),
+    Column("time", "Time", "when it was raised (UTC)", numeric=False),
+    Column("rule", "Rule", "the surveillance rule", numeric=False),
+    Column("severity", "Severity", "warning or critical", numeric=False),
+    Column("account", "Account", "the account concerned, if any", numeric=False),
+    Column("symbol", "Symbol", "the instrument or currency concerned", numeric=False),
+    Column("message", "Message", "what the rule saw", numeric=False),
+    Column("state", "State", "where the alert is in the queue", numeric=False),
+    Column("owner", "Owner", "who works it", numeric=False),
+)
+
+
+def alert_cells(a: Alert) -> tuple[str, ...]:
+    return (
+        str(a.id),
+        a.time,
+        a.rule,
+        a.severity,
+        a.account or "",
+        a.symbol or "",
+        a.message,
+        a.state if a.standing else f"{a.state} (cleared)",
+        a.owner or "",
+    )
 
 
 class AlertsBackend(Protocol):
-    def alerts(self, state: str | None = None) -> list[Alert]: ...
-    def counts(self) -> dict[str, int]: ...
-    def owners(self) -> list[str]: ...
+    """`page` and `change` answer through `reply`: an AlertPage or Alert, or the InputError or
+    Refusal met. `thresholds` is None until the engine has published them."""
+
+    def page(self, state: str | None, reply: Callable[[Any], None]) -> None: ...
     def change(
-        self, alert_id: int, *, state: str | None = None, owner: Any = ..., note: str = ""
-    ) -> Alert: ...
-    def thresholds(self) -> Thresholds: ...
+        self,
+        alert_id: int,
+        reply: Callable[[Any], None],
+        *,
+        state: str | None = None,
+        assign: bool = False,
+        owner: str | None = None,
+        note: str = "",
+    ) -> None: ...
+    def thresholds(self) -> Thresholds | None: ...
     def set_thresholds(self, changes: dict[str, object], reason: str) -> dict[str, Any]: ...
 
 
 class AlertsView(QWidget):
     """Call `refresh()` when new alerts may have been recorded (after each snapshot, say).
     `read_only` (a viewer) shows everything and disables every change."""
-
-    COLUMNS = ("#", "Time", "Rule", "Severity", "Account", "Symbol", "Message", "State", "Owner")
 
     def __init__(
         self, backend: AlertsBackend, parent: QWidget | None = None, *, read_only: bool = False
@@ -81,17 +116,11 @@ class AlertsView(QWidget):
             self.state_combo.addItem(state, state)
         self.state_combo.setCurrentIndex(self.state_combo.findData("open"))
         self.state_combo.currentIndexChanged.connect(self.refresh)
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setObjectName("alerts-table")
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.model: RecordsModel[Alert] = RecordsModel(COLUMNS, alert_cells, self)
+        self.table = DataTable(self.model, "alerts-table")
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
         self.notes_view = QPlainTextEdit()
         self.notes_view.setObjectName("alerts-notes")
         self.notes_view.setReadOnly(True)
@@ -129,29 +158,24 @@ class AlertsView(QWidget):
         return page
 
     def refresh(self) -> None:
+        """Ask for the queue in the chosen state; it is shown when the answer comes."""
+        self.backend.page(self.state_combo.currentData(), self.show_page)
+
+    def show_page(self, page: object) -> None:
+        if not isinstance(page, AlertPage):
+            self._status(page)
+            return
+        if page.state != self.state_combo.currentData():
+            return  # answers an earlier choice of state: the newer one is on its way
         chosen = self.selected()
-        self.shown = self.backend.alerts(self.state_combo.currentData())
-        counts = self.backend.counts()
+        self.shown = list(page.alerts)
+        counts = dict(page.counts)
         self.counts_label.setText("   ".join(f"{s}: {counts[s]:,}" for s in STATES))
-        owners = [NOBODY, *self.backend.owners()]
+        owners = [NOBODY, *page.owners]
         if [self.owner_combo.itemText(i) for i in range(self.owner_combo.count())] != owners:
             self.owner_combo.clear()
             self.owner_combo.addItems(owners)
-        self.table.setRowCount(len(self.shown))
-        for row, a in enumerate(self.shown):
-            values = (
-                str(a.id),
-                a.time,
-                a.rule,
-                a.severity,
-                a.account or "",
-                a.symbol or "",
-                a.message,
-                a.state if a.standing else f"{a.state} (cleared)",
-                a.owner or "",
-            )
-            for column, value in enumerate(values):
-                self.table.setItem(row, column, QTableWidgetItem(value))
+        self.model.set_records(self.shown)
         ids = [a.id for a in self.shown]
         if chosen is not None and chosen.id in ids:
             self.table.selectRow(ids.index(chosen.id))
@@ -185,35 +209,42 @@ class AlertsView(QWidget):
         self.owner_combo.setCurrentText(alert.owner or NOBODY)
 
     def move(self, state: str) -> bool:
+        """Send the move of the selected alert; False when none is selected."""
         alert = self.selected()
         if alert is None:
             return False
-        return self._apply(alert, state=state, note=self.note_edit.text())
+        self.backend.change(alert.id, self._changed, state=state, note=self.note_edit.text())
+        return True
 
     def assign(self) -> bool:
         alert = self.selected()
         if alert is None:
             return False
         owner = self.owner_combo.currentText()
-        return self._apply(
-            alert, owner=None if owner == NOBODY else owner, note=self.note_edit.text()
+        self.backend.change(
+            alert.id,
+            self._changed,
+            assign=True,
+            owner=None if owner == NOBODY else owner,
+            note=self.note_edit.text(),
         )
+        return True
 
-    def _apply(self, alert: Alert, **change: Any) -> bool:
-        try:
-            updated = self.backend.change(alert.id, **change)
-        except InputError as error:
-            self.status_label.setText(f"{error.field}: {error.message}")
-            return False
-        except Refusal as refusal:
-            self.status_label.setText(f"Refused ({refusal.code}): {refusal.reason}")
-            return False
+    def _changed(self, updated: object) -> None:
+        if not isinstance(updated, Alert):
+            self._status(updated)
+            return
         self.status_label.setText(
             f"Alert {updated.id} is {updated.state}, owner {updated.owner or 'none'}"
         )
         self.note_edit.clear()
         self.refresh()
-        return True
+
+    def _status(self, error: object) -> None:
+        if isinstance(error, InputError):
+            self.status_label.setText(f"{error.field}: {error.message}")
+        elif isinstance(error, Refusal):
+            self.status_label.setText(refusal_text(error.reason, error.code))
 
     # ----- thresholds ---------------------------------------------------------------------
 
@@ -242,12 +273,17 @@ class AlertsView(QWidget):
 
     def load_thresholds(self) -> None:
         current = self.backend.thresholds()
+        if current is None:
+            return  # the engine's first published state fills them in
         for name, edit in self.threshold_edits.items():
             edit.setText(str(getattr(current, name)))
 
     def apply_thresholds(self) -> bool:
         """Send the thresholds that differ from the current ones, with the reason."""
         current = self.backend.thresholds()
+        if current is None:
+            self.thresholds_status.setText("The engine's thresholds have not arrived yet.")
+            return False
         changes = {
             name: edit.text().strip()
             for name, edit in self.threshold_edits.items()
@@ -262,7 +298,7 @@ class AlertsView(QWidget):
             self.thresholds_status.setText(f"{error.field}: {error.message}")
             return False
         except Refusal as refusal:
-            self.thresholds_status.setText(f"Refused ({refusal.code}): {refusal.reason}")
+            self.thresholds_status.setText(refusal_text(refusal.reason, refusal.code))
             return False
         self.thresholds_status.setText(
             "Changed: " + ", ".join(f"{k} = {v}" for k, v in changed.items())

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -17,20 +16,15 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from console.dialogs.action_dialog import force_reduce_preview
-from core.controls import APPROVER_ROLE, Refusal
-from core.errors import InputError
-from core.operators import SYSTEM
-from core.units import format_minor
-
-if TYPE_CHECKING:
-    from core.engine import Engine
+from console.models.base import Column
+from console.models.records import RecordsModel
+from console.widgets.table import DataTable
+from core.model.errors import InputError
+from core.model.operations import APPROVER_ROLE, Refusal, refusal_text
 
 TITLES = {
     "force_reduce": "Force-reduce",
@@ -38,13 +32,21 @@ TITLES = {
     "adjust_settlement_price": "Settlement price",
     "approve_clawback": "Clawback",
 }
+COLUMNS = (
+    Column("id", "Request", "the request's id", numeric=False),
+    Column("kind", "Kind", "what approving does", numeric=False),
+    Column("operator", "By", "who asked (system: the settlement)", numeric=False),
+    Column("created", "Created", "when it was asked (UTC)", numeric=False),
+    Column("summary", "What", "the request in one line", numeric=False),
+    Column("reason", "Reason", "the reason given", numeric=False),
+)
 
 
 @dataclass(frozen=True, slots=True)
 class PendingRequest:
     """One request awaiting a decision. `action` is what approving does: `approve` for an
     operator's request, `approve_clawback` for a clawback the settlement froze (made by the
-    system, so any supervisor may approve it; it cannot be rejected, only left waiting)."""
+    system, so any supervisor may approve or reject it)."""
 
     id: str
     kind: str
@@ -58,91 +60,7 @@ class PendingRequest:
 
     @property
     def rejectable(self) -> bool:
-        return self.action == "approve"
-
-
-def pending_requests(engine: Engine) -> tuple[PendingRequest, ...]:
-    """Every pending request of the engine with its preview as of now (call on its thread)."""
-    out = [
-        _request(engine, r.action)
-        for r in engine.controls.requests.values()
-        if r.status == "pending"
-    ]
-    for (family, currency), pending in sorted(engine.settlements.pending.items()):
-        p = pending.preview
-        money = lambda v, c=currency: f"{format_minor(v, _decimals(engine, c))} {c}"  # noqa: E731
-        out.append(
-            PendingRequest(
-                pending.request,
-                "approve_clawback",
-                SYSTEM,
-                "clawback computed at settlement",
-                pending.time.strftime("%Y-%m-%d %H:%M:%S"),
-                f"{family} {currency}: {money(p.deficit)} from {p.accounts.size:,} accounts",
-                (
-                    f"Settlement price {p.price}",
-                    f"Deficit shared {money(p.deficit)} (the fund paid {money(p.fund_pays)})",
-                    f"Total profit {money(p.total_profit)}, ratio {p.ratio_text}",
-                    f"Unrecovered {money(p.unrecovered)}",
-                    f"Digest {p.digest}",
-                ),
-                "approve_clawback",
-                (("family", family), ("currency", currency), ("digest", p.digest)),
-            )
-        )
-    return tuple(out)
-
-
-def _decimals(engine: Engine, currency: str) -> int:
-    return engine.scenario.currencies[currency].decimals
-
-
-def _request(engine: Engine, spec: Any) -> PendingRequest:
-    params = spec.params
-    kind = spec.action
-    lines: list[str] = []
-    if kind == "force_reduce":
-        summary = f"{params['contracts']:,} {params['symbol']} of account {params['account']}"
-        try:
-            lines = force_reduce_preview(
-                engine, str(params["account"]), str(params["symbol"]), int(params["contracts"])
-            ).lines()
-        except InputError as error:
-            lines = [f"No preview: {error.message}"]
-    elif kind == "inject":
-        currency = str(params["currency"])
-        amount = engine.scenario.currencies[currency].to_minor(params["amount"])
-        free = engine.desk.fund_free(currency)
-        summary = f"{params['amount']} {currency} into the insurance fund"
-        lines = [
-            f"Fund free balance {format_minor(free, _decimals(engine, currency))} -> "
-            f"{format_minor(free + amount, _decimals(engine, currency))} {currency}"
-        ]
-    else:
-        family, price = str(params["family"]), Decimal(str(params["price"]))
-        summary = f"{family} settles at {price}"
-        review = engine.settlements.review(family)
-        lines = [f"Computed price now {review.computed_price}; proposed {price}"]
-        for currency in sorted(review.pending_deficit):
-            try:
-                p = engine.settlements.preview(family, currency, price)
-            except InputError as error:
-                lines.append(f"{currency}: no preview ({error.message})")
-                continue
-            fmt = lambda v, c=currency: format_minor(v, _decimals(engine, c))  # noqa: E731
-            lines.append(
-                f"{currency}: clawback {fmt(p.deficit)} over total profit {fmt(p.total_profit)}, "
-                f"ratio {p.ratio_text}, {p.accounts.size:,} accounts"
-            )
-    return PendingRequest(
-        str(spec.id),
-        kind,
-        spec.operator,
-        spec.reason,
-        spec.at.strftime("%Y-%m-%d %H:%M:%S"),
-        summary,
-        tuple(lines),
-    )
+        return self.action in ("approve", "approve_clawback")
 
 
 def decision(request: PendingRequest, operator: str, approve: bool, comment: str) -> dict[str, Any]:
@@ -151,19 +69,19 @@ def decision(request: PendingRequest, operator: str, approve: bool, comment: str
         raise InputError("reason", "a comment is required")
     raw: dict[str, Any] = {"operator": operator, "reason": comment.strip()}
     if request.action == "approve_clawback":
-        if not approve:
-            raise Refusal("not_rejectable", "a clawback is approved or left waiting")
-        raw["action"] = "approve_clawback"
+        raw["action"] = "approve_clawback" if approve else "reject_clawback"
         raw.update(dict(request.params))
     else:
         raw.update(action="approve" if approve else "reject", request=request.id)
     return raw
 
 
+def request_cells(r: PendingRequest) -> tuple[str, ...]:
+    return (r.id, TITLES.get(r.kind, r.kind), r.operator, r.created, r.summary, r.reason)
+
+
 class ApprovalsView(QWidget):
     """Pending requests (call `set_requests` with each fresh list) and the decision buttons."""
-
-    COLUMNS = ("Request", "Kind", "By", "Created", "What", "Reason")
 
     def __init__(
         self,
@@ -178,16 +96,14 @@ class ApprovalsView(QWidget):
         self.role = role
         self.submit = submit
         self.requests: tuple[PendingRequest, ...] = ()
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setObjectName("approvals-table")
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.model: RecordsModel[PendingRequest] = RecordsModel(COLUMNS, request_cells, self)
+        self.table = DataTable(self.model, "approvals-table")
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.verticalHeader().hide()
-        self.table.itemSelectionChanged.connect(self._on_selection)
+        self._quiet = False  # the list is being rebuilt: its selection changes are not the user's
+        self.table.selectionModel().selectionChanged.connect(
+            lambda *_: None if self._quiet else self._on_selection()
+        )
         self.preview = QPlainTextEdit()
         self.preview.setObjectName("approvals-preview")
         self.preview.setReadOnly(True)
@@ -217,18 +133,14 @@ class ApprovalsView(QWidget):
         self.requests = tuple(requests)
         # Rebuilt silently: the status line keeps the last outcome while the same request stays
         # selected.
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(self.requests))
-        for row, r in enumerate(self.requests):
-            values = (r.id, TITLES.get(r.kind, r.kind), r.operator, r.created, r.summary, r.reason)
-            for column, value in enumerate(values):
-                self.table.setItem(row, column, QTableWidgetItem(value))
+        self._quiet = True
+        self.model.set_records(self.requests)
         ids = [r.id for r in self.requests]
         if chosen is not None and chosen.id in ids:
             self.table.selectRow(ids.index(chosen.id))
         elif self.requests:
             self.table.selectRow(0)
-        self.table.blockSignals(False)
+        self._quiet = False
         now = self.selected()
         self._on_selection(
             keep_status=chosen is not None and now is not None and chosen.id == now.id
@@ -278,7 +190,7 @@ class ApprovalsView(QWidget):
             self.status_label.setText(f"{error.field}: {error.message}")
             return False
         except Refusal as refusal:
-            self.status_label.setText(f"Refused ({refusal.code}): {refusal.reason}")
+            self.status_label.setText(refusal_text(refusal.reason, refusal.code))
             return False
         verb = "approved" if approve else "rejected"
         self.status_label.setText(f"{request.id} {verb}; it takes effect at the next tick.")

@@ -1,60 +1,64 @@
 """The audit view: the store's hash-chained audit log, newest first, filtered by operator, kind
-and time, paged; and a button that verifies the chain and names the first broken row."""
+and time, paged; and a button that verifies the chain and names the first broken row. Pages and
+the verdict are store queries (core.desk.queries) whose answers arrive later."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from core import audit
-from core.audit import AuditEntry, VerifyResult
-from core.errors import InputError
+from console.models.base import Column
+from console.models.records import RecordsModel
+from console.widgets.table import DataTable
+from core.desk.audit import AuditEntry, VerifyResult
+from core.desk.queries import AuditPage, AuditQuery, AuditVerify
+from core.model.errors import InputError
+from core.model.operations import Refusal, refusal_text
 
 PAGE = 500
 KINDS = ("", "login", "operator", "action", "request", "approval", "alert", "settings")
+COLUMNS = (
+    Column("seq", "#", "the row's place in the chain"),
+    Column("at", "Time (UTC)", "when it was written", numeric=False),
+    Column("operator", "Operator", "who acted (system: the engine)", numeric=False),
+    Column("kind", "Kind", "what kind of entry", numeric=False),
+    Column("subject", "Subject", "what it concerns", numeric=False),
+    Column("reason", "Reason", "the reason given", numeric=False),
+    Column("before", "Before", "the value before (JSON)", numeric=False),
+    Column("after", "After", "the value after (JSON)", numeric=False),
+)
 
 
-@dataclass(frozen=True, slots=True)
-class AuditSource:
-    """Where the view reads: `rows(**filters)` and `count(**filters)` take core.audit's filters
-    (operator, kind, since, until; rows also limit and offset); `verify()` checks the chain."""
-
-    rows: Callable[..., list[AuditEntry]]
-    count: Callable[..., int]
-    verify: Callable[[], VerifyResult]
-
-
-def store_audit(db: sqlite_utils.Database) -> AuditSource:
-    return AuditSource(
-        lambda **f: audit.rows(db, **f),
-        lambda **f: audit.count(db, **f),
-        lambda: audit.verify(db),
+def entry_cells(e: AuditEntry) -> tuple[str, ...]:
+    return (
+        str(e.seq),
+        e.at,
+        e.operator,
+        e.kind,
+        e.subject,
+        e.reason,
+        e.before or "",
+        e.after or "",
     )
 
 
 class AuditView(QWidget):
-    COLUMNS = ("#", "Time (UTC)", "Operator", "Kind", "Subject", "Reason", "Before", "After")
-
-    def __init__(self, source: AuditSource, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, ask: Callable[[object, Callable[[Any], None]], None], parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("audit-view")
-        self.source = source
+        self.ask = ask
         self.offset = 0
         self.total = 0
         self.entries: list[AuditEntry] = []
@@ -76,15 +80,8 @@ class AuditView(QWidget):
         for widget in (self.operator_edit, self.kind_combo, self.since_edit, self.until_edit):
             filters.addWidget(widget)
         filters.addWidget(apply)
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setObjectName("audit-table")
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
+        self.model: RecordsModel[AuditEntry] = RecordsModel(COLUMNS, entry_cells, self)
+        self.table = DataTable(self.model, "audit-table")
         self.newer_button = QPushButton("Newer")
         self.older_button = QPushButton("Older")
         self.newer_button.clicked.connect(lambda: self.page(-1))
@@ -119,39 +116,31 @@ class AuditView(QWidget):
         }
         return {k: v for k, v in values.items() if v}
 
-    def apply_filters(self) -> bool:
+    def apply_filters(self) -> None:
         self.offset = 0
-        return self.refresh()
+        self.refresh()
 
     def page(self, direction: int) -> None:
         self.offset = max(0, min(self.offset + direction * PAGE, max(0, self.total - 1)))
         self.refresh()
 
-    def refresh(self) -> bool:
-        """Reload the current page; a bad filter is named and leaves the rows shown."""
-        filters = self.filters()
-        try:
-            total = self.source.count(**filters)
-            entries = self.source.rows(**filters, limit=PAGE, offset=self.offset)
-        except InputError as error:
-            self.status_label.setText(f"{error.field}: {error.message}")
-            return False
+    def refresh(self) -> None:
+        """Ask for the current page; a bad filter is named and leaves the rows shown."""
+        self.ask(AuditQuery(tuple(self.filters().items()), PAGE, self.offset), self.show_page)
+
+    def show_page(self, page: object) -> None:
+        if isinstance(page, InputError):
+            self.status_label.setText(f"{page.field}: {page.message}")
+            return
+        if isinstance(page, Refusal):
+            self.status_label.setText(refusal_text(page.reason, page.code))
+            return
+        if not isinstance(page, AuditPage):
+            return
         self.status_label.setText("")
-        self.total, self.entries = total, entries
-        self.table.setRowCount(len(entries))
-        for row, e in enumerate(entries):
-            values = (
-                str(e.seq),
-                e.at,
-                e.operator,
-                e.kind,
-                e.subject,
-                e.reason,
-                e.before or "",
-                e.after or "",
-            )
-            for column, value in enumerate(values):
-                self.table.setItem(row, column, QTableWidgetItem(value))
+        total, entries = page.total, list(page.entries)
+        self.offset, self.total, self.entries = page.offset, total, entries
+        self.model.set_records(entries)
         if entries and not self._sized:
             # Once, from the first rows: the short columns fit their text; Before and After
             # (JSON) keep a fixed width and the last one stretches.
@@ -163,12 +152,18 @@ class AuditView(QWidget):
         self.page_label.setText(f"rows {first:,}-{self.offset + len(entries):,} of {total:,}")
         self.newer_button.setEnabled(self.offset > 0)
         self.older_button.setEnabled(self.offset + len(entries) < total)
-        return True
 
-    def verify(self) -> VerifyResult:
-        result = self.source.verify()
+    def verify(self) -> None:
+        """Ask for the chain to be verified; the verdict is shown when it comes."""
+        self.ask(AuditVerify(), self.show_verdict)
+
+    def show_verdict(self, result: object) -> None:
+        if isinstance(result, InputError):
+            self.verify_label.setText(f"{result.field}: {result.message}")
+            return
+        if not isinstance(result, VerifyResult):
+            return
         self.verify_label.setText(result.message())
         self.verify_label.setStyleSheet(
             "color: #166534;" if result.ok else "color: #b91c1c; font-weight: bold;"
         )
-        return result

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from console.widgets.plots import Plot, colours, finite_xy
-from core.snapshot import HISTOGRAM_EDGES, Snapshot
+from core.session.snapshot import HISTOGRAM_EDGES, Snapshot
 
 MAX_MARKERS = 1000  # liquidation markers drawn at most (the largest by contracts)
 

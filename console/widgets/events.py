@@ -6,7 +6,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QVBoxLa
 
 from console.models.logs import EventsModel
 from console.widgets.table import DataTable
-from core.snapshot import Snapshot
+from core.session.snapshot import Snapshot
 
 ALL_KINDS = "all events"
 

@@ -17,11 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from console.models.base import fmt_minor
 from console.models.logs import LiquidationsModel
 from console.widgets.plots import Plot, colours
 from console.widgets.table import DataTable
-from core.snapshot import CurrencyOverview, Snapshot
+from core.model.units import format_minor
+from core.session.snapshot import CurrencyOverview, Snapshot
 
 WATERFALL = ("Deficit", "Fund paid", "of which injected", "Clawback", "Remaining")
 
@@ -171,7 +171,9 @@ class LiquidationsPanel(QWidget):
         )
         self.waterfall.getPlotItem().setLabel("left", f"Amount ({o.code})")
         for i, (label, (_, bottom, top)) in enumerate(zip(self.labels, parts, strict=True)):
-            label.setText(fmt_minor(top - bottom, o.decimals), color=c["foreground"])
+            label.setText(
+                format_minor(top - bottom, o.decimals, display=True), color=c["foreground"]
+            )
             label.setPos(i + 0.5, top / scale)
         top = max((p[2] for p in parts), default=0) / scale
         self.waterfall.getPlotItem().setYRange(0, max(top * 1.15, 1e-8))

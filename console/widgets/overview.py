@@ -8,9 +8,10 @@ from PySide6.QtCore import QPointF
 from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QWidget
 
-from console.models.base import fmt_minor
+from console.models.base import fmt_money
 from console.widgets.plots import colours, finite_xy
-from core.snapshot import AT_RISK_RATIO, CurrencyOverview, Snapshot
+from core.model.units import format_minor
+from core.session.snapshot import AT_RISK_RATIO, CurrencyOverview, Snapshot
 
 METRICS = (
     ("fund", "Insurance fund", "balance; reserved for liquidations being worked"),
@@ -87,22 +88,23 @@ class CurrencyCard(QGroupBox):
 
     def update_values(self, o: CurrencyOverview, snap: Snapshot) -> None:
         code, d = o.code, o.decimals
+        money = lambda v: f"{format_minor(v, d, display=True)} {code}"  # noqa: E731
         self.values["fund"].setText(
-            f"{fmt_minor(o.fund_balance, d)} {code}   reserved {fmt_minor(o.fund_reserved, d)}"
+            f"{money(o.fund_balance)}   reserved {format_minor(o.fund_reserved, d, display=True)}"
         )
-        self.values["oi"].setText(f"{o.open_interest:,} contracts   {o.open_notional:,.2f} {code}")
+        self.values["oi"].setText(
+            f"{o.open_interest:,} contracts   {fmt_money(o.open_notional)} {code}"
+        )
         self.values["at_risk"].setText(
-            f"{o.at_risk_accounts:,}   equity {o.at_risk_equity:,.4f} {code}"
+            f"{o.at_risk_accounts:,}   equity {fmt_money(o.at_risk_equity)} {code}"
         )
         self.values["liqs"].setText(f"{o.liquidations:,}   ADL fills {o.adl_fills:,}")
-        self.values["covered"].setText(f"{fmt_minor(o.deficit_covered, d)} {code}")
+        self.values["covered"].setText(money(o.deficit_covered))
         self.values["uncovered"].setText(
-            f"{fmt_minor(o.deficit_uncovered, d)} {code}   of {fmt_minor(o.deficit_total, d)}"
+            f"{money(o.deficit_uncovered)}   of {format_minor(o.deficit_total, d, display=True)}"
         )
         ratio = o.projected_clawback_ratio
-        pending = (
-            f"   pending {fmt_minor(o.clawback_pending, d)} {code}" if o.clawback_pending else ""
-        )
+        pending = f"   pending {money(o.clawback_pending)}" if o.clawback_pending else ""
         self.values["clawback"].setText(("—" if ratio is None else f"{ratio:.2%}") + pending)
         ticks = np.arange(len(snap.times), dtype=np.float64)
         for key, spark in self.sparks.items():

@@ -1,7 +1,7 @@
 """The settlement view of one contract family: the computed settlement price, the index over the
 window with the manipulation indicators, the pending deficit and the fund per currency, a live
 clawback preview at the computed or a typed price (sortable allocation table), a proposal of an
-adjusted price, and a supervisor's approval of the pending clawback."""
+adjusted price, and a supervisor's approval or rejection of the pending clawback."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -23,21 +22,37 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from console.models.base import Column, ExportableModel, Index, fmt_minor
+from console.models.base import Column, ExportableModel, Index
+from console.models.records import RecordsModel
 from console.widgets.plots import Plot
 from console.widgets.table import DataTable
-from core.controls import ACTING_ROLES, APPROVER_ROLE, Refusal
-from core.errors import InputError
-from core.settlement import ClawbackPreview, SettlementReview
+from core.model.errors import InputError
+from core.model.events import Indicator
+from core.model.operations import ACTING_ROLES, APPROVER_ROLE, Refusal, refusal_text
+from core.model.settlement import ClawbackPreview, SettlementReview
+from core.model.units import format_minor
 
-if TYPE_CHECKING:
-    from core.engine import Engine
+INDICATOR_COLUMNS = (
+    Column("name", "Check", "the manipulation check", numeric=False),
+    Column("value", "Value", "what it measured over the window"),
+    Column("threshold", "Threshold", "where it trips"),
+    Column("tripped", "Tripped", "yes: the check suspects manipulation", numeric=False),
+    Column("detail", "Detail", "what it saw", numeric=False),
+)
+
+
+def indicator_cells(i: Indicator) -> tuple[str, ...]:
+    return (
+        i.name,
+        f"{i.value:.4g}",
+        f"{i.threshold:.4g}",
+        "yes" if i.tripped else "",
+        i.detail,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +65,6 @@ class SettlementState:
     account_ids: tuple[str, ...]
     decimals: dict[str, int]
     quote: str  # what the family's prices are quoted in
-
-
-def settlement_state(engine: Engine, family: str) -> SettlementState:
-    """The view's state now (call on the engine's thread)."""
-    inst = next(i for i in engine.instruments if i.family == family)
-    return SettlementState(
-        engine.settlements.review(family),
-        engine.scenario.start.timestamp(),
-        tuple(engine.book.account_ids),
-        {c.code: c.decimals for c in engine.currencies},
-        inst.index.rsplit("-", 1)[-1],  # as core.snapshot names it: BTC-USD is quoted in USD
-    )
 
 
 class AllocationModel(ExportableModel):
@@ -121,9 +124,9 @@ class AllocationModel(ExportableModel):
         if column == 0:
             return str(self.names[r])
         if column == 1:
-            return fmt_minor(int(self.profits[r]), self.decimals)
+            return format_minor(int(self.profits[r]), self.decimals, display=True)
         if column == 2:
-            return fmt_minor(int(self.amounts[r]), self.decimals)
+            return format_minor(int(self.amounts[r]), self.decimals, display=True)
         profit = int(self.profits[r])
         return f"{100 * int(self.amounts[r]) / profit:.4f}" if profit else "—"
 
@@ -172,17 +175,13 @@ class SettlementView(QWidget):
         )
         self.plot.addItem(self.computed_line)
         self.plot.addItem(self.typed_line)
-        self.indicators = QTableWidget(0, 5)
-        self.indicators.setObjectName("settlement-indicators")
-        self.indicators.setHorizontalHeaderLabels(
-            ["Check", "Value", "Threshold", "Tripped", "Detail"]
+        self.indicator_model: RecordsModel[Indicator] = RecordsModel(
+            INDICATOR_COLUMNS, indicator_cells, self
         )
-        self.indicators.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.indicators.verticalHeader().hide()
+        self.indicators = DataTable(self.indicator_model, "settlement-indicators")
         self.indicators.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents
         )
-        self.indicators.horizontalHeader().setStretchLastSection(True)
         self.currency_combo = QComboBox()
         self.currency_combo.currentIndexChanged.connect(self.update_preview)
         self.price_edit = QLineEdit()
@@ -201,6 +200,9 @@ class SettlementView(QWidget):
         self.propose_button.clicked.connect(self.propose)
         self.approve_button = QPushButton("Approve pending clawback")
         self.approve_button.clicked.connect(self.approve_clawback)
+        self.reject_button = QPushButton("Reject pending clawback")
+        self.reject_button.setObjectName("settlement-reject")
+        self.reject_button.clicked.connect(self.reject_clawback)
         self.status_label = QLabel()
         self.status_label.setObjectName("settlement-status")
         self.status_label.setWordWrap(True)
@@ -211,6 +213,7 @@ class SettlementView(QWidget):
         actions.addWidget(self.reason_edit, 1)
         actions.addWidget(self.propose_button)
         actions.addWidget(self.approve_button)
+        actions.addWidget(self.reject_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.plot, 2)
@@ -227,7 +230,7 @@ class SettlementView(QWidget):
     def set_state(self, state: SettlementState) -> None:
         self.state = state
         r = state.review
-        money = lambda c, v: f"{fmt_minor(v, state.decimals[c])} {c}"  # noqa: E731
+        money = lambda c, v: f"{format_minor(v, state.decimals[c], display=True)} {c}"  # noqa: E731
         lines = [
             f"<b>{r.family}</b> at {r.time:%Y-%m-%d %H:%M:%S} UTC; next settlement "
             + (f"{r.scheduled:%Y-%m-%d %H:%M:%S}" if r.scheduled else "none")
@@ -257,17 +260,7 @@ class SettlementView(QWidget):
         if r.computed_price is not None:
             self.computed_line.setValue(float(r.computed_price))
         self.computed_line.setVisible(r.computed_price is not None)
-        self.indicators.setRowCount(len(r.assessment.indicators))
-        for row, i in enumerate(r.assessment.indicators):
-            values = (
-                i.name,
-                f"{i.value:.4g}",
-                f"{i.threshold:.4g}",
-                "yes" if i.tripped else "",
-                i.detail,
-            )
-            for column, value in enumerate(values):
-                self.indicators.setItem(row, column, QTableWidgetItem(value))
+        self.indicator_model.set_records(r.assessment.indicators)
         currencies = sorted(set(r.pending_deficit) | set(r.pending_clawbacks))
         current = self.currency_combo.currentText()
         if [
@@ -324,7 +317,7 @@ class SettlementView(QWidget):
             self._update_buttons()
             return None
         decimals = state.decimals[currency]
-        money = lambda v: f"{fmt_minor(v, decimals)} {currency}"  # noqa: E731
+        money = lambda v: f"{format_minor(v, decimals, display=True)} {currency}"  # noqa: E731
         self.preview_label.setText(
             f"At {preview.price} ({source}): clawback {money(preview.deficit)} after the fund pays "
             f"{money(preview.fund_pays)}; total profit {money(preview.total_profit)}; ratio "
@@ -349,8 +342,8 @@ class SettlementView(QWidget):
             return
         widest = (
             max(model.names, key=len),
-            fmt_minor(int(model.profits.max()), model.decimals),
-            fmt_minor(int(model.amounts.max()), model.decimals),
+            format_minor(int(model.profits.max()), model.decimals, display=True),
+            format_minor(int(model.amounts.max()), model.decimals, display=True),
         )
         for c, text in enumerate(widest):
             title = model.columns[c].title
@@ -361,10 +354,11 @@ class SettlementView(QWidget):
         r = self.state.review if self.state else None
         pending = r is not None and self.currency_combo.currentText() in r.pending_clawbacks
         self.propose_button.setEnabled(r is not None and self.role in ACTING_ROLES)
-        self.approve_button.setEnabled(pending and self.role == APPROVER_ROLE)
-        self.approve_button.setToolTip(
-            "" if self.role == APPROVER_ROLE else f"needs the {APPROVER_ROLE} role"
-        )
+        for button in (self.approve_button, self.reject_button):
+            button.setEnabled(pending and self.role == APPROVER_ROLE)
+            button.setToolTip(
+                "" if self.role == APPROVER_ROLE else f"needs the {APPROVER_ROLE} role"
+            )
 
     # ----- commands -----------------------------------------------------------------------
 
@@ -396,14 +390,22 @@ class SettlementView(QWidget):
 
     def approve_clawback(self) -> bool:
         """Approve the pending clawback of the chosen currency, naming the digest shown."""
+        return self._decide_clawback("approve_clawback", "approved")
+
+    def reject_clawback(self) -> bool:
+        """Reject the pending clawback of the chosen currency, naming the digest shown: nobody is
+        charged and its deficit stays open until the next settlement."""
+        return self._decide_clawback("reject_clawback", "rejected")
+
+    def _decide_clawback(self, action: str, done: str) -> bool:
         state, currency = self.state, self.currency_combo.currentText()
         pending = state.review.pending_clawbacks.get(currency) if state else None
         if state is None or pending is None:
-            return self._status("No clawback of this currency awaits approval.")
+            return self._status("No clawback of this currency awaits a decision.")
         try:
             raw = {
                 "operator": self.operator,
-                "action": "approve_clawback",
+                "action": action,
                 "family": state.review.family,
                 "currency": currency,
                 "digest": pending.digest,
@@ -411,7 +413,7 @@ class SettlementView(QWidget):
             }
         except InputError as error:
             return self._status(f"{error.field}: {error.message}")
-        return self._send(raw, f"clawback {pending.request} approved")
+        return self._send(raw, f"clawback {pending.request} {done}")
 
     def _send(self, raw: dict[str, Any], done: str) -> bool:
         try:
@@ -419,7 +421,7 @@ class SettlementView(QWidget):
         except InputError as error:
             return self._status(f"{error.field}: {error.message}")
         except Refusal as refusal:
-            return self._status(f"Refused ({refusal.code}): {refusal.reason}")
+            return self._status(refusal_text(refusal.reason, refusal.code))
         self.reason_edit.clear()
         self._status(f"{done}; it takes effect at the next tick.")
         return True

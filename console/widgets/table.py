@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHeaderView,
     QMenu,
+    QMessageBox,
     QTableView,
     QWidget,
 )
@@ -94,4 +95,7 @@ class DataTable(QTableView):
             self, "Export table", f"{self.export_name}.csv", "CSV (*.csv)"
         )
         if path:
-            self.export_csv(path)
+            try:
+                self.export_csv(path)
+            except OSError as error:  # a full disk or a read-only folder: the old file is kept
+                QMessageBox.warning(self, "Export table", str(error))

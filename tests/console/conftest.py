@@ -13,7 +13,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 
-from console.cli import resolve_scenario
+from core.scenario.builtin import resolve_scenario
 
 TWO_TRADERS = resolve_scenario("two-traders")
 
@@ -33,7 +33,7 @@ def settings(tmp_path: Path) -> Any:
 
 @pytest.fixture
 def bridge(qtbot: Any) -> Iterator[Any]:
-    from console.bridge import Bridge
+    from console.worker.bridge import Bridge
 
     b = Bridge()
     yield b
@@ -52,3 +52,24 @@ def wait_snapshot(qtbot: Any, bridge: Any, test: Any = None, timeout: int = 20_0
     with qtbot.waitSignal(bridge.snapshot_ready, timeout=timeout, check_params_cb=check):
         pass
     return seen[-1]
+
+
+def assert_copies_and_exports(qtbot: Any, table: Any, tmp_path: Path, row: int = 0) -> None:
+    """`table` (a DataTable with rows) copies the selected row as tab-separated text under its
+    header, and exports every shown row to CSV exactly as displayed, header first."""
+    import csv
+
+    model = table.table_model()
+    assert model.rowCount() > row, f"{table.objectName()}: no row to copy"
+    shown = [model.cell_text(row, c) for c in range(len(model.columns))]
+    table.clearSelection()
+    table.selectRow(row)
+    lines = table.copy_selection().splitlines()
+    assert lines[0].split("\t") == [c.title for c in model.columns]
+    assert lines[1:] == ["\t".join(shown)]
+    path = tmp_path / f"{table.export_name}.csv"
+    assert table.export_csv(path) == model.rowCount()
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == [c.title for c in model.columns]
+    assert rows[1 + row] == shown and len(rows) == model.rowCount() + 1

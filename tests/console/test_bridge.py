@@ -3,6 +3,7 @@ pending-clawback pause, commands, errors, and a clean close."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,9 +93,52 @@ def test_bad_scenario_reports_the_field(qtbot: Any, bridge: Any) -> None:
     assert message
 
 
-def test_commands_are_taken_live_and_refused_behind(qtbot: Any, bridge: Any) -> None:
-    bridge.open(TWO_TRADERS)
+def log_in_alice(path: Path) -> None:
+    """Alice logged in to the bridge's store, as the login dialog does: commands need a login."""
+    from core.store.schema import connect
+    from tests.core.conftest import log_in
+
+    db = connect(path)
+    log_in(db, "alice")
+    db.conn.close()
+
+
+def test_a_store_whose_snapshot_is_a_pickle_is_refused_and_runs_nothing(
+    qtbot: Any, bridge: Any, tmp_path: Path
+) -> None:
+    import hashlib
+    import sqlite3
+
+    from core.session.session import Session
+
+    store, marker = tmp_path / "s.sqlite", tmp_path / "ran"
+    Session.start(two_traders_doc(), store).close()
+    # os.system(f"touch {marker}") named through core.desk.operators, which imports os.
+    command = f"touch {marker}".encode()
+    attack = (
+        b"P\x80\x04\x8c\x0ecore.operators\x8c\tos.system\x93\x8c"
+        + bytes([len(command)])
+        + command
+        + b"\x85R."
+    )
+    with sqlite3.connect(store) as conn:
+        conn.execute(
+            "UPDATE snapshots SET state = ?, digest = ?",
+            (attack, hashlib.sha256(attack).hexdigest()),
+        )
+    with qtbot.waitSignal(bridge.failed, timeout=10_000) as blocker:
+        bridge.open(str(store), None)
+    field, message = blocker.args
+    assert field == "STORE" and "snapshot" in message
+    assert not marker.exists()
+
+
+def test_commands_are_taken_live_and_refused_behind(
+    qtbot: Any, bridge: Any, tmp_path: Path
+) -> None:
+    bridge.open(TWO_TRADERS, tmp_path / "run.sqlite")
     wait_snapshot(qtbot, bridge)
+    log_in_alice(tmp_path / "run.sqlite")
     command = {"operator": "alice", "action": "warn", "account": "B", "message": "m", "reason": "r"}
     with qtbot.waitSignal(bridge.accepted, timeout=10_000):
         bridge.submit(command, "operator")
@@ -110,7 +154,7 @@ def test_commands_are_taken_live_and_refused_behind(qtbot: Any, bridge: Any) -> 
 
 
 def test_close_leaves_no_thread_running(qtbot: Any) -> None:
-    from console.bridge import Bridge
+    from console.worker.bridge import Bridge
 
     b = Bridge()
     b.open(TWO_TRADERS)
@@ -123,8 +167,8 @@ def test_close_leaves_no_thread_running(qtbot: Any) -> None:
 
 def test_reads_for_the_operations_docks_are_answered_by_signal(qtbot: Any, bridge: Any) -> None:
     from console.dialogs.action_dialog import ActionContext
-    from core.errors import InputError
-    from core.settlement import ClawbackPreview
+    from core.model.errors import InputError
+    from core.model.settlement import ClawbackPreview
 
     bridge.open(two_traders_doc(clawback_approval="required"))
     wait_snapshot(qtbot, bridge)
@@ -154,9 +198,10 @@ def test_reads_for_the_operations_docks_are_answered_by_signal(qtbot: Any, bridg
     assert state.settlement.review.pending_deficit == {"BTC": 800_000_000}
 
 
-def test_a_command_after_the_end_applies_at_once(qtbot: Any, bridge: Any) -> None:
-    bridge.open(TWO_TRADERS)
+def test_a_command_after_the_end_applies_at_once(qtbot: Any, bridge: Any, tmp_path: Path) -> None:
+    bridge.open(TWO_TRADERS, tmp_path / "run.sqlite")
     wait_snapshot(qtbot, bridge)
+    log_in_alice(tmp_path / "run.sqlite")
     bridge.seek(3601)
     end = wait_snapshot(qtbot, bridge, lambda s: s.tick == 3601)
     assert end.finished

@@ -3,7 +3,6 @@ filtering, the large-table path through the engine thread, log growth, copy and 
 
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -13,11 +12,13 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from console.cli import resolve_scenario
 from console.models.logs import EventsModel, LiquidationsModel
 from console.models.positions import COLUMNS, LOCAL_ORDER_MAX, PositionsModel
-from core.session import Session
-from core.snapshot import PositionTable, Snapshot, SnapshotBuilder, TableSpec, table_order
+from core.scenario.builtin import resolve_scenario
+from core.session.session import Session
+from core.session.snapshot import PositionTable, Snapshot, TableSpec, table_order
+from core.session.snapshot_builder import SnapshotBuilder
+from tests.console.conftest import assert_copies_and_exports
 
 KEYS = [c.key for c in COLUMNS]
 
@@ -224,15 +225,6 @@ def test_csv_export_and_copy(qtbot: Any, snaps: Any, tmp_path: Path) -> None:
     model = PositionsModel()
     model.set_table(snaps[0].table)
     model.set_spec(TableSpec(max_margin_ratio=1.5))
-    path = tmp_path / "accounts.csv"
-    assert model.export_csv(path) == model.rowCount()
-    with path.open() as f:
-        rows = list(csv.reader(f))
-    assert rows[0] == [c.title for c in COLUMNS]
-    assert len(rows) == model.rowCount() + 1
-    assert rows[1] == [model.cell_text(0, c) for c in range(len(COLUMNS))]
     view = DataTable(model, "accounts")
     qtbot.addWidget(view)
-    view.selectRow(0)
-    text = view.copy_selection()
-    assert text.splitlines()[1].split("\t")[0] == model.cell_text(0, 0)
+    assert_copies_and_exports(qtbot, view, tmp_path)

@@ -12,18 +12,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from console.dialogs.action_dialog import ActionDialog, action_context, build_action
-from console.dialogs.login import LoginDialog, store_login
+from console.dialogs.action_dialog import ActionDialog, build_action
+from console.dialogs.login import LoginDialog
 from console.widgets.alerts_view import AlertsView
-from console.widgets.approvals import ApprovalsView, pending_requests
-from console.widgets.audit_view import AuditView, store_audit
-from core import alerts, audit
-from core.alerts import AlertDesk
-from core.controls import Refusal
-from core.errors import InputError
-from core.events import ActionRefused, AlertRaised
-from core.operators import Operator, ensure_demo_operators
-from core.session import Session
+from console.widgets.approvals import ApprovalsView
+from console.widgets.audit_view import AuditView
+from console.worker.operations import DeskAlerts
+from console.worker.readers import action_context, pending_requests
+from core.desk import alerts, audit
+from core.desk.alerts import AlertDesk
+from core.desk.operators import Operator, ensure_demo_operators, get_operator
+from core.desk.queries import DeskQueries
+from core.model.errors import InputError
+from core.model.events import ActionRefused, AlertRaised
+from core.model.operations import Refusal
+from core.session.session import Session
 from tests.console.conftest import two_traders_doc
 
 
@@ -39,6 +42,18 @@ def session(tmp_path: Path) -> Iterator[Session]:
 def db_of(session: Session) -> Any:
     assert session.store is not None
     return session.store.db
+
+
+def asker(session: Session, clock: Callable[[], Any] | None = None) -> Any:
+    """What the console wires to its views' store queries, answered at once on this thread (in
+    the console the engine thread answers them)."""
+    queries = DeskQueries(db_of(session), clock or (lambda: session.engine.now))
+    return lambda query, reply: reply(queries.answer(query))
+
+
+def login_dialog(session: Session) -> LoginDialog:
+    info = DeskQueries(db_of(session)).login_info()
+    return LoginDialog(asker(session), info)
 
 
 def step(session: Session, ticks: int = 1) -> list[Any]:
@@ -58,7 +73,7 @@ def submitter(session: Session, operator: Operator) -> Callable[[dict[str, Any]]
 
 
 def login(qtbot: Any, session: Session, name: str) -> Operator:
-    dialog = LoginDialog(store_login(db_of(session), lambda: session.engine.now))
+    dialog = login_dialog(session)
     qtbot.addWidget(dialog)
     dialog.name_edit.setText(name)
     dialog.password_edit.setText(f"{name}-demo")
@@ -75,12 +90,12 @@ def commands(session: Session) -> list[str]:
 def test_login_refuses_inline_then_logs_in_and_both_are_audited(
     qtbot: Any, session: Session
 ) -> None:
-    dialog = LoginDialog(store_login(db_of(session), lambda: session.engine.now))
+    dialog = login_dialog(session)
     qtbot.addWidget(dialog)
     assert "carol" in dialog.hint_label.text() and not dialog.hint_label.isHidden()
     dialog.name_edit.setText("alice")
     dialog.password_edit.setText("not-her-password")
-    assert not dialog.try_login()
+    assert dialog.try_login()  # sent; the answer shows the refusal
     assert dialog.error_label.text() == "unknown operator or wrong password"
     assert dialog.result() == 0 and dialog.operator is None
     assert dialog.password_edit.text() == ""
@@ -133,7 +148,7 @@ def test_action_dialog_freezes_an_account_end_to_end(qtbot: Any, session: Sessio
     qtbot.addWidget(again)
     again.reason_edit.setText("again")
     assert not again.review()
-    assert again.error_label.text().startswith("Refused (no_effect): account A is already")
+    assert again.error_label.text().startswith("refused (no_effect): account A is already")
 
 
 def test_action_fields_are_checked_with_the_field_named(qtbot: Any, session: Session) -> None:
@@ -258,7 +273,18 @@ def test_alerts_view_works_the_queue_and_edits_thresholds(qtbot: Any, session: S
         tick=0,
     )
     clock = lambda: session.engine.now + timedelta(minutes=1)  # noqa: E731
-    view = AlertsView(AlertDesk(db, "alice", clock, surveillance=session.engine.surveillance))
+    surveillance = session.engine.surveillance
+
+    def desk(name: str) -> DeskAlerts:
+        operator = get_operator(db, name)
+        assert operator is not None
+        # What the engine thread does with a threshold change (console.worker.engine_worker.set_thresholds).
+        send = lambda changes, reason: AlertDesk(  # noqa: E731
+            db, name, clock, surveillance=surveillance
+        ).set_thresholds(changes, reason)
+        return DeskAlerts(asker(session, clock), operator, send, lambda: surveillance.thresholds)
+
+    view = AlertsView(desk("alice"))
     qtbot.addWidget(view)
     assert [a.rule for a in view.shown] == ["fund_coverage", "concentration"]
     view.select(view.shown[1].id)
@@ -270,7 +296,7 @@ def test_alerts_view_works_the_queue_and_edits_thresholds(qtbot: Any, session: S
     assert [a.rule for a in view.shown] == ["fund_coverage"]  # the filter shows open ones
     view.state_combo.setCurrentIndex(view.state_combo.findData("acknowledged"))
     view.select(concentration.id)
-    assert not view.move("dismissed")  # closing needs a note
+    assert view.move("dismissed")  # sent; closing needs a note
     assert view.status_label.text() == "note: say why the alert is dismissed"
     view.note_edit.setText("a hedge against the spot book")
     assert view.move("dismissed")
@@ -281,9 +307,8 @@ def test_alerts_view_works_the_queue_and_edits_thresholds(qtbot: Any, session: S
     view.threshold_edits["concentration"].setText("0.25")
     view.thresholds_reason.setText("fewer false alarms")
     assert not view.apply_thresholds()
-    assert view.thresholds_status.text().startswith("Refused (role)")
-    desk = AlertDesk(db, "carol", clock, surveillance=session.engine.surveillance)
-    boss = AlertsView(desk)
+    assert view.thresholds_status.text().startswith("refused (role)")
+    boss = AlertsView(desk("carol"))
     qtbot.addWidget(boss)
     boss.threshold_edits["shock"].setText("5")
     boss.thresholds_reason.setText("typo")
@@ -304,26 +329,26 @@ def test_audit_view_filters_and_verifies_the_chain(qtbot: Any, session: Session)
     db = db_of(session)
     login(qtbot, session, "alice")
     login(qtbot, session, "carol")
-    view = AuditView(store_audit(db))
+    view = AuditView(asker(session))
     qtbot.addWidget(view)
     assert view.total == audit.count(db) and view.total >= 8  # the demo set-up and two logins
     view.operator_edit.setText("carol")
-    assert view.apply_filters()
+    view.apply_filters()
     assert {e.operator for e in view.entries} == {"carol"} and len(view.entries) == 1
     view.operator_edit.clear()
     view.kind_combo.setCurrentText("login")
-    assert view.apply_filters()
+    view.apply_filters()
     assert [e.operator for e in view.entries] == ["carol", "alice"]
     view.since_edit.setText("yesterday")
-    assert not view.apply_filters()
+    view.apply_filters()
     assert view.status_label.text().startswith("since:")
     assert len(view.entries) == 2  # a bad filter leaves the rows shown
-    assert view.verify().ok and view.verify_label.text().startswith("audit log sound")
+    view.verify()
+    assert view.verify_label.text().startswith("audit log sound")
     # Someone with the file drops the guard and edits a row: the view names it.
     db.conn.execute("DROP TRIGGER audit_log_no_update")
     db.conn.execute("UPDATE audit_log SET reason = 'edited' WHERE seq = 3")
-    result = view.verify()
-    assert not result.ok and result.broken_seq == 3
+    view.verify()
     assert view.verify_label.text().startswith("audit log broken at row 3")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from console.cli import builtin_scenarios
-from core.session import Session
-from core.store import Store
+from core.scenario.builtin import builtin_scenarios
+from core.session.session import Session
+from core.store.store import Store
 
 pdfium = pytest.importorskip("pypdfium2")
 
@@ -60,8 +61,8 @@ def pdf_pages(path: Path) -> list[str]:
 def test_the_pdf_has_its_sections_page_numbers_and_figures(
     qapp: Any, store_path: Path, tmp_path: Path
 ) -> None:
-    from console.report_pdf import write_pdf
-    from core.report import build_report
+    from console.report.pdf import write_pdf
+    from core.report.report import build_report
 
     store = Store.open(store_path)
     report = build_report(store.db, store_path=store_path, generated_at=GENERATED)
@@ -93,8 +94,8 @@ def test_a_long_table_repeats_its_header_on_each_page(
 ) -> None:
     from dataclasses import replace
 
-    from console.report_pdf import write_pdf
-    from core.report import TimelineEntry, build_report
+    from console.report.pdf import write_pdf
+    from core.report.report import TimelineEntry, build_report
 
     store = Store.open(store_path)
     report = build_report(store.db, store_path=store_path, generated_at=GENERATED)
@@ -123,11 +124,11 @@ def test_a_long_table_repeats_its_header_on_each_page(
 
 
 def command() -> list[str]:
-    """`risk-console` itself once console/cli.py knows `report`, else the command on its own."""
-    from console import cli
+    """`risk-console` itself once console/cli/main.py knows `report`, else the command on its own."""
+    from console.cli import main as cli
 
     wired = "report" in cli._parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    return [sys.executable, "-m", "console.cli" if wired else "console.cli_report", "report"]
+    return [sys.executable, "-m", "console.cli.main" if wired else "console.cli.report", "report"]
 
 
 def test_the_headless_command_works_on_a_fresh_store(store_path: Path, tmp_path: Path) -> None:
@@ -160,7 +161,7 @@ def test_the_dialog_exports_on_a_worker_thread(
 
     dialog = ReportDialog(store_path)
     qtbot.addWidget(dialog)
-    assert dialog.start.text() == "2018-07-31T00:00:00Z"
+    qtbot.waitUntil(lambda: dialog.start.text() == "2018-07-31T00:00:00Z")
     dialog.format.setCurrentIndex(1)  # JSON
     out = tmp_path / "dialog.json"
     dialog.out.setText(str(out))
@@ -192,3 +193,23 @@ def test_the_menu_action_opens_the_dialog_for_the_current_store(
     assert dialog is not None and dialog.isVisible()
     assert dialog.store_path == str(store_path)
     dialog.reject()
+
+
+def test_the_dialog_reads_a_store_under_a_folder_with_uri_characters(
+    qtbot: Any, store_path: Path, tmp_path: Path
+) -> None:
+    from console.dialogs.report_dialog import ReportDialog
+
+    folder = tmp_path / "a?b#c%20d"
+    folder.mkdir()
+    copy = folder / "incident.sqlite"
+    shutil.copyfile(store_path, copy)
+    dialog = ReportDialog(copy)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.range is not None or bool(dialog.error.text()))
+    assert dialog.error.text() == ""
+    assert (dialog.start.text(), dialog.end.text()) == (
+        "2018-07-31T00:00:00Z",
+        "2018-07-31T01:00:01Z",
+    )
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no file opened beside it

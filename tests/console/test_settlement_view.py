@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from console.widgets.approvals import ApprovalsView, pending_requests
-from console.widgets.settlement_view import AllocationModel, SettlementView, settlement_state
-from core import audit
-from core.events import ClawbackComputed, SettlementDone
-from core.operators import ensure_demo_operators
-from core.session import Session
-from core.settlement import _preview
+from console.widgets.approvals import ApprovalsView
+from console.widgets.settlement_view import AllocationModel, SettlementView
+from console.worker.readers import pending_requests, settlement_state
+from core.desk import audit
+from core.engine.settlement import _preview
+from core.model.events import ClawbackComputed, SettlementDone
+from core.session.session import Session
 from tests.console.conftest import two_traders_doc
+from tests.core.conftest import log_in
 
 FAMILY = "DEMO-USD"
 
@@ -29,7 +30,7 @@ FAMILY = "DEMO-USD"
 def session(tmp_path: Path) -> Iterator[Session]:
     run = Session.start(two_traders_doc(clawback_approval="required"), tmp_path / "run.sqlite")
     assert run.store is not None
-    ensure_demo_operators(run.store.db, at=run.engine.now)
+    log_in(run.store.db, "alice", "carol")
     yield run
     run.close()
 
@@ -60,7 +61,7 @@ def test_settlement_view_from_proposal_to_applied_clawback(qtbot: Any, session: 
     assert review.pending_deficit == {"BTC": 800_000_000}
     assert "pending deficit 8.00000000 BTC" in alice.summary_label.text()
     assert alice.index_curve.getData()[1] is not None and len(alice.index_curve.getData()[1]) > 0
-    assert alice.indicators.rowCount() == len(review.assessment.indicators)
+    assert alice.indicator_model.records == review.assessment.indicators
     assert not alice.approve_button.isEnabled()  # nothing pending, and alice is no supervisor
 
     # The live preview follows what is typed; a bad price is named.
@@ -145,3 +146,34 @@ def test_allocation_table_sorts_with_numpy(qtbot: Any) -> None:
     ]
     model.set_preview(None, (), 8)
     assert model.rowCount() == 0
+
+
+def test_reject_clawback_from_the_settlement_review(qtbot: Any, session: Session) -> None:
+    engine = session.engine
+    while not engine.settlements.pending and not session.finished:
+        session.step()
+    (pending,) = engine.settlements.pending.values()
+    alice = view_for(qtbot, session, "alice", "operator")
+    assert not alice.reject_button.isEnabled()  # an operator does not decide a clawback
+    carol = view_for(qtbot, session, "carol", "supervisor")
+    assert carol.reject_button.isEnabled() and carol.approve_button.isEnabled()
+    assert not carol.reject_clawback()  # a reason is required
+    assert carol.status_label.text() == "reason: a reason is required"
+    carol.reason_edit.setText("the company covers this deficit instead")
+    balances = engine.book.balances.copy()
+    assert carol.reject_clawback()
+    assert f"clawback {pending.request} rejected" in carol.status_label.text()
+    rejected = [e for e in session.step() if isinstance(e, ClawbackComputed)]
+    assert [(e.status, e.allocations) for e in rejected] == [("rejected", ())]
+    assert np.array_equal(engine.book.balances, balances)
+    assert engine.settlements.pending == {}
+    assert engine.uncovered[(FAMILY, "BTC")] == pending.preview.deficit
+    carol.set_state(settlement_state(engine, FAMILY))
+    assert not carol.reject_button.isEnabled() and not carol.approve_button.isEnabled()
+    assert session.store is not None
+    (row,) = session.store.db.execute(
+        "SELECT status, decided_by, comment FROM requests WHERE id = ?", (pending.request,)
+    ).fetchall()
+    assert row == ("rejected", "carol", "the company covers this deficit instead")
+    (rejection,) = audit.rows(session.store.db, kind="rejection")
+    assert rejection.operator == "carol" and rejection.subject == f"family {FAMILY} BTC"

@@ -12,7 +12,7 @@ import pytest
 from conftest import wait_snapshot
 from PySide6.QtCore import QElapsedTimer, QTimer
 
-from console.cli import resolve_scenario
+from core.scenario.builtin import resolve_scenario
 
 STALL_LIMIT_MS = 250.0
 TARGET_MS = 50.0
@@ -61,7 +61,7 @@ class StallMeter:
 
 @pytest.mark.slow
 def test_event_loop_never_stalls_at_a_million_positions(qtbot: Any, settings: Any) -> None:
-    from console.main_window import MainWindow
+    from console.window.main_window import MainWindow
 
     window = MainWindow(settings=settings)
     qtbot.addWidget(window)

@@ -3,6 +3,7 @@ QSettings, CSV and PNG export, the screenshot command line, and a clean close.""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -13,12 +14,16 @@ import pytest
 from conftest import TWO_TRADERS, wait_snapshot
 from PySide6.QtGui import QImage
 
-from console.launch import wants_gui
+from console.app import parse
+from console.cli.launch import wants_gui, window_option_before
+from console.cli.main import command_names
+
+COMMANDS = command_names()
 
 
 @pytest.fixture
 def window(qtbot: Any, settings: Any) -> Any:
-    from console.main_window import MainWindow
+    from console.window.main_window import MainWindow
 
     w = MainWindow(settings=settings)
     qtbot.addWidget(w)
@@ -85,7 +90,7 @@ def test_account_detail_follows_a_double_click(qtbot: Any, window: Any) -> None:
 def test_theme_switch_and_layout_persist(qtbot: Any, window: Any, settings: Any) -> None:
     from PySide6.QtWidgets import QApplication
 
-    from console.main_window import MainWindow
+    from console.window.main_window import MainWindow
 
     window.set_theme("dark")
     assert "#15181c" in QApplication.instance().styleSheet()
@@ -113,12 +118,56 @@ def test_csv_and_png_export(qtbot: Any, window: Any, tmp_path: Path) -> None:
 
 
 def test_command_lines_that_open_the_window() -> None:
-    assert wants_gui([])
-    assert wants_gui(["open", "x.json"])
-    assert wants_gui(["--screenshot", "a.png", "--quit-after", "2"])
-    assert not wants_gui(["run", "two-traders", "--out", "r.json"])
-    assert not wants_gui(["scenarios"])
-    assert not wants_gui(["--help"])
+    assert wants_gui([], COMMANDS)
+    assert wants_gui(["open", "x.json"], COMMANDS)
+    assert wants_gui(["--screenshot", "a.png", "--quit-after", "2"], COMMANDS)
+    assert not wants_gui(["run", "two-traders", "--out", "r.json"], COMMANDS)
+    assert not wants_gui(["scenarios"], COMMANDS)
+    assert not wants_gui(["--help"], COMMANDS)
+
+
+def test_window_options_are_accepted_in_any_order() -> None:
+    groups = [["--operator", "carol"], ["--screenshot", "X.png"], ["--db", "S.sqlite"],
+              ["two-traders"], ["--paused"], ["--theme=dark"], ["--quit-after", "2"]]  # fmt: skip
+    expected = {"operator": "carol", "screenshot": "X.png", "store": "S.sqlite",
+                "path": "two-traders", "verb": None, "paused": True, "theme": "dark",
+                "quit_after": 2.0}  # fmt: skip
+    orders = list(itertools.permutations(groups))[::97]
+    assert len(orders) > 40
+    for order in orders:
+        argv = [word for group in order for word in group]
+        assert wants_gui(argv, COMMANDS), argv
+        parsed = vars(parse(argv))
+        assert {k: parsed[k] for k in expected} == expected, argv
+    assert wants_gui(["--operator", "carol", "--screenshot", "X.png"], COMMANDS)
+    assert parse(["--operator", "carol", "--screenshot", "X.png"]).path is None
+    opened = parse(["--paused", "open", "--store", "run", "x.sqlite", "--views"])
+    assert (opened.verb, opened.path, opened.store, opened.views) == (
+        "open",
+        "x.sqlite",
+        "run",
+        True,
+    )
+    for bad in (["open"], ["a.json", "b.json"]):
+        with pytest.raises(SystemExit) as exited:
+            parse(bad)
+        assert exited.value.code == 2
+
+
+def test_subcommands_still_run_headless_after_window_words() -> None:
+    headless = [["run", "two-traders", "--out", "r.json", "--db", "S"], ["replay", "S"],
+                ["resume", "S", "--out", "r.json"], ["action", "S", "warn", "--as", "carol"],
+                ["operators", "list", "S"], ["report", "S", "--out", "r.pdf"], ["scenarios"],
+                ["audit", "verify", "S"], ["--help"], ["-h"]]  # fmt: skip
+    commands = command_names()
+    assert {"run", "replay", "resume", "export", "action", "operators", "report"} <= commands
+    for argv in headless:
+        assert not wants_gui(argv, COMMANDS), argv
+    # A command's word as a window option's value is that value, not the command.
+    assert wants_gui(["--store", "run", "--screenshot", "replay"], COMMANDS)
+    assert wants_gui(["--paused", "--help"], COMMANDS)  # the window's own help
+    assert window_option_before(["--theme", "dark", "run", "x"], commands) == "--theme"
+    assert window_option_before(["run", "x", "--out", "r.json"], commands) is None
 
 
 def test_screenshot_command_line(tmp_path: Path) -> None:

@@ -5,13 +5,24 @@ from __future__ import annotations
 from decimal import Decimal
 
 import numpy as np
+import sqlite_utils
 
-from core.instruments import Instrument, TierTable
-from core.positions import PositionBook
-from core.units import Currency
+from core.desk.operators import authenticate, ensure_demo_operators
+from core.model.instruments import Instrument, TierTable
+from core.model.units import Currency
+from core.risk.positions import PositionBook
 
 BTC = Currency("BTC", 8)
 USDT = Currency("USDT", 6)
+LOGIN_AT = "2026-01-01T00:00:00Z"
+
+
+def log_in(db: sqlite_utils.Database, *names: str) -> None:
+    """The demo identities in a store, with `names` logged in: a store's commands are given under
+    their operator's login (docs/operators.md)."""
+    ensure_demo_operators(db, at=LOGIN_AT)
+    for name in names:
+        authenticate(db, name, f"{name}-demo", at=LOGIN_AT)
 
 
 def tiers(basis: str, *levels: tuple[str | None, str, str | None]) -> TierTable:

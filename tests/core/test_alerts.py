@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from core import alerts, audit
-from core.alerts import AlertDesk
-from core.controls import Refusal
-from core.errors import InputError
-from core.events import AlertCleared, AlertRaised
-from core.operators import ensure_demo_operators
-from core.schema import connect
-from core.surveillance import Thresholds
+from core.desk import alerts, audit
+from core.desk.alerts import AlertDesk
+from core.desk.operators import ensure_demo_operators
+from core.model.errors import InputError
+from core.model.events import AlertCleared, AlertRaised
+from core.model.operations import Refusal
+from core.model.thresholds import Thresholds
+from core.store.schema import connect
 
 T0 = datetime(2018, 7, 31, 10, 0, tzinfo=UTC)
 

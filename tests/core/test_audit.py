@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
 import json
 import sqlite3
@@ -13,9 +14,10 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from core import audit
-from core.errors import InputError
-from core.schema import connect
+from core.desk import audit
+from core.desk.audit_key import load_key
+from core.model.errors import InputError
+from core.store.schema import connect
 
 T0 = datetime(2018, 7, 31, 10, 0, tzinfo=UTC)
 
@@ -52,7 +54,7 @@ def _tamper(db: sqlite_utils.Database, *statements: str) -> None:
 
 
 def test_rows_chain_from_genesis_and_hash_the_documented_bytes(
-    db: sqlite_utils.Database,
+    db: sqlite_utils.Database, audit_key_file: Path
 ) -> None:
     entries = _fill(db)
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6]
@@ -60,7 +62,8 @@ def test_rows_chain_from_genesis_and_hash_the_documented_bytes(
     for previous, entry in itertools.pairwise(entries):
         assert entry.prev_hash == previous.hash
     assert audit.head_hash(db) == entries[-1].hash
-    # The format an outside tool verifies with: sha256(prev_hash + canonical JSON of the fields).
+    # The format an outside tool verifies with, given the key file:
+    # HMAC-SHA256(key, prev_hash + canonical JSON of the fields).
     e = entries[1]
     payload = json.dumps(
         {
@@ -77,7 +80,8 @@ def test_rows_chain_from_genesis_and_hash_the_documented_bytes(
         separators=(",", ":"),
         ensure_ascii=False,
     )
-    assert e.hash == hashlib.sha256((e.prev_hash + payload).encode()).hexdigest()
+    key = bytes.fromhex(audit_key_file.read_text())
+    assert e.hash == hmac.new(key, (e.prev_hash + payload).encode(), hashlib.sha256).hexdigest()
     assert e.at == "2018-07-31T10:01:00.000Z"
 
 
@@ -205,23 +209,28 @@ def test_verify_names_a_changed_row_that_was_re_hashed_at_the_next_link(
 ) -> None:
     entries = _fill(db)
     e = entries[2]
-    forged = audit.row_hash(
-        e.prev_hash,
-        {
-            "seq": e.seq,
-            "at": e.at,
-            "operator": e.operator,
-            "kind": e.kind,
-            "subject": e.subject,
-            "reason": "nothing to see",
-            "before": e.before,
-            "after": e.after,
-        },
-    )
+    fields = {
+        "seq": e.seq,
+        "at": e.at,
+        "operator": e.operator,
+        "kind": e.kind,
+        "subject": e.subject,
+        "reason": "nothing to see",
+        "before": e.before,
+        "after": e.after,
+    }
+    # Even someone holding the key cannot re-hash one row without breaking the next link.
+    forged = audit.row_hash(e.prev_hash, fields, load_key())
     _tamper(db, f"UPDATE audit_log SET reason = 'nothing to see', hash = '{forged}' WHERE seq = 3")
     result = audit.verify(db)
     assert result.broken_seq == 4
     assert "prev_hash" in (result.problem or "")
+    # Without the key, the re-hashed row is caught by itself.
+    plain = audit.row_hash(e.prev_hash, fields)
+    db.conn.execute(f"UPDATE audit_log SET hash = '{plain}' WHERE seq = 3")
+    result = audit.verify(db)
+    assert result.broken_seq == 3
+    assert "not keyed" in (result.problem or "")
 
 
 def test_verify_names_a_deleted_row(db: sqlite_utils.Database) -> None:
@@ -298,7 +307,9 @@ def test_expected_head_catches_rows_cut_from_the_end(db: sqlite_utils.Database) 
     _fill(db, 2)  # later rows do not matter: the recorded head is still in the chain
     assert audit.verify(db, expected_head=recorded).ok
     _tamper(db, "DELETE FROM audit_log WHERE seq >= 6")
-    assert audit.verify(db).ok  # the chain alone cannot see a cut tail
+    # The chain alone cannot see a cut tail; only the dropped triggers give it away.
+    chain_only = audit.verify(db)
+    assert chain_only.broken_seq is None and "triggers" in (chain_only.problem or "")
     cut = audit.verify(db, expected_head=recorded)
     assert not cut.ok and cut.broken_seq == 6
     with pytest.raises(InputError) as error:

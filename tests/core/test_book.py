@@ -1,4 +1,4 @@
-"""The order-book depth model and the fill-at-mark fallback (core.book)."""
+"""The order-book depth model and the fill-at-mark fallback (core.market.depth)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from core.book import BookState, DepthBook, FillAtMark, band_limit, liquidity_for
-from core.scenario_model import BookSpec
+from core.market.depth import BookState, DepthBook, FillAtMark, band_limit, liquidity_for
+from core.model.scenario_values import BookSpec
 
 MID = 7480.0
 DEPTH = 50_000.0  # contracts per 1% from mid, each side

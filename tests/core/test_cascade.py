@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.engine import Engine
-from core.events import LiquidationFilled, LiquidationStarted
-from core.ledger import INSURANCE_FUND
-from core.margin import bankruptcy_prices, risk_prices
-from core.scenario import parse_scenario
+from core.engine.facade import Engine
+from core.engine.ledger import INSURANCE_FUND
+from core.model.events import LiquidationFilled, LiquidationStarted
+from core.risk.margin import bankruptcy_prices, risk_prices
+from core.scenario.parse import parse_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "assets" / "scenarios"
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from core.controls import REDUCE_ONLY, WARNED
-from core.engine import Engine
-from core.events import ActionRecorded, ActionRefused, LiquidationFilled
-from core.ledger import INSURANCE_FUND
-from core.scenario import parse_scenario
-from core.scenario_model import ActionSpec
-from core.trading import TradeApplied, TradeRefused
+from core.engine.facade import Engine
+from core.engine.ledger import INSURANCE_FUND
+from core.engine.trading import TradeApplied, TradeRefused
+from core.model.events import ActionRecorded, ActionRefused, LiquidationFilled
+from core.model.operations import REDUCE_ONLY, WARNED
+from core.model.scenario_values import ActionSpec
+from core.scenario.parse import parse_scenario
 from tests.core.test_trading import at, doc, of_type, run, trade
 
 HOLDERS = [

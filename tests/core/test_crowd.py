@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.crowd import (
+from core.model.errors import InputError
+from core.model.instruments import Instrument, TierTable
+from core.model.scenario_values import CrowdSpec
+from core.model.units import Currency
+from core.scenario.crowd import (
     CrowdColumns,
     CrowdParameters,
     build_book,
     generate_crowd,
     merge_columns,
 )
-from core.errors import InputError
-from core.instruments import Instrument, TierTable
-from core.scenario_model import CrowdSpec
-from core.units import Currency
 
 BTC = Currency("BTC", 8)
 USDT = Currency("USDT", 6)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.deficit import (
+from core.engine.deficit import (
     FAST_TOTAL_LIMIT,
     _allocate_fast,
     _allocate_wide,
@@ -20,7 +20,7 @@ from core.deficit import (
     allocate_clawback_reference,
     effective_leverage,
 )
-from core.errors import InputError
+from core.model.errors import InputError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 SAT = 10**8

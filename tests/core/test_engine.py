@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from console.cli import builtin_scenarios, main
-from core.engine import Engine
-from core.result import ResultCollector
-from core.scenario import load_scenario, parse_scenario
+from console.cli.main import main
+from core.engine.facade import Engine
+from core.engine.result import ResultCollector
+from core.scenario.builtin import builtin_scenarios
+from core.scenario.parse import load_scenario, parse_scenario
 
 
 def run_doc(doc: dict[str, Any]) -> tuple[Engine, dict[str, Any]]:

@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from core.engine import Engine
-from core.events import (
+from core.engine.facade import Engine
+from core.engine.ledger import CLEARING, INSURANCE_FUND, ROUNDING, trader
+from core.model.events import (
     AdlFill,
     ClawbackComputed,
     DeficitUncovered,
@@ -29,9 +30,8 @@ from core.events import (
     LiquidationStarted,
     SettlementDone,
 )
-from core.instruments import realized_pnl_minor
-from core.ledger import CLEARING, INSURANCE_FUND, ROUNDING, trader
-from core.scenario import parse_scenario
+from core.risk.pnl import realized_pnl_minor
+from core.scenario.parse import parse_scenario
 
 START = datetime(2018, 7, 31, 0, 0, tzinfo=UTC)
 DECIMALS = {"USDT": 6, "BTC": 8}

@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.errors import InputError
-from core.ledger import (
+from core.engine.ledger import (
     CLEARING,
     COMPANY,
     FEES,
@@ -27,6 +26,7 @@ from core.ledger import (
     fund_summary,
     trader,
 )
+from core.model.errors import InputError
 
 BTC = "BTC"
 

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from console.cli import builtin_scenarios, main
-from core import audit
-from core.ledger import INSURANCE_FUND
-from core.operators import ensure_demo_operators
-from core.session import Session
+from console.cli.main import main
+from core.desk import audit
+from core.desk.operators import ensure_demo_operators
+from core.engine.ledger import INSURANCE_FUND
+from core.scenario.builtin import builtin_scenarios
+from core.session.session import Session
+from tests.core.conftest import log_in
 
 AT = "2026-01-01T00:00:00Z"
 INJECT = {"action": "inject", "currency": "BTC", "amount": "1", "reason": "top up the fund"}
@@ -34,7 +36,7 @@ def fund(session: Session) -> int:
 def store_session(tmp_path: Path) -> Session:
     session = Session.start(two_traders(), tmp_path / "run.sqlite")
     assert session.store is not None
-    ensure_demo_operators(session.store.db, at=AT)
+    log_in(session.store.db, *ROLES)
     session.step()
     return session
 
@@ -125,6 +127,8 @@ def test_a_clawback_approval_needs_a_supervisor(tmp_path: Path) -> None:
     doc = two_traders()
     doc["policy"]["clawback_approval"] = "required"
     session = Session.start(doc, tmp_path / "claw.sqlite")
+    assert session.store is not None
+    log_in(session.store.db, "bob", "carol")
     session.run_to_end()
     assert session.result()["clawbacks"][0]["status"] == "pending"
     balances = session.engine.book.balances.copy()
@@ -176,6 +180,8 @@ def test_the_settlement_flow_replays_from_the_store_to_the_same_state(tmp_path: 
     doc["policy"]["clawback_approval"] = "required"
     path = tmp_path / "settle.sqlite"
     session = Session.start(doc, path)
+    assert session.store is not None
+    log_in(session.store.db, "alice", "carol")
     for _ in range(10):
         session.step()
     proposal = {"action": "adjust_settlement_price", "family": "DEMO-USD", "price": "0.2"}

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.margin import risk_prices
+from core.risk.margin import risk_prices
 from tests.core.conftest import book, instrument, tiers
 
 SEED_003_TIERS = tiers(
@@ -169,3 +169,14 @@ def test_properties_at_liquidation_and_bankruptcy_prices(case) -> None:
         assert abs(float(equity - maintenance)) <= minor
         if not np.isnan(bankrupt):
             assert min(mark, bankrupt) <= liq <= max(mark, bankrupt)
+
+
+def test_a_float_price_in_price_units_is_the_nearest_or_the_one_below() -> None:
+    inst = instrument(kind="linear", cv="0.01", tick="0.5")
+    unit = float(inst.price_unit)
+    assert inst.units_near(1000 * unit + 0.5 * unit) == 1000  # half to even
+    assert inst.units_near(1001 * unit + 0.5 * unit) == 1002
+    assert inst.units_near(1001 * unit + 0.9 * unit, down=True) == 1001
+    assert inst.units_near(0.0) == 1  # never below one unit
+    both = inst.units_near(np.array([7.2 * unit, 7.7 * unit]), down=True)
+    assert both.dtype == np.int64 and both.tolist() == [7, 7]

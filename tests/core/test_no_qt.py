@@ -7,7 +7,13 @@ import sys
 
 
 def test_core_imports_no_qt() -> None:
-    modules = ["core.engine", "core.result", "core.scenario", "core.crowd", "core.margin"]
+    modules = [
+        "core.engine.facade",
+        "core.engine.result",
+        "core.scenario.parse",
+        "core.scenario.crowd",
+        "core.risk.margin",
+    ]
     code = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in modules)

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from console.cli import builtin_scenarios
-from core.engine import Engine
-from core.result import ResultCollector
-from core.scenario import load_scenario
+from core.engine.facade import Engine
+from core.engine.result import ResultCollector
+from core.scenario.builtin import builtin_scenarios
+from core.scenario.parse import load_scenario
+from tests.core.test_state_hashes import RECORDED
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +50,7 @@ def test_timeline_tells_the_story_in_order(result: dict[str, Any]) -> None:
     assert any("injected 2500 BTC" in line for line in lines)
     assert any(line.startswith("clawback pending") for line in lines)
     assert result["ledger"]["balanced"]
+
+
+def test_the_run_reaches_its_recorded_state_hash(result: dict[str, Any]) -> None:
+    assert result["state_hash"] == RECORDED["okx-2018-btc0928"]

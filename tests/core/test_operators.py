@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from core import audit, operators
-from core.controls import Refusal
-from core.errors import InputError
-from core.operators import ScryptParams
-from core.schema import connect
+from core.desk import audit, operators
+from core.desk.operators import ScryptParams
+from core.model.errors import InputError
+from core.model.operations import Refusal
+from core.store.schema import connect
 
 T0 = datetime(2018, 7, 31, 10, 0, tzinfo=UTC)
 CHEAP = ScryptParams(n=2**10, r=8, p=1)

@@ -1,4 +1,4 @@
-"""Price paths, the index, the mark EMA and the settlement-window mean (core.prices)."""
+"""Price paths, the index, the mark EMA and the settlement-window mean (core.market.prices)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from core.errors import InputError
-from core.prices import (
+from core.market.prices import (
     MarkPriceEMA,
     PinnedMark,
     PricePath,
@@ -22,6 +21,7 @@ from core.prices import (
     index_price,
     whole_seconds,
 )
+from core.model.errors import InputError
 
 T0 = datetime(2018, 7, 31, tzinfo=UTC)
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from console.cli import builtin_scenarios
-from core import report_io
-from core.errors import InputError
-from core.report import IncidentReport, build_report
-from core.session import Session
-from core.store import Store
-from core.units import to_minor
+from core.model.errors import InputError
+from core.model.units import to_minor
+from core.report import output as report_io
+from core.report.report import IncidentReport, build_report
+from core.scenario.builtin import builtin_scenarios
+from core.session.session import Session
+from core.store.store import Store
 
 BTC = 10**8
 GENERATED = "2025-01-02T03:04:05Z"

@@ -19,17 +19,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.controls import Refusal
-from core.engine import Engine
-from core.errors import InputError
-from core.events import ActionRefused, Event, SettlementDone
-from core.instruments import realized_pnl_minor
-from core.ledger import trader
-from core.manipulation import SettlementChecks, assess
-from core.result import ResultCollector
-from core.scenario import parse_scenario
-from core.scenario_model import ActionSpec
-from core.settlement import SettlementDelayed, pnl_at_price
+from core.engine.facade import Engine
+from core.engine.ledger import trader
+from core.engine.manipulation import assess
+from core.engine.result import ResultCollector
+from core.engine.settlement import SettlementDelayed
+from core.model.errors import InputError
+from core.model.events import ActionRefused, Event, SettlementDone
+from core.model.operations import Refusal
+from core.model.scenario_values import ActionSpec
+from core.model.settlement import SettlementChecks
+from core.risk.pnl import realized_pnl, realized_pnl_minor
+from core.scenario.parse import parse_scenario
 from tests.core.conftest import instrument
 
 START = datetime(2018, 8, 3, 6, 0, tzinfo=UTC)
@@ -486,16 +487,20 @@ def test_a_digest_in_the_scenario_file_is_checked() -> None:
     _, result, _ = run(scenario(approval="required", actions=actions))
     (refused,) = result["refused"]
     assert refused["operator"] == "carol" and "changed since the preview" in refused["reason"]
-    assert [c["status"] for c in result["clawbacks"]] == ["pending", "applied"]
-    pending, applied = result["clawbacks"]
-    assert pending["allocations"] == applied["allocations"]
+    (applied,) = result["clawbacks"]  # the approval replaced the pending entry
+    assert (applied["status"], applied["time"], applied["decided_at"]) == (
+        "applied",
+        at(T),
+        at(T + 20),
+    )
+    assert [a["account"] for a in applied["allocations"]] == ["B", "C"]
 
 
 # ----- exact PnL at a price, vectorized -------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["inverse", "linear"])
-def test_pnl_at_a_price_equals_the_exact_scalar_pnl(kind: str) -> None:
+def test_the_array_pnl_equals_the_exact_scalar_pnl(kind: str) -> None:
     inst = instrument(kind=kind, cv="100" if kind == "inverse" else "0.01", tick="0.01")
     rng = np.random.default_rng(7)
     size = 20_000
@@ -504,18 +509,24 @@ def test_pnl_at_a_price_equals_the_exact_scalar_pnl(kind: str) -> None:
     entry = rng.integers(5_000 * 10**6, 9_000 * 10**6, size)
     price = 7_450 * 10**6
     entry[:50] = price  # no move
-    got = pnl_at_price(inst, 8, side, contracts, entry, price)
+    got = realized_pnl(inst, 8, side, contracts, entry, price)
+    # Each row at its own price, as liquidation fills are.
+    own = realized_pnl(inst, 8, side, contracts, entry, np.full(size, price) + contracts % 7)
     expected = [
         realized_pnl_minor(inst, 8, int(s), int(n), int(e), price)
         for s, n, e in zip(side, contracts, entry, strict=True)
     ]
     assert got.tolist() == expected
+    assert own.tolist() == [
+        realized_pnl_minor(inst, 8, int(s), int(n), int(e), price + int(n) % 7)
+        for s, n, e in zip(side, contracts, entry, strict=True)
+    ]
 
 
 @pytest.mark.slow
 def test_the_2018_demo_settles_on_time_and_waits_for_its_clawback_approval() -> None:
-    from console.cli import builtin_scenarios
-    from core.scenario import load_scenario
+    from core.scenario.builtin import builtin_scenarios
+    from core.scenario.parse import load_scenario
 
     engine = Engine(load_scenario(builtin_scenarios()["okx-2018-btc0928"]))
     delayed = [e for events in engine.run() for e in events if isinstance(e, SettlementDelayed)]
@@ -528,11 +539,11 @@ def test_the_2018_demo_settles_on_time_and_waits_for_its_clawback_approval() -> 
 
 
 def test_a_delayed_settlement_survives_a_snapshot_with_the_same_state_hash() -> None:
-    import pickle
+    from core.store import state_format
 
     engine = Engine(parse_scenario(scenario(marks=manipulated_marks(), approval="required")))
     run_until(engine, T + 300)  # delayed, not yet settled
-    copy_of = pickle.loads(pickle.dumps(engine))
+    copy_of = state_format.load(state_format.dump(engine, compress=False))
     assert copy_of.state_hash() == engine.state_hash()
     run_until(engine, T + 900)
     run_until(copy_of, T + 900)

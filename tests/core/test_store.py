@@ -16,15 +16,20 @@ import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pytest
+import sqlite_utils
 
-from console.cli import builtin_scenarios, main
-from core import queries
-from core.errors import InputError
-from core.schema import SCHEMA_VERSION, connect
-from core.session import Session
-from core.store import Store
+from console.cli.main import main
+from core.desk.queries import DeskQueries, ReportRange
+from core.model.errors import InputError
+from core.scenario.builtin import builtin_scenarios
+from core.session.session import Session
+from core.store import queries
+from core.store.schema import SCHEMA_VERSION, check_new, connect, connect_read_only, store_uri
+from core.store.store import Store
+from tests.core.conftest import log_in
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,6 +105,9 @@ def test_a_live_command_is_journaled_and_replayed(tmp_path: Path) -> None:
     path = tmp_path / "two.sqlite"
     session = Session.start(builtin_scenarios()["two-traders"], path)
     session.step()
+    session.flush()  # the writer thread shares the store's connection until it has caught up
+    assert session.store is not None
+    log_in(session.store.db, "alice")
     session.submit(
         {"operator": "alice", "action": "warn", "account": "B", "message": "watch", "reason": "r"}
     )
@@ -130,6 +138,9 @@ def test_a_command_given_before_a_crash_applies_after_resume(tmp_path: Path) -> 
     path = tmp_path / "two.sqlite"
     session = Session.start(builtin_scenarios()["two-traders"], path)
     session.step()
+    session.flush()  # the writer thread shares the store's connection until it has caught up
+    assert session.store is not None
+    log_in(session.store.db, "alice")
     session.submit({"operator": "alice", "action": "freeze", "account": "B", "reason": "check"})
     session.close()  # as if killed before the next tick
     resumed = Session.open(path)
@@ -177,8 +188,8 @@ def _check_recovery(case: tuple[Path, dict[int, str], str], store: Path, after: 
     try:
         session = Session.open(store)
     except InputError as error:
-        # Killed before its first commit: the store holds no run, and says so.
-        assert "holds no run" in str(error)
+        # Killed before its first tick was in: there is no store (it appears whole or not at all).
+        assert "no store at" in str(error)
         return
     assert session.store is not None
     assert session.store.journal_gaps() == []
@@ -245,6 +256,40 @@ def test_files_that_are_not_stores_get_a_clear_error(
         assert main(["replay", str(path)]) == 2
         assert message in capsys.readouterr().err
         assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_a_store_path_with_uri_characters_opens(tmp_path: Path) -> None:
+    # Unescaped in a URI, this folder name would cut the path at `?` (opening the decoy `a`),
+    # start a fragment at `#` and read `%20` as a space.
+    folder = tmp_path / "a?b#c%20d"
+    folder.mkdir()
+    path = folder / "run.sqlite"
+    decoy = tmp_path / "a"
+    other = Session.start({**json.loads(builtin_scenarios()["two-traders"].read_text()),
+                           "start": "2018-07-30T00:00:00Z"}, decoy)  # fmt: skip
+    other.close()
+    session = Session.start(builtin_scenarios()["two-traders"], path)
+    for _ in range(3):
+        session.step()
+    expected = session.engine.state_hash()
+    session.close()
+    uri = store_uri(path, "ro")
+    assert unquote(urlparse(uri).path) == str(path.resolve()) and urlparse(uri).query == "mode=ro"
+    conn = connect_read_only(path)
+    try:
+        assert DeskQueries(sqlite_utils.Database(conn)).report_range() == ReportRange(
+            "2018-07-31T00:00:00Z", "2018-07-31T00:00:03Z"
+        )
+    finally:
+        conn.close()
+    with pytest.raises(InputError, match="exists already"):
+        check_new(path)
+    reopened = Session.open(path)
+    assert reopened.tick == 3 and reopened.engine.state_hash() == expected
+    reopened.close()
+    with pytest.raises(sqlite3.OperationalError):
+        connect_read_only(folder / "missing.sqlite").execute("SELECT 1")
+    assert sorted(p.name for p in folder.iterdir()) == ["run.sqlite"]
 
 
 def test_a_truncated_store_is_refused(
@@ -356,7 +401,7 @@ def test_export_round_trips(
 
 
 def test_export_never_writes_password_material(tmp_path: Path) -> None:
-    from core.operators import ensure_demo_operators
+    from core.desk.operators import ensure_demo_operators
 
     path = tmp_path / "two.sqlite"
     Session.start(builtin_scenarios()["two-traders"], path).close()

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from console.cli import builtin_scenarios
-from core.engine import Engine
-from core.errors import InputError
-from core.events import LiquidationStarted
-from core.scenario import load_scenario, parse_scenario
-from core.surveillance import AlertCleared, AlertRaised, Thresholds
+from core.engine.facade import Engine
+from core.engine.surveillance import AlertCleared, AlertRaised
+from core.model.errors import InputError
+from core.model.events import LiquidationStarted
+from core.model.thresholds import Thresholds
+from core.scenario.builtin import builtin_scenarios
+from core.scenario.parse import load_scenario, parse_scenario
 from tests.core.test_trading import at, doc, trade
 
 

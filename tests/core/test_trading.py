@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.engine import Engine
-from core.errors import InputError
-from core.instruments import realized_pnl_minor
-from core.ledger import trader
-from core.scenario import parse_scenario
-from core.trading import TradeApplied, TradeRefused, average_entry_units, parse_trades
+from core.engine.facade import Engine
+from core.engine.ledger import trader
+from core.engine.trading import TradeApplied, TradeRefused, average_entry_units, parse_trades
+from core.model.errors import InputError
+from core.risk.pnl import realized_pnl_minor
+from core.scenario.parse import parse_scenario
 
 USDT = 10**6
 
@@ -184,7 +184,7 @@ def test_inverse_entry_is_the_harmonic_mean_so_the_pnl_of_the_parts_adds_up() ->
     units = average_entry_units(True, 100, 8_000_000_000, 300, 8_400_000_000)
     assert units == round(exact * 10**6)
     # Closing the whole at 7000 realizes what closing both parts would (to a satoshi or so).
-    from core.instruments import Instrument, TierTable
+    from core.model.instruments import Instrument, TierTable
 
     inst = Instrument(
         "BTC-USD", "inverse", Decimal(100), "BTC", Decimal("0.01"), None, "BTC-USD", "BTC-USD",

@@ -1,0 +1,1 @@
+"""The `risk-console` command line: headless runs, operator and audit commands, reports."""

@@ -1,0 +1,5 @@
+"""`python -m console.cli`: the command line."""
+
+from console.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The incident report for people: PDF pages and their charts."""

@@ -1,0 +1,1 @@
+"""The position book in numpy columns, its valuation, and liquidation and bankruptcy prices."""

@@ -1,0 +1,415 @@
+"""Building the console's snapshots from a running session, on the engine thread: the position
+table's columns, per-currency figures, logs and the charts' series, handed over as the immutable
+values of core/session/snapshot.py."""
+
+from __future__ import annotations
+
+import math
+import time as wallclock
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core.engine.ledger import INSURANCE_FUND
+from core.engine.views import adl_lights
+from core.model.events import ClawbackComputed, FundPosting, LiquidationFilled
+from core.risk.margin import risk_prices
+
+if TYPE_CHECKING:
+    from core.engine.facade import Engine
+    from core.session.session import Session
+
+from core.session.snapshot import (
+    AT_RISK_RATIO,
+    HISTOGRAM_EDGES,
+    LADDER_BINS,
+    LADDER_SPAN,
+    LIQUIDATING,
+    Columns,
+    CurrencyOverview,
+    PositionTable,
+    Snapshot,
+    TableSpec,
+    describe,
+    read_only,
+    table_order,
+)
+
+
+def projected_clawback_ratios(engine: Engine) -> dict[str, float]:
+    """Per currency, the worst clawback ratio a settlement now would apply (the deficit beyond the
+    fund's free balance over the family's profit), as DESIGN.md section 4 defines it."""
+    book, out = engine.book, {}
+    for (family, code), pnl in engine.period_pnl.items():
+        shared = engine.uncovered[(family, code)] - max(0, engine.desk.fund_free(code))
+        if shared <= 0:
+            out[code] = max(out.get(code, 0.0), 0.0)
+            continue
+        scale = float(engine.scenario.currencies[code].scale)
+        in_family = np.array([i.family == family for i in engine.instruments])
+        rows = np.flatnonzero(in_family[book.instrument] & (book.contracts > 0))
+        upnl = np.bincount(
+            book.account[rows], weights=engine.valuation.upnl[rows], minlength=len(book.account_ids)
+        )
+        profit = pnl / scale + upnl
+        total = float(profit[profit > 0].sum())
+        ratio = min(1.0, shared / scale / total) if total > 0 else 1.0
+        out[code] = max(out.get(code, 0.0), ratio)
+    return out
+
+
+class SnapshotBuilder:
+    """Records each tick of a session (prices, fund, logs) and builds snapshots on request.
+
+    The costly per-position columns (risk prices, ADL lights) are recomputed at most as often as
+    keeps them under a tenth of the engine thread's time; between, the last ones are reused."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._heavy_at = -math.inf
+        self._heavy_cost = 0.0
+        self._heavy: dict[str, np.ndarray] = {}
+        self._watch_ratio: list[tuple[int, float]] = []
+        self.watched: str | None = None
+        self.reset()
+
+    # ----- recording ----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Start the series and logs over (a new session); fills what the store already knows."""
+        engine = self.session.engine
+        total = engine.ticks_total
+        self.decimals = {c.code: c.decimals for c in engine.currencies}
+        self.account_ids = tuple(engine.book.account_ids)
+        self.start_epoch = engine.scenario.start.timestamp()
+        self.times = (
+            self.start_epoch + np.arange(total, dtype=np.float64) * engine.scenario.tick_seconds
+        )
+        names = [f"index:{n}" for n in engine.index_now]
+        for inst in engine.instruments:
+            names += [f"mark:{inst.symbol}", f"last:{inst.symbol}"]
+        for code in engine.currency_codes:
+            names += [
+                f"{m}:{code}"
+                for m in (
+                    "fund",
+                    "reserved",
+                    "oi",
+                    "at_risk",
+                    "liqs",
+                    "covered",
+                    "uncovered",
+                    "clawback",
+                )
+            ]
+        self.series = {n: np.full(total, np.nan) for n in names}
+        self.liqs = Columns(
+            {
+                "tick": np.int64,
+                "account": np.int64,
+                "symbol": np.int64,
+                "side": np.int8,
+                "contracts": np.int64,
+                "fill_price": np.float64,
+                "bankruptcy": np.float64,
+                "surplus": np.int64,
+                "deficit": np.int64,
+                "covered": np.int64,
+                "partial": bool,
+                "currency": np.int64,
+            }
+        )
+        self.events = Columns({"tick": np.int64, "account": np.int64}, ("kind", "text"))
+        self.money = {
+            c: {
+                "injected": 0,
+                "clawback_applied": 0,
+                "clawback_pending": 0,
+                "adl_fills": 0,
+                "liqs": 0,
+            }
+            for c in engine.currency_codes
+        }
+        self._money_at: list[tuple[int, str, str, int]] = []
+        self._watch_ratio = []
+        self.record_tick([])
+
+    def rewind(self) -> None:
+        """After a seek back: drop what happened after the engine's tick."""
+        tick = self.session.engine.tick
+        for values in self.series.values():
+            values[tick + 1 :] = np.nan
+        self.series = {k: v.copy() for k, v in self.series.items()}
+        self.liqs.truncate(self.liqs.arrays["tick"] <= tick)
+        self.events.truncate(self.events.arrays["tick"] <= tick)
+        self._money_at = [m for m in self._money_at if m[0] <= tick]
+        for code, money in self.money.items():
+            for key in money:
+                money[key] = sum(v for t, c, k, v in self._money_at if c == code and k == key)
+        self._watch_ratio = [(t, r) for t, r in self._watch_ratio if t <= tick]
+        self.record_tick([])
+
+    def _money(self, tick: int, code: str, key: str, amount: int) -> None:
+        self.money[code][key] += amount
+        self._money_at.append((tick, code, key, amount))
+
+    def _grow(self, tick: int) -> None:
+        """Room for `tick`: commands applied after the scenario's end (an approved clawback)
+        take ticks past `ticks_total`."""
+        size = self.times.size
+        if tick < size:
+            return
+        extra = max(tick + 1 - size, 16)
+        step = self.session.engine.scenario.tick_seconds
+        more = self.times[-1] + step * np.arange(1, extra + 1, dtype=np.float64)
+        self.times = np.concatenate((self.times, more))
+        self.series = {
+            k: np.concatenate((v, np.full(extra, np.nan))) for k, v in self.series.items()
+        }
+
+    def record_tick(self, events: list[Any]) -> None:
+        engine = self.session.engine
+        t = engine.tick
+        book = engine.book
+        self._grow(t)
+        for name, price in engine.index_now.items():
+            self.series[f"index:{name}"][t] = price
+        for k, inst in enumerate(engine.instruments):
+            self.series[f"mark:{inst.symbol}"][t] = engine.marks[k]
+            last = engine.liquidity[k].last_price
+            if last is not None:
+                self.series[f"last:{inst.symbol}"][t] = last
+        symbols = {i.symbol: k for k, i in enumerate(engine.instruments)}
+        for event in events:
+            kind, account, text = describe(event, self.decimals)
+            index = book.account_index.get(account, -1) if account else -1
+            self.events.append({"tick": t, "account": index}, {"kind": kind, "text": text})
+            if isinstance(event, LiquidationFilled):
+                self._money(t, event.currency, "liqs", 1)
+                self.liqs.append(
+                    {
+                        "tick": t,
+                        "account": index,
+                        "symbol": symbols.get(event.symbol, -1),
+                        "side": 1 if event.side == "long" else -1,
+                        "contracts": event.contracts,
+                        "fill_price": float(event.fill_price),
+                        "bankruptcy": np.nan
+                        if event.bankruptcy_price is None
+                        else event.bankruptcy_price,
+                        "surplus": event.surplus,
+                        "deficit": event.deficit,
+                        "covered": event.covered_by_fund,
+                        "partial": event.partial,
+                        "currency": engine.currency_codes.index(event.currency),
+                    }
+                )
+            elif isinstance(event, FundPosting) and event.kind == "injection":
+                self._money(t, event.currency, "injected", event.amount)
+            elif isinstance(event, ClawbackComputed):
+                key = "clawback_pending" if event.status == "pending" else "clawback_applied"
+                self._money(t, event.currency, key, event.deficit - event.unrecovered)
+            elif kind == "AdlFill":
+                code = engine.currency_of(symbols.get(getattr(event, "symbol", ""), 0))
+                self._money(t, code, "adl_fills", 1)
+        for code in engine.currency_codes:
+            totals = engine.deficit_totals[code]
+            self.series[f"fund:{code}"][t] = engine.ledger.balance(INSURANCE_FUND, code)
+            self.series[f"reserved:{code}"][t] = engine.desk.reserved[code]
+            self.series[f"covered:{code}"][t] = totals["covered_by_fund"]
+            self.series[f"uncovered:{code}"][t] = totals["uncovered"]
+            self.series[f"liqs:{code}"][t] = self.money[code]["liqs"]
+
+    # ----- building -----------------------------------------------------------------------
+
+    def _heavy_columns(self, force: bool) -> dict[str, np.ndarray]:
+        engine = self.session.engine
+        now = wallclock.perf_counter()
+        if force or not self._heavy or now - self._heavy_at >= 9 * self._heavy_cost:
+            book, valuation = engine.book, engine.valuation
+            prices = risk_prices(book, valuation)
+            self._heavy = {
+                "liquidation": read_only(prices.liquidation),
+                "bankruptcy": read_only(prices.bankruptcy),
+                "adl": read_only(adl_lights(book, valuation).astype(np.int8)),
+            }
+            self._heavy_at = wallclock.perf_counter()
+            self._heavy_cost = self._heavy_at - now
+        return self._heavy
+
+    def build(
+        self,
+        spec: TableSpec,
+        *,
+        playing: bool,
+        speed: float,
+        ticks_per_second: float,
+        notice: str | None,
+        fresh: bool = False,
+    ) -> Snapshot:
+        """A snapshot of the engine now; `fresh` recomputes every column (after a step or seek)."""
+        session, engine = self.session, self.session.engine
+        book, valuation = engine.book, engine.valuation
+        heavy = self._heavy_columns(fresh)
+        marks = valuation.marks[book.instrument]
+        contracts = book.contracts.copy()
+        notional = valuation.notional
+        equity = valuation.equity
+        with np.errstate(divide="ignore", invalid="ignore"):
+            leverage = np.where(equity > 0, notional / equity, np.inf)
+            distance = book.side * (marks - heavy["liquidation"]) / marks * 100.0
+        flags = engine.controls.flags[book.account].astype(np.int16)
+        for order in engine.desk.orders:
+            flags[order.row] |= LIQUIDATING
+        ratio = valuation.margin_ratio
+        columns = {
+            "account": book.account,
+            "symbol": book.instrument,
+            "side": book.side,
+            "contracts": contracts,
+            "equity": equity,
+            "notional": notional,
+            "leverage": leverage,
+            "margin_ratio": ratio,
+            "okx_rate": book.okx_margin_rate(valuation),
+            "distance_pct": distance,
+            "upnl": valuation.upnl,
+            "flags": flags,
+            **heavy,
+        }
+        columns = {k: read_only(v) for k, v in columns.items()}
+        table = PositionTable(
+            self.account_ids,
+            tuple(i.symbol for i in engine.instruments),
+            tuple(engine.currency_codes),
+            MappingProxyType(columns),
+            np.zeros(0, dtype=np.int64),
+            spec,
+        )
+        table = replace(table, order=read_only(table_order(table, spec)))
+        overview = self._overview(columns)
+        t = engine.tick
+        open_rows = contracts > 0
+        histogram = np.histogram(ratio[open_rows], bins=HISTOGRAM_EDGES)[0]
+        watched_ratio = self._watch(columns, t)
+        return Snapshot(
+            scenario=engine.scenario.name,
+            tick=t,
+            ticks_total=max(engine.ticks_total, t + 1),
+            tick_seconds=engine.scenario.tick_seconds,
+            start_epoch=self.start_epoch,
+            now=engine.now,
+            head=session.head,
+            live=session.live,
+            finished=session.finished,
+            playing=playing,
+            speed=speed,
+            ticks_per_second=ticks_per_second,
+            store_path=str(session.store.path) if session.store is not None else None,
+            notice=notice,
+            instruments=table.symbols,
+            instrument_currency=tuple(i.settle_currency for i in engine.instruments),
+            quote_units=tuple(i.index.rsplit("-", 1)[-1] for i in engine.instruments),
+            indices=tuple(engine.index_now),
+            marks=tuple(float(m) for m in engine.marks),
+            index_now=tuple(float(p) for p in engine.index_now.values()),
+            overview=overview,
+            table=table,
+            series=MappingProxyType({k: read_only(v[: t + 1]) for k, v in self.series.items()}),
+            times=read_only(self.times[: t + 1]),
+            liquidations=self.liqs.view(),
+            events=self.events.view(),
+            ratio_histogram=read_only(histogram),
+            ladder=MappingProxyType(self._ladder(columns)),
+            watched=self.watched,
+            watched_ratio=watched_ratio,
+        )
+
+    def _overview(self, columns: Mapping[str, np.ndarray]) -> tuple[CurrencyOverview, ...]:
+        engine = self.session.engine
+        book, t = engine.book, engine.tick
+        open_rows = columns["contracts"] > 0
+        longs = open_rows & (book.side > 0)
+        shorts = open_rows & (book.side < 0)
+        at_risk = open_rows & (columns["margin_ratio"] <= AT_RISK_RATIO)
+        ratios = projected_clawback_ratios(engine)
+        out = []
+        for c, code in enumerate(engine.currency_codes):
+            in_currency = book.position_currency == c
+            # Cross groups count their equity once; isolated positions count their own.
+            risky = at_risk & in_currency
+            cross_groups = np.unique(book.group[risky & ~book.isolated])
+            equity = float(engine.valuation.group_equity[cross_groups].sum())
+            equity += float(columns["equity"][risky & book.isolated].sum())
+            accounts = np.unique(book.account[at_risk & in_currency]).size
+            # The engine holds the other side of what it took over: count the larger side.
+            side = max(
+                (longs & in_currency, shorts & in_currency),
+                key=lambda rows: int(columns["contracts"][rows].sum()),
+            )
+            oi = int(columns["contracts"][side].sum())
+            self.series[f"oi:{code}"][t] = oi
+            self.series[f"at_risk:{code}"][t] = accounts
+            self.series[f"clawback:{code}"][t] = ratios.get(code, 0.0)
+            totals, money = engine.deficit_totals[code], self.money[code]
+            out.append(
+                CurrencyOverview(
+                    code=code,
+                    decimals=self.decimals[code],
+                    fund_balance=engine.ledger.balance(INSURANCE_FUND, code),
+                    fund_reserved=engine.desk.reserved[code],
+                    open_interest=oi,
+                    open_notional=float(columns["notional"][side].sum()),
+                    at_risk_accounts=accounts,
+                    at_risk_equity=equity,
+                    liquidations=money["liqs"],
+                    deficit_total=totals["total"],
+                    deficit_covered=totals["covered_by_fund"],
+                    deficit_uncovered=totals["uncovered"],
+                    injected=money["injected"],
+                    clawback_applied=money["clawback_applied"],
+                    clawback_pending=money["clawback_pending"],
+                    adl_fills=money["adl_fills"],
+                    projected_clawback_ratio=ratios.get(code),
+                )
+            )
+        return tuple(out)
+
+    def _ladder(self, columns: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, ...]]:
+        """Per instrument: price bin centres around the mark, and the long and short contracts
+        whose liquidation price falls in each bin."""
+        engine, book = self.session.engine, self.session.engine.book
+        out = {}
+        liq = columns["liquidation"]
+        live = (columns["contracts"] > 0) & np.isfinite(liq)
+        for k, inst in enumerate(engine.instruments):
+            mark = float(engine.marks[k])
+            edges = np.linspace(mark * (1 - LADDER_SPAN), mark * (1 + LADDER_SPAN), LADDER_BINS + 1)
+            rows = live & (book.instrument == k)
+            sides = []
+            for side in (1, -1):
+                chosen = rows & (book.side == side)
+                counts = np.histogram(
+                    liq[chosen], bins=edges, weights=columns["contracts"][chosen]
+                )[0]
+                sides.append(read_only(counts))
+            out[inst.symbol] = (read_only((edges[:-1] + edges[1:]) / 2), sides[0], sides[1])
+        return out
+
+    def watch(self, account: str | None) -> None:
+        if account != self.watched:
+            self.watched = account
+            self._watch_ratio = []
+
+    def _watch(self, columns: Mapping[str, np.ndarray], tick: int) -> np.ndarray:
+        """The watched account's lowest margin ratio at each snapshot since it was chosen."""
+        index = self.session.engine.book.account_index.get(self.watched or "", -1)
+        if index >= 0:
+            rows = np.flatnonzero((columns["account"] == index) & (columns["contracts"] > 0))
+            ratio = float(columns["margin_ratio"][rows].min()) if rows.size else math.nan
+            if not self._watch_ratio or self._watch_ratio[-1][0] < tick:
+                self._watch_ratio.append((tick, ratio))
+        return read_only(np.array(self._watch_ratio, dtype=np.float64).reshape(-1, 2))
