@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -282,9 +283,11 @@ def draw_plan(seed: int) -> Plan:
         later: list[Step] = []
         for _ in range(rnd.randint(0, 2)):
             later.append(_draw_step(rnd, plan, model, counter, rnd.choice(("pending", "forged"))))
-        for _ in range(rnd.randint(0, 2)):
-            later.append(_draw_admin(rnd, model))
         pending = [s for s in later if isinstance(s, Command)]
+        for _ in range(rnd.randint(0, 2)):
+            # Often the operator of a command waiting to apply: that is what must count.
+            names = [c.operator for c in pending if c.operator in ACTORS]
+            later.append(_draw_admin(rnd, model, names))
         for command in pending:
             # A forged row is refused whatever it names: by its origin, or as invalid first.
             forged = command.given == "forged"
@@ -295,8 +298,8 @@ def draw_plan(seed: int) -> Plan:
     return plan
 
 
-def _draw_admin(rnd: random.Random, model: _Model) -> Admin:
-    name = rnd.choice(ACTORS)
+def _draw_admin(rnd: random.Random, model: _Model, names: Sequence[str] = ()) -> Admin:
+    name = rnd.choice(names) if names and rnd.random() < 0.6 else rnd.choice(ACTORS)
     verb = rnd.choice(("role", "role", "disable", "enable"))
     step = Admin(verb, name, rnd.choice(ROLES) if verb == "role" else "")
     model.apply(step)
@@ -312,8 +315,8 @@ def _draw_step(
         return _draw_admin(rnd, model)
     counter[0] += 1
     tag = f"op-{counter[0]}"
-    operator = rnd.choice((*ACTORS, "mallory")) if rnd.random() < 0.1 else rnd.choice(ACTORS)
     action, fields = _draw_command(rnd, plan)
+    operator = _draw_operator(rnd, plan, model, action, fields)
     password = model.password(rnd, operator)
     command = Command(tag, operator, action, fields, given, password)
     if "id" in fields:
@@ -321,6 +324,22 @@ def _draw_step(
     if given == "cli":
         plan.expected[tag] = model.authority(operator)
     return command
+
+
+def _draw_operator(
+    rnd: random.Random, plan: Plan, model: _Model, action: str, fields: dict[str, Any]
+) -> str:
+    """Anyone now and then (an unknown name too); mostly one whose role and state let the
+    command apply, so that the valid paths are walked as often as the refusals."""
+    if rnd.random() < 0.08:
+        return "mallory"
+    able = [n for n in ACTORS if n not in model.disabled and model.roles[n] in ACTING]
+    if action in DECISIONS:
+        maker = plan.makers.get(str(fields.get("request")))
+        able = [n for n in able if model.roles[n] == "supervisor" and n != maker]
+    if able and rnd.random() < 0.65:
+        return rnd.choice(able)
+    return rnd.choice(ACTORS)
 
 
 def _draw_command(rnd: random.Random, plan: Plan) -> tuple[str, dict[str, Any]]:

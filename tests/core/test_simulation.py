@@ -2,7 +2,7 @@
 run twice through the real store, once with its runs killed -9 and resumed, once uninterrupted.
 The ledger balances and the fund stays non-negative at every tick, no command takes effect
 without its authority, and both runs end in the same state. Reproduce one seed with
-`python -m pytest tests/core/test_simulation.py -m '' -k seed_017`."""
+`python -m pytest tests/core/test_simulation.py -m '' -k seed_117`."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def seed_id(seed: int) -> str:
-    # Zero-padded so that `-k seed_017` picks one seed, not 170-179 too.
+    # Zero-padded: unpadded, `-k seed_12` would pick seeds 120-129 too.
     return f"seed_{seed:03d}"
 
 
