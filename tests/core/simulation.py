@@ -31,7 +31,7 @@ ACCOUNT_ACTIONS = ("warn", "restrict", "freeze", "freeze_withdrawals", "unfreeze
 DECISIONS = ("approve", "reject", "approve_clawback", "reject_clawback")
 BAD_AMOUNTS = ("-1", "0", "abc", "1e400", "\uff11", " 7 ", "1_000", "100000000000")
 # What a command's authority may leave standing: these need the supervisor role, the rest any of
-# the acting roles (DESIGN.md section 6).
+# the acting roles (DESIGN.md section 4, docs/operators.md).
 ACTING = frozenset({"operator", "supervisor", "admin"})
 GHOST = "acct-ghost"
 

@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
+from console.cli import main
 from core import audit, operators
 from core.authority import THRESHOLDS_FIELD, logged_in_and_audited, unproven_commands
 from core.operators import ScryptParams
 from core.schema import connect
 from core.session import Session
+from core.store import Store
 from tests.core.simulation import (
     ACTING,
     DECISIONS,
@@ -148,6 +150,29 @@ def _check(seed: int, folder: Path, max_kills: int) -> None:
             f"simulation seed {seed} failed (reproduce: python -m pytest "
             f"tests/core/test_simulation.py -m '' -k {seed_id(seed)}; files in {folder}): {error}"
         ) from error
+
+
+def test_run_and_resume_until_stop_at_a_resumable_tick(tmp_path: Path) -> None:
+    plan = draw_plan(1)
+    scenario = write_scenario(plan, tmp_path)
+    whole, cut = tmp_path / "whole.sqlite", tmp_path / "cut.sqlite"
+    out = str(tmp_path / "result.json")
+    assert main(["run", str(scenario), "--out", out, "--db", str(whole), "--quiet"]) == 0
+    assert main(["run", str(scenario), "--out", out, "--db", str(cut), "--until", "5"]) == 0
+    assert stored(cut)[0] == 5
+    assert main(["resume", str(cut), "--out", out, "--until", "9", "--quiet"]) == 0
+    assert stored(cut)[0] == 9
+    assert main(["resume", str(cut), "--out", out, "--quiet"]) == 0
+    assert stored(cut) == stored(whole)
+
+
+def stored(path: Path) -> tuple[int | None, dict[int, str]]:
+    """A store's head tick and its recorded state hashes."""
+    store = Store.open(path)
+    try:
+        return store.head_tick(), store.recorded_hashes()
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("seed", CI_SEEDS, ids=seed_id)
