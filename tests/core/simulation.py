@@ -382,7 +382,7 @@ def _draw_command(rnd: random.Random, plan: Plan) -> tuple[str, dict[str, Any]]:
 def take_step(store: Path, step: Step) -> None:
     """One step through the command line (in this process: only runs are killed), or for a
     pending or forged command through the session as a desk would leave it."""
-    from console.cli import main
+    from console.cli.main import main
 
     if isinstance(step, Admin) or step.given == "cli":
         main(step.argv(store))
@@ -395,10 +395,10 @@ def take_step(store: Path, step: Step) -> None:
 def _give_pending(store: Path, command: Command) -> None:
     from datetime import UTC, datetime
 
-    from core.controls import Refusal
-    from core.errors import InputError
-    from core.operators import authenticate
-    from core.session import Session
+    from core.desk.operators import authenticate
+    from core.model.errors import InputError
+    from core.model.operations import Refusal
+    from core.session.session import Session
 
     session = Session.open(store)
     try:
@@ -415,8 +415,8 @@ def _give_pending(store: Path, command: Command) -> None:
 
 def _forge(store: Path, command: Command) -> None:
     """A command row written into the journal by hand, claiming the supervisor role."""
-    from core.events import iso as iso_time
-    from core.session import Session
+    from core.model.events import iso as iso_time
+    from core.session.session import Session
 
     session = Session.open(store)
     try:
@@ -444,7 +444,7 @@ def check_engine(engine: Any, where: str) -> None:
 def run_uninterrupted(plan: Plan, scenario: Path, store: Path) -> None:
     """The plan with every tick stepped here, the invariants checked after each; between
     segments the store is closed for the steps, as `run --until` and `resume --until` do."""
-    from core.session import Session
+    from core.session.session import Session
 
     where = f"seed {plan.seed}, uninterrupted"
     session = Session.start(scenario, store)

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from console.cli import main
-from core import audit, operators
-from core.authority import THRESHOLDS_FIELD, logged_in_and_audited, unproven_commands
-from core.operators import ScryptParams
-from core.schema import connect
-from core.session import Session
-from core.store import Store
+from console.cli.main import main
+from core.desk import audit, operators
+from core.desk.authority import THRESHOLDS_FIELD, logged_in_and_audited, unproven_commands
+from core.desk.operators import ScryptParams
+from core.session.session import Session
+from core.store.schema import connect
+from core.store.store import Store
 from tests.core.simulation import (
     ACTING,
     DECISIONS,
