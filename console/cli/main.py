@@ -63,6 +63,7 @@ def _parser() -> _Parser:
         "--db", metavar="STORE", help="also write the run to a new SQLite store (journal, events)"
     )
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _until_option(run)
     replay = commands.add_parser(
         "replay",
         help="rebuild a store's state from its last snapshot and journal; print the state hash",
@@ -82,6 +83,7 @@ def _parser() -> _Parser:
     resume.add_argument("store", metavar="STORE")
     resume.add_argument("--out", required=True, metavar="RESULT", help="where to write the result")
     resume.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _until_option(resume)
     export = commands.add_parser(
         "export",
         help="write one table of a store as CSV or JSON",
@@ -108,6 +110,22 @@ def command_names() -> frozenset[str]:
     return _parser().commands
 
 
+def _until_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--until",
+        type=int,
+        metavar="TICK",
+        help="stop at tick TICK (committed, resumable) instead of the end of the scenario",
+    )
+
+
+def _run_until(session: Session, until: int | None) -> None:
+    """Step to the end of the scenario, or to tick `until` when given (the store then ends there,
+    ready for commands or `resume`)."""
+    while not session.finished and (until is None or session.tick < until):
+        session.step()
+
+
 def _run(args: argparse.Namespace) -> int:
     from core.session.session import Session
 
@@ -120,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        session.run_to_end()
+        _run_until(session, args.until)
         _write_result(session, Path(args.out), began, args.quiet)
     finally:
         session.close()
@@ -140,7 +158,7 @@ def _resume(args: argparse.Namespace) -> int:
             )
         if session.queued:
             _print_outcomes(session.apply_pending() if session.finished else session.step())
-        session.run_to_end()
+        _run_until(session, args.until)
         assert session.store is not None
         left = [
             c
