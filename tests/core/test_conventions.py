@@ -237,3 +237,21 @@ def test_a_bad_convention_field_names_its_path(field: str, value: object) -> Non
     with pytest.raises(InputError) as caught:
         parse_scenario(doc)
     assert caught.value.field == f"instruments[0].{field}"
+
+
+def test_a_run_under_entry_value_with_a_close_fee_and_adl_reaches_its_end() -> None:
+    from pathlib import Path
+
+    from core.engine.facade import Engine
+    from core.scenario.builtin import builtin_scenarios
+    from core.scenario.parse import read_scenario_doc
+
+    doc = read_scenario_doc(Path(builtin_scenarios()["two-traders"]))
+    for inst in doc["instruments"]:
+        inst["margin_convention"], inst["close_fee_rate"] = "entry_value", "0.0005"
+    doc.setdefault("policy", {})["deficit"] = "adl"
+    engine = Engine(parse_scenario(doc))
+    for _ in engine.run():
+        pass
+    assert engine.finished
+    assert all(inst.margin_convention == "entry_value" for inst in engine.instruments)
