@@ -163,6 +163,10 @@ class LiquidationDesk(DeskAdl):
         instruments = book.instrument[rows]
         for k in np.unique(instruments[level > 0]).tolist():
             inst = book.instruments[k]
+            sel = (instruments == k) & (level > 0)
+            if inst.tiers.basis == "notional" and inst.margin_convention == "entry_value":
+                target[sel] = self._entry_value_tops(k, rows[sel], level[sel])
+                continue
             tops = [-1]
             mark = Decimal(repr(float(engine.marks[k])))
             for lower in inst.tiers.levels[:-1]:
@@ -171,9 +175,23 @@ class LiquidationDesk(DeskAdl):
                     tops.append(int(lower.max))
                 else:
                     tops.append(int(Fraction(lower.max) / inst.notional(1, mark)))
-            sel = (instruments == k) & (level > 0)
             target[sel] = np.asarray(tops, dtype=np.int64)[level[sel]]
         return target
+
+    def _entry_value_tops(self, k: int, rows: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """Contracts at the top of the next lower tier when the tier is read at the entry
+        value: each row's own entry price sets how many contracts fit, exactly."""
+        book = self.engine.book
+        inst = book.instruments[k]
+        unit = Fraction(inst.price_unit)
+        tops = np.empty(rows.size, dtype=np.int64)
+        for i, (units, lvl) in enumerate(
+            zip(book.entry_units[rows].tolist(), level.tolist(), strict=True)
+        ):
+            lower = inst.tiers.levels[lvl - 1].max
+            assert lower is not None
+            tops[i] = int(Fraction(lower) / inst.notional(1, units * unit))
+        return tops
 
     def _split_cash(self, groups: np.ndarray, members: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Each taken group's cash over its open cross rows by notional at the mark, exactly."""

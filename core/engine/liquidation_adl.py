@@ -165,7 +165,11 @@ class DeskAdl(DeskMoney):
         if idx.size == 0:
             return
         valuation = book.revalue(engine.marks)
-        cushion = np.maximum(valuation.equity, 0.0)
+        # The cushion above bankruptcy: equity less the fee of closing where one is charged.
+        fee = book.inst_fee[book.instrument]
+        cushion = np.maximum(
+            np.where(fee > 0, valuation.equity - fee * valuation.notional, valuation.equity), 0.0
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             pnl_pct = np.where(book.entry_margin > 0, valuation.upnl / book.entry_margin, 0.0)
         leverage = effective_leverage(valuation.notional, valuation.notional - cushion)
