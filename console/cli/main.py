@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.cli import actions as cli_actions
+from console.cli import feed as cli_feed
 from console.cli import operators as cli_operators
 from console.cli import report as cli_report
 from console.cli.launch import launch_if_gui, window_option_before
@@ -54,7 +55,8 @@ def _parser() -> _Parser:
     run.add_argument(
         "scenario",
         metavar="SCENARIO",
-        help="a risk-scenario/1 JSON file, or the name of a built-in one",
+        help="a risk-scenario/1 JSON file, the name of a built-in one, or a feed (PATH.jsonl, - "
+        "or nats://HOST:PORT/STREAM)",
     )
     run.add_argument(
         "--out", required=True, metavar="RESULT", help="where to write the result JSON"
@@ -101,6 +103,7 @@ def _parser() -> _Parser:
     cli_operators.register(commands)
     cli_actions.register(commands)
     cli_report.register(commands)
+    cli_feed.register(commands)
     parser.commands = frozenset(commands.choices)
     return parser
 
@@ -129,6 +132,8 @@ def _run_until(session: Session, until: int | None) -> None:
 def _run(args: argparse.Namespace) -> int:
     from core.session.session import Session
 
+    if cli_feed.is_feed_url(args.scenario):
+        return cli_feed.run_feed(args)
     began = time.perf_counter()
     session = Session.start(resolve_scenario(args.scenario), args.db)
     for leftover in session.store.leftovers if session.store else ():
@@ -249,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = parser.parse_args(arguments)
     try:
-        for module in (cli_operators, cli_actions, cli_report):
+        for module in (cli_operators, cli_actions, cli_report, cli_feed):
             handled = module.handle(args)
             if handled is not None:
                 return handled
