@@ -16,7 +16,7 @@ import orjson
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
-from core.feed.transports import Unreadable, _decoded
+from core.feed.wire import Unreadable, decoded
 from core.model.errors import InputError
 
 CONNECT_SECONDS = 2.0
@@ -117,7 +117,7 @@ def read_stream(url: str, *, after: int = 0) -> Iterator[tuple[int, Any]]:
             if seq != last + 1:
                 raise InputError("sequence", f"gap in {url}: expected {last + 1}, found {seq}")
             last = seq
-            message = _decoded(msg.data.decode("utf-8", "replace"))
+            message = decoded(msg.data.decode("utf-8", "replace"))
             yield seq, message
             if isinstance(message, dict) and message.get("type") == "end":
                 return

@@ -9,7 +9,7 @@ from typing import Any
 
 from core.engine.result import ResultCollector
 from core.feed.consumer import FeedRun
-from core.feed.transports import Unreadable
+from core.feed.wire import Unreadable
 from core.model.errors import InputError
 
 

@@ -7,22 +7,15 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
+from core.feed.wire import decoded
 from core.model.errors import InputError
 
 FOLLOW_SECONDS = 0.05  # how often a growing file is looked at again
-
-
-@dataclass(frozen=True, slots=True)
-class Unreadable:
-    """A message that is not a JSON object (kept short for the refusal)."""
-
-    text: str
 
 
 class FeedWriter(Protocol):
@@ -101,7 +94,7 @@ def read_jsonl(url: str, *, follow: bool = True, after: int = 0) -> Iterator[tup
                     if partial.strip():
                         seq += 1
                         if seq > after:
-                            yield seq, _decoded(partial)
+                            yield seq, decoded(partial)
                     return
                 time.sleep(FOLLOW_SECONDS)
                 continue
@@ -109,17 +102,10 @@ def read_jsonl(url: str, *, follow: bool = True, after: int = 0) -> Iterator[tup
             seq += 1
             if seq <= after or not line.strip():
                 continue
-            message = _decoded(line)
+            message = decoded(line)
             yield seq, message
             if isinstance(message, dict) and message.get("type") == "end":
                 return
     finally:
         if handle is not sys.stdin:
             handle.close()
-
-
-def _decoded(line: str) -> Any:
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return Unreadable(line.strip()[:80])
