@@ -73,6 +73,9 @@ def submitter(session: Session, operator: Operator) -> Callable[[dict[str, Any]]
 
 
 def login(qtbot: Any, session: Session, name: str) -> Operator:
+    # The login writes to the store's connection: the writer thread's tick commits first, as the
+    # console's engine thread does before it answers a login.
+    session.flush()
     dialog = login_dialog(session)
     qtbot.addWidget(dialog)
     dialog.name_edit.setText(name)
