@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from console.cli import actions as cli_actions
 from console.cli import operators as cli_operators
 from console.cli import report as cli_report
+from console.cli import scenario as cli_scenario
 from console.cli.launch import launch_if_gui, window_option_before
 from core.model import files
 from core.model.errors import InputError, WriteError
@@ -99,6 +100,7 @@ def _parser() -> _Parser:
     cli_operators.register(commands)
     cli_actions.register(commands)
     cli_report.register(commands)
+    cli_scenario.register(commands)
     parser.commands = frozenset(commands.choices)
     return parser
 
@@ -231,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = parser.parse_args(arguments)
     try:
-        for module in (cli_operators, cli_actions, cli_report):
+        for module in (cli_operators, cli_actions, cli_report, cli_scenario):
             handled = module.handle(args)
             if handled is not None:
                 return handled
