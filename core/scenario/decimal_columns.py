@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +35,14 @@ class Scaled:
 
     values: np.ndarray
     given: np.ndarray
+
+
+def decimal_scale(unit: Decimal) -> tuple[int, int]:
+    """A positive decimal as (m, s) with unit == m * 10**-s (a price unit, 0.00005 -> (5, 5))."""
+    sign, digits, exponent = unit.normalize().as_tuple()
+    assert isinstance(exponent, int) and not sign
+    whole = int("".join(map(str, digits)))
+    return (whole, -exponent) if exponent < 0 else (whole * 10**exponent, 0)
 
 
 def first_row(mask: pa.Array | np.ndarray) -> int | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,16 @@ from core.scenario.decimal_columns import (
     Scaled,
     as_text,
     cell_text,
+    decimal_scale,
     first_row,
     scaled_integers,
 )
 
 REQUIRED = ("account", "symbol", "side", "contracts", "entry_price", "margin_mode", "leverage")
 OPTIONAL = ("margin", "balance")
+# What `export --table positions` adds: the valuation at the store's last mark, ignored here so
+# that an export reads back as it is.
+VALUATION = ("mark_price", "notional", "upnl", "maintenance_margin")
 SIDES = ("long", "short")
 MODES = ("isolated", "cross")
 
@@ -111,7 +114,7 @@ def _check_header(path: Path, names: list[str]) -> None:
         if name in seen:
             raise InputError(f"{path} column {name}", "expected each column once, found it twice")
         seen.add(name)
-        if name not in REQUIRED + OPTIONAL and not name.startswith("x-"):
+        if name not in REQUIRED + OPTIONAL + VALUATION and not name.startswith("x-"):
             known = ", ".join(REQUIRED + OPTIONAL)
             raise InputError(f"{path} column {name}", f"expected one of {known} or an x- column")
     for name in REQUIRED:
@@ -138,14 +141,6 @@ def _choice(source: _Source, column: str, choices: Sequence[str]) -> np.ndarray:
     index = pc.index_in(text, value_set=pa.array(list(choices)))
     _refuse(source, column, pc.is_null(index), f"expected one of {', '.join(choices)}")
     return index.to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _scale_of(unit: Decimal) -> tuple[int, int]:
-    """A positive decimal as (m, s) with unit == m * 10**-s."""
-    sign, digits, exponent = unit.normalize().as_tuple()
-    assert isinstance(exponent, int) and not sign
-    whole = int("".join(map(str, digits)))
-    return (whole, -exponent) if exponent < 0 else (whole * 10**exponent, 0)
 
 
 def _columns(
@@ -227,7 +222,7 @@ def _check_ids(source: _Source, accounts: pa.Array, reserved: str | None) -> Non
 
 def _price_units(source: _Source, instruments: list[Instrument], k: np.ndarray) -> np.ndarray:
     """Entry prices as counts of each row's instrument's price unit, exact."""
-    units = [_scale_of(inst.price_unit) for inst in instruments]
+    units = [decimal_scale(inst.price_unit) for inst in instruments]
     scale = max(s for _, s in units)
     divisor = np.array([m * 10 ** (scale - s) for m, s in units], dtype=np.int64)[k]
     scaled = _cells(source, "entry_price", scale).values
