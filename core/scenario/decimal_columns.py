@@ -77,6 +77,43 @@ def as_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return None  # type: ignore[return-value]
 
 
+def scaled_column(column: pa.Array, scale: int, *, allow_empty: bool = False) -> Scaled:
+    """`scaled_integers` of any column `as_text` takes: integer and DECIMAL columns straight from
+    their values (no text in between), text columns parsed."""
+    kind = column.type
+    if not (pa.types.is_integer(kind) or pa.types.is_decimal128(kind)):
+        return scaled_integers(as_text(column), scale, allow_empty=allow_empty)
+    given = column.is_valid().to_numpy(zero_copy_only=False)
+    if not allow_empty and (row := first_row(~given)) is not None:
+        raise CellError(row, "expected a value, found an empty cell")
+    if pa.types.is_integer(kind):
+        values, shift = column.fill_null(0).to_numpy().astype(np.int64), scale
+        if pa.types.is_uint64(kind):
+            wrapped = first_row(values < 0)
+            if wrapped is not None:
+                raise CellError(
+                    wrapped, f"expected a number int64 can hold, found {column[wrapped]}"
+                )
+    else:
+        words = np.frombuffer(column.buffers()[1], dtype=np.int64)
+        words = words[2 * column.offset : 2 * (column.offset + len(column))].reshape(-1, 2)
+        values = np.where(given, words[:, 0], 0)
+        wide = first_row(given & (words[:, 1] != words[:, 0] >> 63))
+        if wide is not None:
+            raise CellError(wide, f"expected a number int64 can hold, found {column[wide]}")
+        shift = scale - kind.scale
+        if shift < 0:
+            finer = first_row(values % 10**-shift != 0)
+            if finer is not None:
+                raise CellError(finer, f"expected at most {scale} decimals, found {column[finer]}")
+            return Scaled(values // 10**-shift, given)
+    limit = _INT64_MAX // 10**shift
+    over = first_row(np.abs(values) > limit)
+    if over is not None:
+        raise CellError(over, f"expected a number int64 can hold, found {column[over]}")
+    return Scaled(values * 10**shift, given)
+
+
 def scaled_integers(text: pa.Array, scale: int, *, allow_empty: bool = False) -> Scaled:
     """Decimal text as exact int64 counts of 10**-scale. Raises CellError at the first cell that is
     empty (unless `allow_empty`: it counts as 0 with `given` False), not a plain decimal, finer than

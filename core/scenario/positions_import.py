@@ -28,7 +28,7 @@ from core.scenario.decimal_columns import (
     cell_text,
     decimal_scale,
     first_row,
-    scaled_integers,
+    scaled_column,
 )
 
 REQUIRED = ("account", "symbol", "side", "contracts", "entry_price", "margin_mode", "leverage")
@@ -124,7 +124,12 @@ def _check_header(path: Path, names: list[str]) -> None:
 
 def _cells(source: _Source, column: str, scale: int, *, allow_empty: bool = False) -> Scaled:
     try:
-        return scaled_integers(source.text(column), scale, allow_empty=allow_empty)
+        raw = source.table.column(column).combine_chunks()
+        if pa.types.is_dictionary(raw.type):
+            raw = raw.dictionary_decode()
+        if not (pa.types.is_integer(raw.type) or pa.types.is_decimal128(raw.type)):
+            raw = source.text(column)  # refuses a float column, naming it
+        return scaled_column(raw, scale, allow_empty=allow_empty)
     except CellError as error:
         raise InputError(source.where(error.row, column), error.message) from None
 
