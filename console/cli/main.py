@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.cli import actions as cli_actions
+from console.cli import feed as cli_feed
 from console.cli import operators as cli_operators
 from console.cli import report as cli_report
 from console.cli import scenario as cli_scenario
@@ -55,7 +56,8 @@ def _parser() -> _Parser:
     run.add_argument(
         "scenario",
         metavar="SCENARIO",
-        help="a risk-scenario/1 JSON file, or the name of a built-in one",
+        help="a risk-scenario/1 JSON file, the name of a built-in one, or a feed (PATH.jsonl, - "
+        "or nats://HOST:PORT/STREAM)",
     )
     run.add_argument(
         "--out", required=True, metavar="RESULT", help="where to write the result JSON"
@@ -64,6 +66,7 @@ def _parser() -> _Parser:
         "--db", metavar="STORE", help="also write the run to a new SQLite store (journal, events)"
     )
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _until_option(run)
     replay = commands.add_parser(
         "replay",
         help="rebuild a store's state from its last snapshot and journal; print the state hash",
@@ -83,6 +86,7 @@ def _parser() -> _Parser:
     resume.add_argument("store", metavar="STORE")
     resume.add_argument("--out", required=True, metavar="RESULT", help="where to write the result")
     resume.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _until_option(resume)
     export = commands.add_parser(
         "export",
         help="write one table of a store as CSV, JSON or Parquet",
@@ -104,6 +108,7 @@ def _parser() -> _Parser:
     cli_actions.register(commands)
     cli_report.register(commands)
     cli_scenario.register(commands)
+    cli_feed.register(commands)
     parser.commands = frozenset(commands.choices)
     return parser
 
@@ -113,9 +118,27 @@ def command_names() -> frozenset[str]:
     return _parser().commands
 
 
+def _until_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--until",
+        type=int,
+        metavar="TICK",
+        help="stop at tick TICK (committed, resumable) instead of the end of the scenario",
+    )
+
+
+def _run_until(session: Session, until: int | None) -> None:
+    """Step to the end of the scenario, or to tick `until` when given (the store then ends there,
+    ready for commands or `resume`)."""
+    while not session.finished and (until is None or session.tick < until):
+        session.step()
+
+
 def _run(args: argparse.Namespace) -> int:
     from core.session.session import Session
 
+    if cli_feed.is_feed_url(args.scenario):
+        return cli_feed.run_feed(args)
     began = time.perf_counter()
     session = Session.start(resolve_scenario(args.scenario), args.db)
     for leftover in session.store.leftovers if session.store else ():
@@ -125,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        session.run_to_end()
+        _run_until(session, args.until)
         _write_result(session, Path(args.out), began, args.quiet)
     finally:
         session.close()
@@ -145,7 +168,7 @@ def _resume(args: argparse.Namespace) -> int:
             )
         if session.queued:
             _print_outcomes(session.apply_pending() if session.finished else session.step())
-        session.run_to_end()
+        _run_until(session, args.until)
         assert session.store is not None
         left = [
             c
@@ -253,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = parser.parse_args(arguments)
     try:
-        for module in (cli_operators, cli_actions, cli_report, cli_scenario):
+        for module in (cli_operators, cli_actions, cli_report, cli_scenario, cli_feed):
             handled = module.handle(args)
             if handled is not None:
                 return handled

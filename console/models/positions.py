@@ -136,6 +136,9 @@ class PositionsModel(ExportableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return self.align(c)
         row = int(self.order[r])
+        if role == Qt.ItemDataRole.ToolTipRole and self.columns[c].key == "symbol":
+            k = int(self.table.columns["symbol"][row])
+            return f"{self.table.symbols[k]}: margin convention {self.table.convention_of(k)}"
         if role == Qt.ItemDataRole.BackgroundRole:
             band = risk_band(float(self.table.columns["margin_ratio"][row]))
             if band is not None and self.table.columns["contracts"][row] > 0:

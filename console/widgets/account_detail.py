@@ -114,8 +114,15 @@ class AccountDetailPanel(QWidget):
         flags = int(np.bitwise_or.reduce(cols["flags"][rows])) if rows.size else 0
         worst = float(cols["margin_ratio"][open_rows].min()) if open_rows.size else float("nan")
         notional = float(cols["notional"][open_rows].sum())
+        table = snap.table
+        # Which convention each of its instruments values margin by: the prices shown follow it.
+        conventions = "; ".join(
+            f"{table.symbols[k]}: {table.convention_of(k)}"
+            for k in np.unique(cols["symbol"][rows]).tolist()
+        )
         return (
             f"<b>{self.account}</b> — {open_rows.size} open of {rows.size} positions, notional "
             f"{fmt_money(notional)}, lowest margin ratio {worst:.3f}"
             + (f", flags: {flag_text(flags)}" if flags else "")
+            + (f"<br>margin convention — {conventions}" if conventions else "")
         )

@@ -1,6 +1,7 @@
 """The liquidation process: partial step-down, takeover at bankruptcy, band-limited orders against
 the book, relisting and auto-deleveraging, a tick at a time vectorized over the orders (columns in
-liquidation_orders; the fund, the fills' money and closed positions in liquidation_money)."""
+liquidation_orders; the fund, the fills' money and closed positions in liquidation_money; ADL in
+liquidation_adl)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.engine.deficit import adl_order, adl_ranking, allocate_clawback, effective_leverage
-from core.engine.liquidation_money import DeskMoney
+from core.engine.deficit import allocate_clawback
+from core.engine.liquidation_adl import DeskAdl
 from core.engine.liquidation_orders import (
     KIND_NAMES,
     REDUCE,
@@ -26,15 +27,14 @@ from core.engine.liquidation_orders import (
     split_exact,
 )
 from core.market.depth import band_limit
-from core.model.events import AdlFill, LiquidationFilled, LiquidationStarted
-from core.model.units import Rounding, round_fraction
+from core.model.events import LiquidationFilled, LiquidationStarted
 from core.risk.margin import bankruptcy_prices
 
 if TYPE_CHECKING:
     from core.engine.state import EngineState
 
 
-class LiquidationDesk(DeskMoney):
+class LiquidationDesk(DeskAdl):
     """Works the orders of one engine, tick by tick."""
 
     def __init__(self, engine: EngineState) -> None:
@@ -109,8 +109,22 @@ class LiquidationDesk(DeskMoney):
         # as a whole only once none can step.
         stepping = np.unique(groups[step & ~isolated])
         free = ~busy & ~step
-        iso_rows = np.flatnonzero(free & isolated)
         taken = np.unique(groups[free & ~isolated & ~np.isin(groups, stepping)])
+        self._take_over_accounts(rows, own_equity, bankruptcy, free & isolated, taken)
+
+    def _take_over_accounts(
+        self,
+        rows: np.ndarray,
+        own_equity: np.ndarray,
+        bankruptcy: np.ndarray,
+        iso_take: np.ndarray,
+        taken: np.ndarray,
+    ) -> None:
+        """Take over the isolated `rows[iso_take]` and the cross groups `taken` whole (`rows`
+        ascending, with their own collateral and bankruptcy prices; each taken group has at
+        least one of them)."""
+        engine, book = self.engine, self.engine.book
+        iso_rows = np.flatnonzero(iso_take)
         take_rows = [rows[iso_rows]]
         collateral = [book.iso_margin[rows[iso_rows]].copy()]
         prices = [bankruptcy[iso_rows]]
@@ -149,6 +163,10 @@ class LiquidationDesk(DeskMoney):
         instruments = book.instrument[rows]
         for k in np.unique(instruments[level > 0]).tolist():
             inst = book.instruments[k]
+            sel = (instruments == k) & (level > 0)
+            if inst.tiers.basis == "notional" and inst.margin_convention == "entry_value":
+                target[sel] = self._entry_value_tops(k, rows[sel], level[sel])
+                continue
             tops = [-1]
             mark = Decimal(repr(float(engine.marks[k])))
             for lower in inst.tiers.levels[:-1]:
@@ -157,9 +175,23 @@ class LiquidationDesk(DeskMoney):
                     tops.append(int(lower.max))
                 else:
                     tops.append(int(Fraction(lower.max) / inst.notional(1, mark)))
-            sel = (instruments == k) & (level > 0)
             target[sel] = np.asarray(tops, dtype=np.int64)[level[sel]]
         return target
+
+    def _entry_value_tops(self, k: int, rows: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """Contracts at the top of the next lower tier when the tier is read at the entry
+        value: each row's own entry price sets how many contracts fit, exactly."""
+        book = self.engine.book
+        inst = book.instruments[k]
+        unit = Fraction(inst.price_unit)
+        tops = np.empty(rows.size, dtype=np.int64)
+        for i, (units, lvl) in enumerate(
+            zip(book.entry_units[rows].tolist(), level.tolist(), strict=True)
+        ):
+            lower = inst.tiers.levels[lvl - 1].max
+            assert lower is not None
+            tops[i] = int(Fraction(lower) / inst.notional(1, units * unit))
+        return tops
 
     def _split_cash(self, groups: np.ndarray, members: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Each taken group's cash over its open cross rows by notional at the mark, exactly."""
@@ -272,8 +304,29 @@ class LiquidationDesk(DeskMoney):
         # Takeovers go to the book before reductions: they carry the exchange's risk.
         batches = [active[keys == key] for key in np.unique(keys).tolist()]
         for idx in batches:
-            self._execute(idx)
+            if policy.deficit == "adl" and o.kind[idx[0]] == REDUCE:
+                self._execute_solvent(idx)
+            else:
+                self._execute(idx)
         self._finish()
+
+    def _execute_solvent(self, idx: np.ndarray) -> None:
+        """Reductions under ADL fill in the book only while their accounts stay solvent (see
+        `_solvent_limits`); what cannot is taken over, for the fund and the ranked opposite
+        positions, rather than realized in the book as an uncovered deficit."""
+        o = self.o
+        limits = self._solvent_limits(idx)
+        below = np.isnan(limits)
+        if below.any():
+            self._take_over_insolvent(idx[below])
+        band = limits == (0.0 if o.side[idx[0]] > 0 else np.inf)
+        rest = idx[band & (o.remaining[idx] > 0)]
+        if rest.size:
+            self._execute(rest)
+        bounded = ~below & ~band
+        for i, limit in zip(idx[bounded].tolist(), limits[bounded].tolist(), strict=True):
+            if o.remaining[i] > 0:
+                self._execute(np.array([i]), solvent=limit)
 
     def _budget_reductions(self) -> None:
         """Reductions of one position (force-reduces, steps) never add up to more than it holds."""
@@ -288,12 +341,17 @@ class LiquidationDesk(DeskMoney):
         o.total[idx] -= remaining - left
         o.remaining[idx] = left
 
-    def _execute(self, idx: np.ndarray) -> None:
+    def _execute(self, idx: np.ndarray, solvent: float | None = None) -> None:
+        """Send orders `idx` (one instrument, side and kind) to the book within the band, and
+        within `solvent` (a reduction's solvency limit, see `_solvent_limits`) when given."""
         engine, o = self.engine, self.o
         k, side = int(o.instrument[idx[0]]), int(o.side[idx[0]])
         inst = engine.instruments[k]
         book_side = "sell" if side > 0 else "buy"
         limit = band_limit(book_side, engine.marks[k], float(inst.liquidation_band))
+        bound = solvent is not None and (solvent > limit if side > 0 else solvent < limit)
+        if bound:
+            limit = solvent
         wanted = int(o.remaining[idx].sum())
         fill = engine.liquidity[k].execute(book_side, wanted, limit, engine.fair_mid(k))
         if fill.contracts_filled:
@@ -301,7 +359,24 @@ class LiquidationDesk(DeskMoney):
             parts = allocate_clawback(int(fill.contracts_filled), o.remaining[idx].copy()).amounts
             sel = parts > 0
             self._fill(idx[sel], parts[sel], np.full(int(sel.sum()), price_units, dtype=np.int64))
+        if bound and o.remaining[idx].any():
+            self._take_over_insolvent(idx)
+            return
         self._after_unfilled(idx[o.remaining[idx] > 0])
+
+    def _take_over_insolvent(self, idx: np.ndarray) -> None:
+        """Take over the accounts (cross) or positions (isolated) of reductions `idx` that cannot
+        fill in the book without going below zero, at their bankruptcy prices."""
+        book = self.engine.book
+        rows = np.unique(self.o.row[idx])
+        rows = rows[book.contracts[rows] > 0]
+        if rows.size == 0:
+            return
+        equity, upnl = self._equity_of(rows)
+        isolated = book.isolated[rows]
+        own = np.where(isolated, book.iso_margin_major[rows], equity - upnl)
+        taken = np.unique(book.group[rows[~isolated]])
+        self._take_over_accounts(rows, own, bankruptcy_prices(book, rows, own), isolated, taken)
 
     def _after_unfilled(self, idx: np.ndarray) -> None:
         """A partial step that the book cannot fill in the band turns into a takeover of the rest
@@ -395,81 +470,3 @@ class LiquidationDesk(DeskMoney):
         if idx.size:
             self._fill(idx, o.remaining[idx].copy(), np.full(idx.size, price_units, dtype=np.int64))
         self._finish()
-
-    # ----- auto-deleveraging --------------------------------------------------------------
-
-    def _deleverage(self, idx: np.ndarray) -> None:
-        """Close the remainders of takeovers `idx` (in order) against the ranked opposite
-        positions at each one's bankruptcy price, one shared queue per instrument and side."""
-        engine, book, o = self.engine, self.engine.book, self.o
-        units = np.array([self._bankruptcy_units(int(i)) for i in idx.tolist()], dtype=np.int64)
-        usable = (units > 0) & (o.remaining[idx] > 0)
-        idx, units = idx[usable], units[usable]
-        if idx.size == 0:
-            return
-        valuation = book.revalue(engine.marks)
-        cushion = np.maximum(valuation.equity, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pnl_pct = np.where(book.entry_margin > 0, valuation.upnl / book.entry_margin, 0.0)
-        leverage = effective_leverage(valuation.notional, valuation.notional - cushion)
-        scores = adl_ranking(np.nan_to_num(pnl_pct), np.nan_to_num(leverage, posinf=1e300))
-        keys = o.instrument[idx] * 2 + (o.side[idx] > 0)
-        for key in np.unique(keys).tolist():
-            sel = keys == key
-            orders, prices = idx[sel], units[sel]
-            k, side = key // 2, 1 if key % 2 else -1
-            opposite = (book.instrument == k) & (book.side == -side) & (book.contracts > 0)
-            if not opposite.any():
-                continue
-            queue = adl_order(scores, opposite)
-            demand = np.cumsum(o.remaining[orders])
-            supply = np.cumsum(book.contracts[queue])
-            end = min(int(demand[-1]), int(supply[-1]))
-            points = np.unique(np.concatenate((demand, supply)))
-            points = points[(points > 0) & (points <= end)]
-            starts = np.r_[0, points[:-1]]
-            take = points - starts
-            which = np.searchsorted(demand, starts, side="right")
-            rows = queue[np.searchsorted(supply, starts, side="right")]
-            pair_prices = prices[which]
-            self.close_positions(rows, take, pair_prices)
-            per_row = np.unique(rows)
-            by = np.zeros(per_row.size, dtype=np.int64)
-            np.add.at(by, np.searchsorted(per_row, rows), take)
-            self._cut_reductions(per_row, by)
-            self._fill(orders[which], take, pair_prices, adl=True)
-            inst = engine.instruments[k]
-            unit = self._price_unit[k]
-            now, ids = engine.now, book.account_ids
-            engine.events.extend(
-                AdlFill(now, ids[account], inst.symbol, n, Decimal(p) * unit, ids[against])
-                for account, n, p, against in zip(
-                    book.account[rows].tolist(),
-                    take.tolist(),
-                    pair_prices.tolist(),
-                    book.account[o.row[orders[which]]].tolist(),
-                    strict=True,
-                )
-            )
-
-    def _bankruptcy_units(self, i: int) -> int:
-        """The exact price at which order `i`'s remainder loses its remaining collateral, in
-        price units, rounded in the liquidated trader's favour so the fill leaves no deficit
-        (0 where there is none)."""
-        engine, o = self.engine, self.o
-        k = int(o.instrument[i])
-        inst = engine.instruments[k]
-        left = Fraction(int(o.collateral[i] - o.posted[i]), 10 ** engine.decimals(k))
-        side = int(o.side[i])
-        per_unit = side * int(o.remaining[i]) * Fraction(inst.contract_value)
-        entry = Fraction(int(o.entry_units[i])) * Fraction(inst.price_unit)
-        if inst.inverse:
-            reciprocal = 1 / entry + left / per_unit
-            if reciprocal <= 0:
-                return 0
-            price = 1 / reciprocal
-        else:
-            price = entry - left / per_unit
-        rounding = Rounding.CEIL if side > 0 else Rounding.FLOOR
-        units = round_fraction(price / Fraction(inst.price_unit), rounding)
-        return max(units, 0)

@@ -69,7 +69,7 @@ def parse_trades(scenario: Scenario) -> tuple[TradeSpec, ...]:
     raw = scenario.extras.get(TRADES_FIELD, [])
     trades: list[TradeSpec] = []
     for i, item in enumerate(_list(raw, TRADES_FIELD)):
-        trade = _trade(item, f"{TRADES_FIELD}[{i}]", i, scenario)
+        trade = parse_trade(item, f"{TRADES_FIELD}[{i}]", i, scenario)
         if trades and trade.at < trades[-1].at:
             previous = f"{trades[-1].at.isoformat()} or later (trades are in time order)"
             raise _expected(f"{TRADES_FIELD}[{i}].at", previous, item["at"])
@@ -77,10 +77,16 @@ def parse_trades(scenario: Scenario) -> tuple[TradeSpec, ...]:
     return tuple(trades)
 
 
-def _trade(value: Any, path: str, index: int, scenario: Scenario) -> TradeSpec:
+def parse_trade(
+    value: Any, path: str, index: int, scenario: Scenario, *, after: datetime | None = None
+) -> TradeSpec:
+    """One trade (an `x-trades` item, or a feed's `trade` with its time as `at`); `after`: the
+    clock a live trade must be later than, as it applies at the next tick."""
     required = ("at", "account", "symbol", "side", "contracts", "price")
     fields = _Fields(value, path, required, ("margin", "leverage"))
     moment = fields.get("at", _time)
+    if after is not None and moment <= after:
+        raise _expected(fields.at("at"), f"a time after {after.isoformat()}", fields.values["at"])
     if not scenario.start <= moment <= scenario.end:
         within = (
             f"a time within the run ({scenario.start.isoformat()} to {scenario.end.isoformat()})"

@@ -15,6 +15,10 @@ from typing import Any, Literal
 import numpy as np
 
 Kind = Literal["linear", "inverse"]
+# How an exchange values maintenance margin (docs/conventions.md): at the price itself (Binance,
+# OKX, Gate) or once at the position's entry value (Bybit).
+Convention = Literal["mark", "entry_value"]
+CONVENTIONS: tuple[Convention, ...] = ("mark", "entry_value")
 # Prices are held as integers of tick_size / PRICE_SUBTICKS: average entry prices are finer than
 # the tick, and exact integer PnL needs them exact.
 PRICE_SUBTICKS = 10_000
@@ -103,6 +107,18 @@ class Instrument:
     tiers: TierTable
     ema_seconds: Decimal = Decimal(60)
     liquidation_band: Decimal = Decimal("0.01")
+    margin_convention: Convention = "mark"
+    # The taker fee of closing, valued at the price like the notional: it enters the
+    # requirement (liquidation) and the zero-margin point (bankruptcy), as OKX and Gate put it.
+    close_fee_rate: Decimal = Decimal(0)
+
+    @property
+    def convention_text(self) -> str:
+        """The convention in words, for people: "mark", "entry value, close fee 0.05%"."""
+        text = self.margin_convention.replace("_", " ")
+        if self.close_fee_rate:
+            text += f", close fee {(self.close_fee_rate * 100).normalize():f}%"
+        return text
 
     @property
     def inverse(self) -> bool:
@@ -153,11 +169,30 @@ class Instrument:
             else self.notional(contracts, price)
         )
 
-    def maintenance_margin(self, contracts: int, price: Decimal | Fraction) -> Fraction:
-        """notional*mmr - maintenance amount of the level the position falls in at `price`."""
+    def maintenance_margin(
+        self,
+        contracts: int,
+        price: Decimal | Fraction,
+        entry: Decimal | Fraction | None = None,
+    ) -> Fraction:
+        """notional*mmr - maintenance amount of the level the position falls in, valued at
+        `price` (convention `mark`) or at `entry` (convention `entry_value`, which needs it).
+        The exact definition; the book's arrays follow it."""
+        if self.margin_convention == "entry_value":
+            if entry is None:
+                raise ValueError(f"{self.symbol} values maintenance at the entry: give `entry`")
+            price = entry
         level = self.tiers.levels[self.tiers.level_of(self.tier_size(contracts, price))]
         notional = self.notional(contracts, price)
         amount = Fraction(level.maintenance_amount)
         if self.tiers.basis == "contracts":
             amount *= Fraction(self.contract_value) * self.x_of(price)
         return notional * Fraction(level.mmr) - amount
+
+    def requirement(
+        self, contracts: int, price: Decimal | Fraction, entry: Decimal | Fraction | None = None
+    ) -> Fraction:
+        """What liquidation compares equity with: maintenance margin plus the close fee at
+        `price` (the fee is always valued at the price it would be paid at)."""
+        fee = self.notional(contracts, price) * Fraction(self.close_fee_rate)
+        return self.maintenance_margin(contracts, price, entry) + fee

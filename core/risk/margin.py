@@ -1,7 +1,8 @@
 """Liquidation and bankruptcy prices of every position, vectorized over the book.
 
 Both solve collateral + upnl(x) = requirement(x) in the affine price variable x (P linear, 1/P
-inverse); the liquidation price re-selects the tier at the price it finds.
+inverse); the liquidation price re-selects the tier at the price it finds. Each instrument's
+convention (docs/conventions.md) shapes the requirement; the close fee enters both prices.
 """
 
 from __future__ import annotations
@@ -52,10 +53,13 @@ def risk_prices(book: PositionBook, valuation: Valuation) -> RiskPrices:
 
 def bankruptcy_prices(book: PositionBook, rows: np.ndarray, own_equity: np.ndarray) -> np.ndarray:
     """Bankruptcy price of `rows` (NaN where none), given each one's own collateral in major
-    units: its isolated margin, or its cross group's equity less its own upnl."""
+    units: its isolated margin, or its cross group's equity less its own upnl. Where the
+    instrument has a close fee, the equity left is the fee of closing at that price."""
     a, b = book.upnl_a[rows], book.upnl_b[rows]
+    fee = book.inst_fee[book.instrument[rows]]
+    slope = np.where(fee > 0, a - fee * book.size_per_x[rows], a)
     with np.errstate(divide="ignore", invalid="ignore"):
-        x_bankrupt = -(own_equity + b) / a
+        x_bankrupt = -(own_equity + b) / slope
     inverse = book.inst_inverse[book.instrument[rows]]
     return np.where(book.contracts[rows] > 0, _price_of_x(x_bankrupt, inverse), np.nan)
 
@@ -71,21 +75,16 @@ def _liquidation_x(book: PositionBook, collateral: np.ndarray, x_now: np.ndarray
         tiers = inst.tiers
         maxes = tiers.maxes
         floors = np.concatenate(([-np.inf], maxes[:-1]))
-        contracts = book.contracts[rows].astype(np.float64)
-        per_x = book.size_per_x[rows]
+        # The size the tier is read with, per unit of x where it moves with the price.
+        moves = tiers.basis == "notional" and not book.inst_entry_value[k]
+        fixed_size = book.tier_sizes(k, rows, np.ones(rows.size))
         a, b, base = book.upnl_a[rows], book.upnl_b[rows], collateral[rows]
         chosen = np.full(rows.size, np.nan)
         for level in range(len(tiers.levels)):
-            mmr, amount = tiers.mmrs[level], tiers.amounts[level]
-            if tiers.basis == "contracts":
-                c = book.inst_cv[k] * (contracts * mmr - amount)
-                d = np.zeros(rows.size)
-            else:
-                c = per_x * mmr
-                d = np.full(rows.size, amount)
+            c, d = book.requirement_coefficients(k, rows, level)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 x = (base + b + d) / (c - a)
-                size = contracts if tiers.basis == "contracts" else per_x * x
+                size = fixed_size * x if moves else fixed_size
             consistent = np.isfinite(x) & (x > 0) & (size > floors[level]) & (size <= maxes[level])
             closer = np.isnan(chosen) | (np.abs(x - x_now[rows]) < np.abs(chosen - x_now[rows]))
             chosen = np.where(consistent & closer, x, chosen)

@@ -134,6 +134,8 @@ _DERIVED = frozenset(
         "_tier_lo",
         "_tier_hi",
         "_watch",
+        "inst_fee",
+        "inst_entry_value",
     }
 )
 
@@ -185,6 +187,7 @@ class PositionBook:
             [currency_index[i.settle_currency] for i in self.instruments], dtype=np.int64
         )
         self.currency_scale = np.array([float(c.scale) for c in self.currencies])
+        self._conventions()
         self.position_currency = self.inst_currency[self.instrument]
         self.group = self.account * self.n_currencies + self.position_currency
         self.n_groups = len(self.account_ids) * self.n_currencies
@@ -206,6 +209,7 @@ class PositionBook:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
+        self._conventions()
         self.account_index = {name: i for i, name in enumerate(self.account_ids)}
         self.position_currency = self.inst_currency[self.instrument]
         self.group = self.account * self.n_currencies + self.position_currency
@@ -215,6 +219,14 @@ class PositionBook:
         )
         self._watch = None
         self.refresh()
+
+    def _conventions(self) -> None:
+        """Per instrument: the close fee rate and whether maintenance is valued at the entry
+        (derived from the instruments, so a snapshot need not hold them)."""
+        self.inst_fee = np.array([float(i.close_fee_rate) for i in self.instruments])
+        self.inst_entry_value = np.array(
+            [i.margin_convention == "entry_value" for i in self.instruments], dtype=bool
+        )
 
     @property
     def entry_price(self) -> np.ndarray:
@@ -291,25 +303,57 @@ class PositionBook:
             mine = instruments == k
             self._assign_tiers(int(k), picked[mine], x_picked[mine])
 
+    def entry_x(self, rows: np.ndarray) -> np.ndarray:
+        """The price variable at each row's entry: E linear, 1/E inverse."""
+        inst = self.instrument[rows]
+        entry = self.entry_units[rows] * self.inst_price_unit[inst]
+        return np.where(self.inst_inverse[inst], 1.0 / entry, entry)
+
+    def tier_sizes(self, k: int, rows: np.ndarray, x_rows: np.ndarray) -> np.ndarray:
+        """The size `rows` of instrument k read the tier table with at `x_rows`: contracts, or
+        notional at the price (convention `mark`) or at the entry (`entry_value`)."""
+        if self.instruments[k].tiers.basis == "contracts":
+            return self.contracts[rows].astype(np.float64)
+        x = self.entry_x(rows) if self.inst_entry_value[k] else x_rows
+        return self.size_per_x[rows] * x
+
+    def requirement_coefficients(
+        self, k: int, rows: np.ndarray, level: np.ndarray | int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(c, d) with requirement = c*x - d for `rows` of instrument k in tier `level`, under
+        the instrument's convention and with its close fee (docs/conventions.md)."""
+        tiers = self.instruments[k].tiers
+        per_x = self.size_per_x[rows]
+        mmr, amount = tiers.mmrs[level], tiers.amounts[level]
+        if tiers.basis == "contracts":
+            # maintenance = cv*x*(n*mmr - amount in contracts); the level never moves with price
+            contracts = self.contracts[rows].astype(np.float64)
+            c = self.inst_cv[k] * (contracts * mmr - amount)
+            d = np.zeros(rows.size)
+        else:
+            c = per_x * mmr
+            d = np.broadcast_to(amount, rows.shape).astype(np.float64)
+        if self.inst_entry_value[k]:
+            # Valued once at the entry, the maintenance margin is a constant: c*x_entry - d.
+            d = d - c * self.entry_x(rows)
+            c = np.zeros(rows.size)
+        fee = self.inst_fee[k]
+        if fee:
+            c = c + fee * per_x
+        return c, d
+
     def _assign_tiers(self, k: int, rows: np.ndarray, x_rows: np.ndarray) -> None:
         tiers = self.instruments[k].tiers
         maxes = tiers.maxes
         floors = np.concatenate(([-np.inf], maxes[:-1]))
-        contracts = self.contracts[rows].astype(np.float64)
-        if tiers.basis == "contracts":
-            level = np.searchsorted(maxes, contracts, side="left")
-            # maintenance = cv*x*(n*mmr - amount in contracts); the level never moves with price
-            self.mm_c[rows] = self.inst_cv[k] * (
-                contracts * tiers.mmrs[level] - tiers.amounts[level]
-            )
-            self.mm_d[rows] = 0.0
+        level = np.searchsorted(maxes, self.tier_sizes(k, rows, x_rows), side="left")
+        self.mm_c[rows], self.mm_d[rows] = self.requirement_coefficients(k, rows, level)
+        if tiers.basis == "contracts" or self.inst_entry_value[k]:
+            # The size the level is read with does not move with the price.
             self._tier_lo[rows] = -np.inf
             self._tier_hi[rows] = np.inf
         else:
             per_x = self.size_per_x[rows]
-            level = np.searchsorted(maxes, per_x * x_rows, side="left")
-            self.mm_c[rows] = per_x * tiers.mmrs[level]
-            self.mm_d[rows] = tiers.amounts[level]
             with np.errstate(divide="ignore", invalid="ignore"):
                 self._tier_lo[rows] = np.where(per_x > 0, floors[level] / per_x, -np.inf)
                 self._tier_hi[rows] = np.where(per_x > 0, maxes[level] / per_x, np.inf)

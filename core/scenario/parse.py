@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.model.errors import InputError
-from core.model.instruments import Instrument
+from core.model.instruments import CONVENTIONS, Instrument
 from core.model.limits import (
     MAX_ACCOUNTS,
     MAX_FILE_BYTES,
@@ -226,7 +226,13 @@ class _Parser:
 
     def instrument(self, value: Any, path: str) -> Instrument:
         required = ("symbol", "type", "contract_value", "settle_currency", "tick_size", "index")
-        defaults = {"expiry": None, "mark": {}, "liquidation_band": "0.01"}
+        defaults = {
+            "expiry": None,
+            "mark": {},
+            "liquidation_band": "0.01",
+            "margin_convention": "mark",
+            "close_fee_rate": "0",
+        }
         fields = _Fields(value, path, (*required, "tiers"), ("family",), defaults)
         symbol = fields.get("symbol", _id)
         if symbol in self.instruments:
@@ -244,6 +250,9 @@ class _Parser:
             tiers=fields.get("tiers", _tiers),
             ema_seconds=mark.get("ema_seconds", _decimal, positive=True),
             liquidation_band=fields.get("liquidation_band", _rate, Decimal("0.5"), True),
+            margin_convention=fields.get("margin_convention", _choice, CONVENTIONS),
+            # A taker fee above 10% is no exchange's: a typo, not a convention.
+            close_fee_rate=fields.get("close_fee_rate", _rate, Decimal("0.1"), False),
         )
         self.instruments[symbol] = instrument
         self.families.setdefault(instrument.family, set()).add(instrument.settle_currency)

@@ -56,6 +56,14 @@ class PositionTable:
     columns: Mapping[str, np.ndarray]
     order: np.ndarray
     spec: TableSpec
+    # Per instrument, the margin convention in words (`Instrument.convention_text`).
+    conventions: tuple[str, ...] = ()
+
+    def convention_of(self, instrument: int) -> str:
+        """The convention instrument `instrument` follows, "mark" when none was given."""
+        if 0 <= instrument < len(self.conventions):
+            return self.conventions[instrument]
+        return "mark"
 
     def __len__(self) -> int:
         return len(self.columns["contracts"])

@@ -288,6 +288,7 @@ class SnapshotBuilder:
             MappingProxyType(columns),
             np.zeros(0, dtype=np.int64),
             spec,
+            tuple(i.convention_text for i in engine.instruments),
         )
         table = replace(table, order=read_only(table_order(table, spec)))
         overview = self._overview(columns)

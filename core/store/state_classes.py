@@ -382,6 +382,12 @@ def _check_book(state: dict[str, Any]) -> None:
         raise SnapshotFormatError("holds PositionBook.inst_currency beyond its currencies")
 
 
+# Fields a class gained after stores were written, with what a snapshot without them meant:
+# an instrument written before conventions existed valued its margin at the mark, with no fee.
+FIELDS_SINCE: dict[type, dict[str, object]] = {
+    instruments.Instrument: {"margin_convention": "mark", "close_fee_rate": Decimal(0)},
+}
+
 # Checks a class's decoded fields pass before its own __setstate__ rebuilds from them.
 BEFORE_SETSTATE: dict[type, Callable[[dict[str, Any]], None]] = {
     positions.PositionBook: _check_book,

@@ -18,7 +18,14 @@ import numpy as np
 import orjson
 
 from core.model.errors import InputError, SnapshotFormatError
-from core.store.state_classes import BEFORE_SETSTATE, KINDS, NUMPY_SCALARS, Kind, kind_by_tag
+from core.store.state_classes import (
+    BEFORE_SETSTATE,
+    FIELDS_SINCE,
+    KINDS,
+    NUMPY_SCALARS,
+    Kind,
+    kind_by_tag,
+)
 
 FORMAT_VERSION = 2
 MAGIC = b"RCSNAP\x00" + bytes([FORMAT_VERSION])
@@ -255,15 +262,19 @@ class _Reader:
         if len(value) != 4 or type(value[3]) is not dict:
             raise SnapshotFormatError(f"holds a malformed object {_brief(value[:3])}")
         kind, state = self.kind(value[2], "object"), value[3]
-        if len(state) != len(kind.fields) or not all(name in state for name in kind.fields):
-            missing = sorted(set(kind.fields) - set(state))
+        since = FIELDS_SINCE.get(kind.cls, {})
+        needed = [name for name in kind.fields if name not in since or name in state]
+        if len(state) != len(needed) or not all(name in state for name in needed):
+            missing = sorted(set(needed) - set(state))
             extra = sorted(set(state) - set(kind.fields))[:5]
             raise SnapshotFormatError(
                 f"holds a {kind.tag} without {missing} or with fields it does not have {extra}"
             )
         out = object.__new__(kind.cls)
         self.remember(_at(value, 1), out)
-        values = {name: self.node(state[name]) for name in kind.fields}
+        values = {
+            name: self.node(state[name]) if name in state else since[name] for name in kind.fields
+        }
         for (name, item), allowed in zip(values.items(), kind.types, strict=False):
             if allowed is not None and not isinstance(item, allowed):
                 raise SnapshotFormatError(

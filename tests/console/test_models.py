@@ -228,3 +228,19 @@ def test_csv_export_and_copy(qtbot: Any, snaps: Any, tmp_path: Path) -> None:
     view = DataTable(model, "accounts")
     qtbot.addWidget(view)
     assert_copies_and_exports(qtbot, view, tmp_path)
+
+
+def test_the_instrument_tooltip_names_its_margin_convention() -> None:
+    table = replace(
+        synthetic_table(10, TableSpec()), conventions=("entry value, close fee 0.075%",)
+    )
+    model = PositionsModel()
+    model.set_table(table)
+    symbol = [c.key for c in model.columns].index("symbol")
+    tip = model.data(model.index(0, symbol), Qt.ItemDataRole.ToolTipRole)
+    assert tip == "SYM: margin convention entry value, close fee 0.075%"
+
+
+def test_a_table_without_conventions_shows_mark() -> None:
+    table = synthetic_table(10, TableSpec())
+    assert table.convention_of(0) == "mark"

@@ -84,6 +84,8 @@ def test_account_detail_follows_a_double_click(qtbot: Any, window: Any) -> None:
     qtbot.waitUntil(lambda: window.snapshot is snap)
     assert window.detail.positions.rowCount() == 1
     assert "B" in window.detail.summary.text()
+    # The built-in scenario names no convention: its instruments follow the mark.
+    assert ": mark" in window.detail.summary.text().split("margin convention")[1]
     assert snap.watched_ratio.shape[1] == 2 and snap.watched_ratio.shape[0] >= 1
 
 

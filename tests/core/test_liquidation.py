@@ -465,12 +465,14 @@ def test_a_loss_beyond_the_margin_at_expiry_is_a_deficit() -> None:
 # ----- 5. auto-deleveraging ------------------------------------------------------------------
 
 
-def test_adl_that_costs_the_counterparty_more_than_its_margin_records_a_deficit() -> None:
+def test_adl_takes_a_counterparty_down_to_zero_at_most_and_reports_the_rest_uncovered() -> None:
     # A: long 10 at 100 with 10 isolated (bankruptcy 99); the mark gaps to 98 and the fund is
-    # empty, so A's 10 are closed against C at 99. C: short 10 at 97 with 16 isolated, solvent at
-    # the mark (16 - 10 = 6 > 0.5% of 980 = 4.9) but at 99 it realizes 10*(97 - 99) = -20: it can
-    # lose its 16 only, and the 4 beyond is a deficit (uncovered: the fund is empty), not a
-    # negative balance.
+    # empty, so A's 10 go to ADL at 99 against C: short 10 at 97 with 16 isolated, equity
+    # 16 - 10 = 6 at the mark. Each contract closed at 99 instead of 98 costs C 1 more: C can take
+    # 6 at most (5, with the engine's few minor units of headroom) and is not wiped out. It
+    # realizes 5*(97 - 99) = -10 and keeps 5 open on 6 of margin (equity 1, liquidated at t=2 at
+    # its bankruptcy price 97 + 6/5 = 98.2, filled at the mark, 98: surplus 1). A's other 5 go to
+    # the book (the mark, 98): 5*(99 - 98) = 5 beyond A's collateral, uncovered and reported so.
     doc = scenario(
         [
             position("A", "long", 10, "100", margin="10"),
@@ -480,10 +482,13 @@ def test_adl_that_costs_the_counterparty_more_than_its_margin_records_a_deficit(
         policy={"deficit": "adl"},
     )
     engine, result, _, _ = run(doc)
-    assert [(r["account"], r["contracts"], r["price"]) for r in result["adl"]] == [("C", 10, "99")]
+    assert [(r["account"], r["contracts"], r["price"]) for r in result["adl"]] == [("C", 5, "99")]
+    liquidated = [(r["account"], r["contracts"], r["deficit"]) for r in result["liquidations"]]
+    assert liquidated == [("A", 10, "5"), ("C", 5, "0")]
     assert result["final_balances"]["C"] == {"USDT": "0"}
-    assert result["deficit"]["USDT"] == {"total": "4", "covered_by_fund": "0", "uncovered": "4"}
-    assert engine.uncovered[("X", "USDT")] == 4 * USDT
+    assert result["deficit"]["USDT"] == {"total": "5", "covered_by_fund": "0", "uncovered": "5"}
+    assert engine.uncovered[("X", "USDT")] == 5 * USDT
+    assert result["insurance_fund"]["USDT"]["end"] == "1"
     assert engine.ledger.balance(trader(row_of(engine, "C")), "USDT") == 0
 
 
@@ -726,6 +731,53 @@ def test_two_force_reduces_of_one_position_never_sell_more_than_it_holds() -> No
     assert {r["fill_price"] for r in reductions} == {"99.5"}
     # 10*(99.5 - 100) = -5 realized.
     assert result["final_balances"]["A"] == {"USDT": "995"}
+
+
+def test_a_force_reduce_that_would_close_below_zero_under_adl_is_taken_over_and_deleveraged() -> (
+    None
+):
+    # A: cross long 10 at 100 on 6 (equity 6 > 0.5% of 1000 = 5: never liquidated). A thin book
+    # (5 contracts per 1%, band 2%) would sell the 10 at 99 on average, 10*(99 - 100) = -10, four
+    # beyond A's 6: an uncovered deficit. Under ADL the force-reduce closing A's last contracts
+    # sells only down to the price leaving A at zero (99.4, one unit inside: 99.41): 2 at 99.8.
+    # The 8 left are taken over at A's bankruptcy price 100 - (6 - 0.4)/8 = 99.3 and, the fund
+    # being empty, closed against B at once: B realizes 8*(100 - 99.3) = 5.6. No deficit.
+    doc = scenario(
+        [
+            position("A", "long", 10, "100", balance="6"),
+            position("B", "short", 10, "100", margin="100"),
+        ],
+        [(0, "100"), (4, "100")],
+        book={"depth": "5", "refill_seconds": "86400"},
+        band="0.02",
+        policy={"deficit": "adl"},
+        actions=[
+            {
+                "at": at(1),
+                "id": "cut",
+                "operator": "alice",
+                "action": "force_reduce",
+                "account": "A",
+                "symbol": "X",
+                "contracts": 10,
+                "reason": "concentration",
+            },
+            {
+                "at": at(1),
+                "operator": "carol",
+                "action": "approve",
+                "request": "cut",
+                "reason": "ok",
+            },
+        ],
+    )
+    engine, result, _, _ = run(doc)
+    liquidated = [(r["partial"], r["contracts"], r["fill_price"]) for r in result["liquidations"]]
+    assert liquidated == [(True, 2, "99.8"), (False, 8, "99.3")]
+    assert [(r["account"], r["contracts"], r["price"]) for r in result["adl"]] == [("B", 8, "99.3")]
+    assert result["deficit"]["USDT"] == {"total": "0", "covered_by_fund": "0", "uncovered": "0"}
+    assert result["final_balances"] == {"A": {"USDT": "0"}, "B": {"USDT": "105.6"}}
+    assert int(engine.book.contracts[row_of(engine, "A")]) == 0
 
 
 def test_a_cross_takeover_takes_a_position_being_force_reduced_too() -> None:

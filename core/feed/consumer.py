@@ -1,0 +1,237 @@
+"""The engine stepped by feed messages instead of a known price path: a `tick` moves the clock
+(stepping the ticks the producer skipped with prices held) and sets the prices it names; a
+`trade` or a `command` applies at the next tick; a message that does not parse or validate, and
+a command whose signature does not hold, is refused with its sequence number and changes nothing."""
+
+from __future__ import annotations
+
+import bisect
+import copy
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from core.engine.facade import Engine
+from core.engine.trading import parse_trade
+from core.feed.signing import verify
+from core.market.prices import PinnedMark, PricePath
+from core.model.errors import InputError
+from core.model.events import Event
+from core.model.limits import MAX_TICKS
+from core.scenario.fields import _decimal, _Fields, _map, _time
+from core.scenario.parse import parse_command, parse_scenario
+
+FORMAT = "risk-feed/1"
+END_FIELD = "x-end"
+KINDS = ("header", "tick", "trade", "transfer", "command", "heartbeat", "end")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRefusal:
+    """A message refused: its sequence number, the field at fault (or the command's code) and
+    why. Nothing of it was applied."""
+
+    seq: int
+    kind: str
+    field: str
+    reason: str
+
+
+class FeedRun:
+    """One consumer of one feed: the header makes the engine, every later message moves it."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.public_keys: dict[str, str] = {}
+        self.seen_signatures: set[str] = set()
+        self.action_ids: list[str] = []
+        self.refused: list[FeedRefusal] = []
+        self.last_seq = 0
+        self.ended = False
+        self.last_time: datetime | None = None
+
+    # ----- one message ------------------------------------------------------------------
+
+    def apply(self, seq: int, message: Any) -> list[Event]:
+        """Apply the message at stream position `seq`; the events of the ticks it stepped."""
+        self.last_seq = seq
+        try:
+            return self._apply(message)
+        except InputError as error:
+            kind = message.get("type", "?") if isinstance(message, dict) else "?"
+            self.refused.append(FeedRefusal(seq, str(kind), error.field, error.message))
+            return []
+
+    def _apply(self, message: Any) -> list[Event]:
+        if not isinstance(message, dict):
+            raise InputError("message", "expected a JSON object")
+        kind = message.get("type")
+        if kind not in KINDS:
+            raise InputError("type", f"expected one of {', '.join(KINDS)}, found {kind!r}")
+        if self.ended:
+            raise InputError("type", "the feed has ended")
+        if kind == "header":
+            return self._header(message)
+        if self.engine is None:
+            raise InputError("type", "expected the header first")
+        fields = _Fields(message, "", ("type", "time"), _OPTIONAL[kind])
+        time = fields.get("time", _time)
+        if kind == "heartbeat":
+            return []
+        if kind == "tick":
+            return self._tick(fields, time)
+        if kind == "end":
+            events = self._step_until(time)
+            self.engine.ticks_total = self.engine.tick + 1
+            self.ended = True
+            return events
+        if self.last_time is not None and time < self.last_time:
+            raise InputError("time", f"expected {self.last_time.isoformat()} or later")
+        if kind == "trade":
+            return self._trade(message, time)
+        if kind == "command":
+            return self._command(fields, time)
+        raise InputError("type", "transfer is not applied by this version")
+
+    def _header(self, message: dict[str, Any]) -> list[Event]:
+        if self.engine is not None:
+            raise InputError("type", "a second header")
+        fields = _Fields(message, "", ("type", "format", "scenario"))
+        if fields.values["format"] != FORMAT:
+            raise InputError("format", f"expected {FORMAT!r}, found {fields.values['format']!r}")
+        doc = copy.deepcopy(fields.values["scenario"])
+        if not isinstance(doc, dict):
+            raise InputError("scenario", "expected a risk-scenario/1 object")
+        for n, operator in enumerate(doc.get("operators", []) or []):
+            if isinstance(operator, dict) and "public_key" in operator:
+                key = operator.pop("public_key")
+                if not isinstance(key, str) or len(key) != 64:
+                    raise InputError(f"scenario.operators[{n}].public_key", "expected 64 hex")
+                self.public_keys[str(operator.get("name"))] = key
+        _extend_to_horizon(doc)
+        try:
+            scenario = parse_scenario(doc)
+        except InputError as error:
+            raise InputError(f"scenario.{error.field}", error.message) from None
+        self.engine = Engine(scenario)
+        return []
+
+    # ----- the clock --------------------------------------------------------------------
+
+    def _step_until(self, time: datetime) -> list[Event]:
+        """Step the ticks up to `time` (prices held); `time` must fall on a tick."""
+        engine = self.engine
+        assert engine is not None
+        step = timedelta(seconds=engine.scenario.tick_seconds)
+        offset = time - engine.scenario.start
+        if offset % step or time < engine.now:
+            raise InputError("time", f"expected a tick after {engine.now.isoformat()}")
+        events: list[Event] = []
+        while engine.now < time:
+            events.extend(engine.step())
+        self.last_time = time
+        return events
+
+    def _tick(self, fields: _Fields, time: datetime) -> list[Event]:
+        engine = self.engine
+        assert engine is not None
+        if time <= engine.now:
+            raise InputError("time", f"expected a tick after {engine.now.isoformat()}")
+        indices = fields.get("indices", _map, _positive, default={})
+        marks = fields.get("marks", _map, _positive, default={})
+        for name in indices:
+            if name not in engine.index_paths:
+                raise InputError(f"indices.{name}", "expected an index of the header")
+        symbols = {inst.symbol: k for k, inst in enumerate(engine.instruments)}
+        for symbol in marks:
+            k = symbols.get(symbol)
+            if k is None or not isinstance(engine.mark_rules[k], PinnedMark):
+                raise InputError(f"marks.{symbol}", "expected a mark the header pins")
+        step = timedelta(seconds=engine.scenario.tick_seconds)
+        events = self._step_until(time - step)
+        # The new prices hold from this tick on: a one-point path is constant.
+        for name, price in indices.items():
+            engine.index_paths[name] = PricePath(((time, price),), f"indices.{name}")
+        for symbol, price in marks.items():
+            engine.mark_rules[symbols[symbol]] = PinnedMark(
+                PricePath(((time, price),), f"marks.{symbol}")
+            )
+        events.extend(self._step_until(time))
+        return events
+
+    # ----- inputs at the next tick ------------------------------------------------------
+
+    def _trade(self, message: dict[str, Any], time: datetime) -> list[Event]:
+        engine = self.engine
+        assert engine is not None
+        item = {k: v for k, v in message.items() if k not in ("type", "time")}
+        item["at"] = message["time"]
+        trading = engine.trading
+        trade = parse_trade(item, "", len(trading.trades), engine.scenario, after=engine.now)
+        trading.trades = (*trading.trades, trade)
+        self.last_time = time
+        return []
+
+    def _command(self, fields: _Fields, time: datetime) -> list[Event]:
+        engine = self.engine
+        assert engine is not None
+        command, signature = fields.values["command"], fields.values.get("signature")
+        if not isinstance(command, dict):
+            raise InputError("command", "expected an operator command object")
+        operator = command.get("operator")
+        key = self.public_keys.get(str(operator))
+        if not isinstance(signature, str) or not signature:
+            raise InputError("signature", "unsigned: a command needs its operator's signature")
+        if key is None:
+            raise InputError("command.operator", f"no public key registered for {operator!r}")
+        if signature in self.seen_signatures:
+            raise InputError("signature", "replayed: this signed command was applied before")
+        if not verify(key, signature, fields.values["time"], command):
+            raise InputError("signature", f"not {operator}'s signature over this command")
+        action = parse_command(
+            engine.scenario, {**command, "at": fields.values["time"]}, self.action_ids
+        )
+        if action.at <= engine.now:
+            raise InputError("time", f"expected a time after {engine.now.isoformat()}")
+        self.seen_signatures.add(signature)
+        if action.id:
+            self.action_ids.append(action.id)
+        bisect.insort(engine.controls.pending_actions, action, key=lambda a: a.at)
+        self.last_time = time
+        return []
+
+
+_OPTIONAL: dict[str, tuple[str, ...]] = {
+    "tick": ("indices", "marks", "books"),
+    "trade": ("account", "symbol", "side", "contracts", "price", "margin", "leverage"),
+    "transfer": ("account", "currency", "amount", "id"),
+    "command": ("command", "signature"),
+    "heartbeat": (),
+    "end": (),
+}
+
+
+def _extend_to_horizon(doc: dict[str, Any]) -> None:
+    """Hold each opening price to the feed's horizon (`x-end`, or as far as a run may go), so
+    that the settlement schedule and the last tick are those of the exchange's run."""
+    start = _time(doc.get("start"), "scenario.start")
+    seconds = doc.get("tick_seconds")
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
+        return  # the scenario parser names the field
+    if END_FIELD in doc:
+        end = _time(doc[END_FIELD], f"scenario.{END_FIELD}")
+        if end <= start or (end - start) % timedelta(seconds=seconds):
+            raise InputError(f"scenario.{END_FIELD}", "expected a tick after start")
+    else:
+        end = start + timedelta(seconds=seconds * (MAX_TICKS - 1))
+    market = doc.get("market")
+    for kind in ("indices", "marks"):
+        paths = market.get(kind) if isinstance(market, dict) else None
+        for name, points in (paths or {}).items():
+            if isinstance(points, list) and len(points) == 1 and isinstance(points[0], list):
+                paths[name] = [points[0], [end.strftime("%Y-%m-%dT%H:%M:%SZ"), points[0][1]]]
+
+
+def _positive(value: Any, path: str) -> Decimal:
+    return _decimal(value, path, positive=True)

@@ -1,0 +1,128 @@
+"""A feed on NATS JetStream (`nats://HOST:PORT/STREAM`): market messages on `STREAM.market`,
+commands on `STREAM.commands`, one stream whose sequence orders them all. The client (nats-py)
+runs its own asyncio loop on the thread that reads or writes, never on a UI thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import nats
+import orjson
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError
+
+from core.feed.wire import Unreadable, decoded
+from core.model.errors import InputError
+
+CONNECT_SECONDS = 2.0
+WAIT_SECONDS = 1.0  # how long a read waits for the next message before looking again
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """(server URL, stream name) of `nats://HOST:PORT/STREAM`."""
+    parts = urlsplit(url)
+    stream = parts.path.strip("/")
+    if parts.scheme != "nats" or not parts.hostname or not stream or "/" in stream:
+        raise InputError("URL", f"expected nats://HOST:PORT/STREAM, found {url!r}")
+    if not stream.replace("-", "").replace("_", "").isalnum():
+        raise InputError("URL", f"a stream name is letters, digits, - and _: {stream!r}")
+    return f"nats://{parts.hostname}:{parts.port or 4222}", stream
+
+
+def subject_of(stream: str, message: dict[str, Any]) -> str:
+    return f"{stream}.commands" if message.get("type") == "command" else f"{stream}.market"
+
+
+async def _quiet(error: Exception) -> None:
+    """Connection trouble after the first connect is the client's to retry, not to print."""
+
+
+async def _connect(server: str, url: str) -> nats.NATS:
+    # Tried once by hand first: the client itself would keep retrying a broker that is not there.
+    parts = urlsplit(server)
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise InputError(
+            "URL", f"cannot reach the broker at {url}: {error.strerror or error}"
+        ) from None
+    try:
+        return await nats.connect(
+            servers=[server],
+            error_cb=_quiet,
+            connect_timeout=CONNECT_SECONDS,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+    except Exception as error:  # nats-py raises several kinds for an absent broker
+        reason = str(error) or type(error).__name__
+        raise InputError("URL", f"cannot reach the broker at {url}: {reason}") from None
+
+
+class NatsWriter:
+    """Publishes each message and waits for the stream's acknowledgement (nothing is lost)."""
+
+    def __init__(self, url: str) -> None:
+        self.server, self.stream = parse_url(url)
+        self.loop = asyncio.new_event_loop()
+        self.nc = self.loop.run_until_complete(_connect(self.server, url))
+        self.js = self.nc.jetstream()
+        # BadRequest: the stream exists (another producer or a desk made it).
+        with contextlib.suppress(BadRequestError):
+            self.loop.run_until_complete(
+                self.js.add_stream(name=self.stream, subjects=[f"{self.stream}.>"])
+            )
+
+    def write(self, message: dict[str, Any]) -> int:
+        """Publish; the stream sequence number the broker gave it."""
+        ack = self.loop.run_until_complete(
+            self.js.publish(subject_of(self.stream, message), orjson.dumps(message))
+        )
+        return int(ack.seq)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.nc.drain())
+        self.loop.close()
+
+
+def read_stream(url: str, *, after: int = 0) -> Iterator[tuple[int, Any]]:
+    """The stream's messages after sequence `after`, in order, each once (a message delivered
+    again after a reconnect is skipped), until the `end` message."""
+    server, stream = parse_url(url)
+    loop = asyncio.new_event_loop()
+    nc = loop.run_until_complete(_connect(server, url))
+    try:
+        js = nc.jetstream()
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+        )
+        sub = loop.run_until_complete(
+            js.subscribe(f"{stream}.>", ordered_consumer=True, config=config)
+        )
+        last = after
+        while True:
+            try:
+                msg = loop.run_until_complete(sub.next_msg(timeout=WAIT_SECONDS))
+            except nats.errors.TimeoutError:
+                continue
+            seq = int(msg.metadata.sequence.stream)
+            if seq <= last:
+                continue
+            if seq != last + 1:
+                raise InputError("sequence", f"gap in {url}: expected {last + 1}, found {seq}")
+            last = seq
+            message = decoded(msg.data.decode("utf-8", "replace"))
+            yield seq, message
+            if isinstance(message, dict) and message.get("type") == "end":
+                return
+            if isinstance(message, Unreadable):
+                continue
+    finally:
+        loop.run_until_complete(nc.close())
+        loop.close()

@@ -1,0 +1,111 @@
+"""Where a feed travels, behind one small interface: a JSONL file (or standard input), followed
+while it grows until its `end`; or a NATS JetStream stream (core/feed/nats_stream.py). A reader
+yields (sequence number, message); a line that is not JSON yields the text, refused downstream."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from core.feed.wire import decoded
+from core.model.errors import InputError
+
+FOLLOW_SECONDS = 0.05  # how often a growing file is looked at again
+
+
+class FeedWriter(Protocol):
+    def write(self, message: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def is_nats(url: str) -> bool:
+    return url.startswith("nats://")
+
+
+def open_writer(url: str) -> FeedWriter:
+    if is_nats(url):
+        from core.feed.nats_stream import NatsWriter
+
+        return NatsWriter(url)
+    return JsonlWriter(url)
+
+
+def read_feed(url: str, *, follow: bool = True, after: int = 0) -> Iterator[tuple[int, Any]]:
+    """The messages of the feed at `url` after sequence number `after`, in stream order."""
+    if is_nats(url):
+        from core.feed.nats_stream import read_stream
+
+        yield from read_stream(url, after=after)
+        return
+    yield from read_jsonl(url, follow=follow, after=after)
+
+
+class JsonlWriter:
+    """One message per line, flushed as written, so that a follower sees each at once."""
+
+    def __init__(self, url: str) -> None:
+        if url == "-":
+            self.handle = sys.stdout
+        else:
+            path = Path(url)
+            if path.suffix != ".jsonl":
+                raise InputError(
+                    "--to", f"expected PATH.jsonl, - or nats://HOST:PORT/STREAM: {url!r}"
+                )
+            try:
+                self.handle = path.open("w", encoding="utf-8")
+            except OSError as error:
+                raise InputError("--to", f"cannot write {url}: {error.strerror}") from None
+
+    def write(self, message: dict[str, Any]) -> None:
+        self.handle.write(orjson.dumps(message).decode() + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        if self.handle is not sys.stdout:
+            self.handle.close()
+
+
+def read_jsonl(url: str, *, follow: bool = True, after: int = 0) -> Iterator[tuple[int, Any]]:
+    """Lines as messages (sequence = line number); a file still growing is followed until a line
+    holds the `end` message (or, with `follow` off, read to its current end)."""
+    if url == "-":
+        handle = sys.stdin
+    else:
+        try:
+            handle = Path(url).open(encoding="utf-8")  # noqa: SIM115 (closed by the generator)
+        except OSError as error:
+            raise InputError("URL", f"cannot read {url}: {error.strerror}") from None
+    seq, partial = 0, ""
+    try:
+        while True:
+            line = handle.readline()
+            if not line or not line.endswith("\n"):
+                partial += line
+                if handle is sys.stdin and not line:
+                    return
+                if not follow:
+                    if partial.strip():
+                        seq += 1
+                        if seq > after:
+                            yield seq, decoded(partial)
+                    return
+                time.sleep(FOLLOW_SECONDS)
+                continue
+            line, partial = partial + line, ""
+            seq += 1
+            if seq <= after or not line.strip():
+                continue
+            message = decoded(line)
+            yield seq, message
+            if isinstance(message, dict) and message.get("type") == "end":
+                return
+    finally:
+        if handle is not sys.stdin:
+            handle.close()

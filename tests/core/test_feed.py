@@ -1,0 +1,215 @@
+"""The feed: a scenario published as `risk-feed/1` and consumed (from a JSONL file and from a real
+nats-server started here) reaches the scenario's own state hash; bad messages and commands that
+are unsigned, forged, altered or replayed are refused with their sequence number."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.cli.main import main
+from core.feed.consumer import FeedRun
+from core.feed.publish import scenario_feed
+from core.feed.signing import demo_key, sign
+from core.feed.transports import read_feed
+from core.scenario.builtin import builtin_scenarios
+from tests.core.test_state_hashes import RECORDED
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+def two_traders_with_actions() -> dict[str, Any]:
+    doc = json.loads(builtin_scenarios()["two-traders"].read_text())
+    doc["operators"] = [
+        {"name": "alice", "role": "operator"},
+        {"name": "carol", "role": "supervisor"},
+    ]
+    doc["actions"] = [
+        {
+            "at": "2018-07-31T00:00:05Z",
+            "operator": "alice",
+            "action": "warn",
+            "account": "B",
+            "message": "margin call",
+            "reason": "watch B",
+        },
+        {
+            "at": "2018-07-31T00:00:09Z",
+            "operator": "carol",
+            "action": "freeze",
+            "account": "B",
+            "reason": "stop B",
+        },
+    ]
+    return doc
+
+
+def consume(messages: list[dict[str, Any]]) -> FeedRun:
+    run = FeedRun()
+    for seq, message in enumerate(messages, 1):
+        run.apply(seq, copy.deepcopy(message))
+    return run
+
+
+def test_a_published_scenario_reaches_the_scenarios_state_hash() -> None:
+    doc = json.loads(builtin_scenarios()["two-traders"].read_text())
+    run = consume(list(scenario_feed(doc)))
+    assert run.ended and run.refused == []
+    assert run.engine is not None and run.engine.state_hash() == RECORDED["two-traders"]
+
+
+def test_signed_commands_apply_on_the_feed_as_in_the_scenario() -> None:
+    from core.engine.facade import Engine
+    from core.scenario.parse import parse_scenario
+
+    doc = two_traders_with_actions()
+    own = Engine(parse_scenario(copy.deepcopy(doc)))
+    for _ in own.run():
+        pass
+    messages = list(scenario_feed(doc))
+    assert sum(m["type"] == "command" for m in messages) == 2
+    run = consume(messages)
+    assert run.refused == []
+    assert run.engine is not None and run.engine.state_hash() == own.state_hash()
+    assert run.engine.controls.flag_names("B") == ("warned", "frozen", "withdrawals_frozen")
+
+
+def test_unsigned_forged_altered_and_replayed_commands_are_refused() -> None:
+    doc = two_traders_with_actions()
+    messages = list(scenario_feed(doc))
+    at = next(i for i, m in enumerate(messages) if m["type"] == "command")
+    good = messages[at]
+    unsigned = {**good, "signature": ""}
+    forged_command = {**good["command"], "operator": "carol"}
+    forged = {**good, "command": forged_command}  # alice's signature on a command naming carol
+    altered = {**good, "command": {**good["command"], "account": "A"}}
+    by_other = {
+        **good,
+        "command": forged_command,
+        "signature": sign(demo_key("mallory"), good["time"], forged_command),
+    }
+    later = [m for m in messages if m["type"] != "command"]
+    tampered = [*later[:at], unsigned, forged, altered, by_other, good, good, *later[at:]]
+    run = consume(tampered)
+    reasons = [(r.seq, r.field, r.reason.split(":")[0]) for r in run.refused]
+    assert reasons == [
+        (at + 1, "signature", "unsigned"),
+        (at + 2, "signature", "not carol's signature over this command"),
+        (at + 3, "signature", "not alice's signature over this command"),
+        (at + 4, "signature", "not carol's signature over this command"),
+        (at + 6, "signature", "replayed"),
+    ]
+    assert run.engine is not None
+    assert run.engine.controls.flag_names("A") == ()  # nothing of the altered command applied
+    assert run.engine.controls.flag_names("B") == ("warned",)
+
+
+def test_a_bad_message_is_refused_with_its_sequence_and_field_and_the_run_goes_on() -> None:
+    doc = json.loads(builtin_scenarios()["two-traders"].read_text())
+    messages = list(scenario_feed(doc))
+    bad = [
+        {"type": "tick", "time": "2018-07-31T00:00:02Z", "indices": {"DEMO-USD": "-1"}},
+        {"type": "tick", "time": "not a time"},
+        {"type": "gossip", "time": "2018-07-31T00:00:02Z"},
+        "not an object",
+    ]
+    run = consume(messages[:2] + bad + messages[2:])
+    assert [(r.seq, r.field) for r in run.refused] == [
+        (3, "indices.DEMO-USD"),
+        (4, "time"),
+        (5, "type"),
+        (6, "message"),
+    ]
+    assert run.engine is not None and run.engine.state_hash() == RECORDED["two-traders"]
+
+
+def test_publish_and_run_through_a_jsonl_file(tmp_path: Path) -> None:
+    feed, out = tmp_path / "feed.jsonl", tmp_path / "result.json"
+    assert main(["publish", "two-traders", "--to", str(feed), "--quiet"]) == 0
+    assert main(["run", str(feed), "--out", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["state_hash"] == RECORDED["two-traders"] and result["feed"]["refused"] == 0
+
+
+def test_a_growing_file_is_followed_until_its_end(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.jsonl"
+    lines = [
+        json.dumps(m)
+        for m in scenario_feed(json.loads(builtin_scenarios()["two-traders"].read_text()))
+    ]
+    feed.write_text("\n".join(lines[:2]) + "\n" + lines[2][:10])
+    reader = read_feed(str(feed))
+    assert [seq for seq, _ in (next(reader), next(reader))] == [1, 2]
+    with feed.open("a") as handle:
+        handle.write(lines[2][10:] + "\n" + "\n".join(lines[3:]) + "\n")
+    rest = list(reader)
+    assert [seq for seq, _ in rest] == [3, 4] and rest[-1][1]["type"] == "end"
+
+
+# ----- a real broker ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[str]:
+    if not os.path.exists(NATS_SERVER):
+        pytest.fail("nats-server is not installed (.ci/run installs Debian's nats-server)")
+    port = _free_port()
+    process = subprocess.Popen(
+        [NATS_SERVER, "-js", "-sd", str(tmp_path / "js"), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"nats://127.0.0.1:{port}"
+    os.kill(process.pid, signal.SIGTERM)
+    process.wait(timeout=10)
+
+
+def test_publish_and_run_through_a_nats_jetstream_stream(broker: str, tmp_path: Path) -> None:
+    url = f"{broker}/DESK"
+    feed = two_traders_with_actions()
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(feed))
+    assert main(["publish", str(path), "--to", url, "--quiet"]) == 0
+    results = []
+    for desk in ("a", "b"):  # two desks read the one stream
+        out = tmp_path / f"{desk}.json"
+        assert main(["run", url, "--out", str(out), "--quiet"]) == 0
+        results.append(json.loads(out.read_text()))
+    assert results[0]["state_hash"] == results[1]["state_hash"]
+    assert results[0]["feed"]["refused"] == 0
+    run = consume(list(scenario_feed(feed)))
+    assert run.engine is not None and results[0]["state_hash"] == run.engine.state_hash()
+
+
+def test_the_broker_not_running_is_one_line_naming_the_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"nats://127.0.0.1:{_free_port()}/DESK"
+    assert main(["run", url, "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and url in err and "cannot reach the broker" in err
+    assert not (tmp_path / "r.json").exists()
