@@ -261,3 +261,18 @@ def test_a_stores_positions_export_as_parquet_and_read_back(tmp_path: Path) -> N
     assert back.contracts.tolist() == engine.book.contracts[held].tolist()
     assert back.entry_units.tolist() == engine.book.entry_units[held].tolist()
     assert back.iso_margin.tolist() == engine.book.iso_margin[held].tolist()
+
+
+def test_the_real_week_published_as_a_feed_reaches_the_same_state_hash() -> None:
+    from core.feed.consumer import FeedRun
+    from core.feed.publish import scenario_feed
+
+    doc = _xrp(crowd=100)
+    own = Engine(parse_scenario(json.loads(json.dumps(doc))))
+    for _ in own.run():
+        pass
+    run = FeedRun()
+    for seq, message in enumerate(scenario_feed(doc), 1):
+        run.apply(seq, message)
+    assert run.ended and run.refused == []
+    assert run.engine is not None and run.engine.state_hash() == own.state_hash()
