@@ -15,6 +15,7 @@ from console.cli import actions as cli_actions
 from console.cli import feed as cli_feed
 from console.cli import operators as cli_operators
 from console.cli import report as cli_report
+from console.cli import scenario as cli_scenario
 from console.cli.launch import launch_if_gui, window_option_before
 from core.model import files
 from core.model.errors import InputError, WriteError
@@ -88,14 +89,17 @@ def _parser() -> _Parser:
     _until_option(resume)
     export = commands.add_parser(
         "export",
-        help="write one table of a store as CSV or JSON",
+        help="write one table of a store as CSV, JSON or Parquet",
         description="Write a table of STORE (liquidations, adl, fund_history, settlements, "
         "clawbacks, clawback_allocations, events, account_state, prices, journal, requests, "
-        "audit_log, alerts, operators, ...) as CSV or JSON to --out or standard output.",
+        "audit_log, alerts, operators, ...) as CSV or JSON to --out or standard output, or as "
+        "Parquet to --out. The table `positions` is the book at the store's last tick, one row "
+        "per open position in the columns the positions import reads (docs/exchange-data.md), "
+        "as Parquet or CSV.",
     )
     export.add_argument("store", metavar="STORE")
     export.add_argument("--table", required=True, metavar="NAME")
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
     export.add_argument("--out", metavar="FILE", help="default: standard output")
     commands.add_parser(
         "scenarios", help="list the built-in scenarios", description="List the built-in scenarios."
@@ -103,6 +107,7 @@ def _parser() -> _Parser:
     cli_operators.register(commands)
     cli_actions.register(commands)
     cli_report.register(commands)
+    cli_scenario.register(commands)
     cli_feed.register(commands)
     parser.commands = frozenset(commands.choices)
     return parser
@@ -224,15 +229,32 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from core.store.queries import check_export, export_to
+    from core.store.positions_export import positions_table, store_table, write_table
+    from core.store.queries import EXPORTABLE, POSITIONS, check_export, export_to
     from core.store.store import Store
 
     check_export(args.table, args.format)
-    store = Store.open(args.store)
-    try:
-        count = export_to(store.db, args.table, args.format, Path(args.out) if args.out else None)
-    finally:
-        store.close()
+    if (args.format == "parquet" or args.table == POSITIONS) and not args.out:
+        raise InputError("--out", f"expected a file to write {args.table} as {args.format} to")
+    if args.table == POSITIONS:
+        from core.session.session import Session
+
+        session = Session.open(args.store)
+        try:
+            count = write_table(positions_table(session.engine), args.format, Path(args.out))
+        finally:
+            session.close()
+    else:
+        store = Store.open(args.store)
+        try:
+            if args.format == "parquet":
+                table = store_table(store.db, args.table, EXPORTABLE[args.table])
+                count = write_table(table, "parquet", Path(args.out))
+            else:
+                out = Path(args.out) if args.out else None
+                count = export_to(store.db, args.table, args.format, out)
+        finally:
+            store.close()
     if args.out:
         print(f"{count} rows of {args.table} -> {args.out}", file=sys.stderr)
     return 0
@@ -254,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = parser.parse_args(arguments)
     try:
-        for module in (cli_operators, cli_actions, cli_report, cli_feed):
+        for module in (cli_operators, cli_actions, cli_report, cli_scenario, cli_feed):
             handled = module.handle(args)
             if handled is not None:
                 return handled

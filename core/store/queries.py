@@ -38,6 +38,8 @@ EXPORTABLE: dict[str, tuple[str, ...]] = {
     "alerts": (),
     "operators": ("salt", "password_hash", "scrypt_n", "scrypt_r", "scrypt_p"),
 }
+# Not a table of the store: the engine's book at the store's last tick (core/store/positions_export.py).
+POSITIONS = "positions"
 # Each ordering is served by an index on (currency, column); accounts that need no maintenance
 # margin have no margin ratio and are not listed by risk.
 ORDER = {
@@ -254,10 +256,13 @@ def export_table(db: sqlite_utils.Database, table: str, fmt: str, out: TextIO) -
 
 def check_export(table: str, fmt: str) -> None:
     """Refuse an unknown table or format (before anything is opened for writing)."""
-    if table not in EXPORTABLE:
-        raise InputError("--table", f"expected one of {', '.join(EXPORTABLE)}, found {table!r}")
-    if fmt not in ("csv", "json"):
-        raise InputError("--format", f"expected csv or json, found {fmt!r}")
+    if table not in EXPORTABLE and table != POSITIONS:
+        names = ", ".join((*EXPORTABLE, POSITIONS))
+        raise InputError("--table", f"expected one of {names}, found {table!r}")
+    if fmt not in ("csv", "json", "parquet"):
+        raise InputError("--format", f"expected csv, json or parquet, found {fmt!r}")
+    if table == POSITIONS and fmt == "json":
+        raise InputError("--format", "expected parquet or csv for the positions table")
 
 
 def _cell(value: object) -> object:

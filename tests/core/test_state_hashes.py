@@ -14,6 +14,8 @@ RECORDED = {
     "two-traders": "b97ff5f55a2df7760eddabfa3993d353c3b7cfae093a41cb98708630268b1b18",
     "okx-2018-btc0928": "6e01b7c8e239c95c9d2cf5aaac39283ee3bc8b6c8b3526f805ec1285b14e84f4",
     "cascade-2025": "ecfaadb685ce76b2a1b6735ba2ab91d888905e3f6b8bea6e0385c9b6f1a6bd99",
+    # checked where its run already is (tests/core/test_exchange_data.py, slow tier)
+    "binance-xrp-2021-11": "49b5c47327a01aa6c8cdacbf9f482edfacf0823e037885886ee46aba0396949c",
 }
 
 
