@@ -125,4 +125,9 @@ def read_stream(url: str, *, after: int = 0) -> Iterator[tuple[int, Any]]:
                 continue
     finally:
         loop.run_until_complete(nc.close())
+        # The JetStream subscription's own watchers end with the loop, not as stray tasks.
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
