@@ -212,8 +212,11 @@ def _list(value: Any, path: str, *, non_empty: bool = False) -> list[Any]:
     return value
 
 
-def _list_of(value: Any, path: str, parse: Callable[[Any, str], T]) -> list[T]:
-    return [parse(item, f"{path}[{i}]") for i, item in enumerate(_list(value, path))]
+def _list_of(
+    value: Any, path: str, parse: Callable[[Any, str], T], *, non_empty: bool = False
+) -> list[T]:
+    items = _list(value, path, non_empty=non_empty)
+    return [parse(item, f"{path}[{i}]") for i, item in enumerate(items)]
 
 
 def _nullable(value: Any, path: str, parse: Callable[..., T], **options: Any) -> T | None:
@@ -273,11 +276,14 @@ def _decimals(value: Any, path: str) -> int:
     MAX_DECIMALS would cap every amount below a few thousand units."""
     places = _integer(value, path, minimum=0)
     if places > MAX_DECIMALS:
+        # The cap is shown for a plausible count only: a huge one is out of Decimal's range.
+        cap = ""
+        if places <= 64:
+            cap = f"; {places} would cap each at {Decimal(2**53).scaleb(-places):.4f} units"
         raise InputError(
             path,
             f"expected at most {MAX_DECIMALS} decimals (amounts are 64-bit integers of the minor "
-            f"unit; {places} would cap each at {Decimal(2**53).scaleb(-places):.4f} units), "
-            f"found {places}",
+            f"unit{cap}), found {clip(str(places))}",
         )
     return places
 

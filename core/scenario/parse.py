@@ -171,7 +171,7 @@ class _Parser:
             top.values["market"], "market", ("indices",), (), {"marks": {}, "books": {}}
         )
         self.indices = market.get("indices", _map, _price_path)
-        top.get("instruments", _list_of, self.instrument)
+        top.get("instruments", _list_of, self.instrument, non_empty=True)
         marks = market.get("marks", _map, _price_path, self.instruments, "instrument symbol")
         for symbol, points in marks.items():
             self.price_range(symbol, points, market.at(f"marks.{clip(symbol)}"))

@@ -203,3 +203,16 @@ def test_a_crowd_beyond_the_notional_bounds_is_refused_before_any_file(tmp_path:
     store, result = tmp_path / "s.sqlite", tmp_path / "r.json"
     assert main(["run", str(path), "--db", str(store), "--out", str(result), "--quiet"]) == 2
     assert not store.exists() and not result.exists()
+
+
+def test_a_scenario_without_instruments_is_refused_at_load() -> None:
+    doc = json.loads((SCENARIOS / "two-traders.json").read_text())
+    doc["instruments"] = []
+    assert refused(doc).field == "instruments"
+
+
+def test_a_currency_with_an_enormous_number_of_decimals_is_one_clear_error() -> None:
+    doc = json.loads((SCENARIOS / "two-traders.json").read_text())
+    doc["currencies"] = {"BTC": 2**63}
+    error = refused(doc)
+    assert error.field == "currencies.BTC" and "at most 12 decimals" in error.message
