@@ -98,6 +98,21 @@ class ExportableModel(QAbstractTableModel):
     def cell_text(self, row: int, column: int) -> str:
         raise NotImplementedError
 
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        """The shown text and its alignment; any other role is the model's own (`extra`)."""
+        if not index.isValid() or not 0 <= index.row() < self.rowCount():
+            return None
+        if not 0 <= index.column() < len(self.columns):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.cell_text(index.row(), index.column())
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return self.align(index.column())
+        return self.extra(index, role)
+
+    def extra(self, index: Index, role: int) -> Any:
+        return None
+
     def rows_text(self, rows: Iterable[int] | None = None) -> Iterable[list[str]]:
         for row in range(self.rowCount()) if rows is None else rows:
             yield [self.cell_text(row, c) for c in range(len(self.columns))]

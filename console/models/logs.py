@@ -85,20 +85,6 @@ class LogModel(ExportableModel):
     def log_row(self, r: int) -> int:
         return int(self.matched[len(self.matched) - 1 - r])
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self.matched):
-            return None
-        if not 0 <= index.column() < len(self.columns):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.cell_text(index.row(), index.column())
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return self.align(index.column())
-        return self.extra(index, role)
-
-    def extra(self, index: Index, role: int) -> Any:
-        return None
-
     def time_text(self, tick: int) -> str:
         from datetime import UTC, datetime
 

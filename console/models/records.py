@@ -46,15 +46,7 @@ class RecordsModel(ExportableModel, Generic[T]):
     def cell_text(self, row: int, column: int) -> str:
         return self.texts[row][column]
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self.texts):
-            return None
-        if not 0 <= index.column() < len(self.columns):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.cell_text(index.row(), index.column())
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return self.align(index.column())
+    def extra(self, index: Index, role: int) -> Any:
         if role == Qt.ItemDataRole.ToolTipRole:
             text = self.cell_text(index.row(), index.column())
             return text if len(text) > 40 else None  # a cut JSON or message reads in full

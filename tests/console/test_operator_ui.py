@@ -48,7 +48,12 @@ def asker(session: Session, clock: Callable[[], Any] | None = None) -> Any:
     """What the console wires to its views' store queries, answered at once on this thread (in
     the console the engine thread answers them)."""
     queries = DeskQueries(db_of(session), clock or (lambda: session.engine.now))
-    return lambda query, reply: reply(queries.answer(query))
+
+    def answer(query: Any, reply: Callable[[Any], None]) -> None:
+        session.flush()  # as the engine thread does: the writer's tick commits first
+        reply(queries.answer(query))
+
+    return answer
 
 
 def login_dialog(session: Session) -> LoginDialog:
@@ -61,6 +66,7 @@ def step(session: Session, ticks: int = 1) -> list[Any]:
     seen: list[Any] = []
     for _ in range(ticks):
         events = session.step()
+        session.flush()
         alerts.record(db_of(session), events, tick=session.tick)
         seen += events
     return seen
