@@ -21,7 +21,9 @@ from core.engine.views import position_rows
 from core.market.depth import liquidity_for
 from core.market.prices import MarkPriceEMA, PinnedMark, PricePath, SettlementWindow
 from core.model.events import DeficitUncovered, Event, FundPosting
+from core.model.operations import WITHDRAWALS_FROZEN, Refusal
 from core.model.scenario_values import Scenario
+from core.model.units import format_minor
 from core.risk.pnl import realized_pnl
 from core.risk.positions import Valuation
 from core.scenario.bounds import check_book_notional
@@ -289,6 +291,34 @@ class Engine:
             book.balances[account, c] += pnl
         self.add_period_pnl(row, pnl)
         return pnl
+
+    def transfer(self, account: str, currency: str, amount: int) -> str:
+        """A deposit (`amount` > 0) or withdrawal (< 0) of an account's cross cash, in minor units.
+        A withdrawal is refused when the account's withdrawals are frozen or when it would leave
+        less free collateral than the initial margin of its cross positions needs (what an
+        exchange lets a trader withdraw); a refusal changes nothing."""
+        row = self.book.account_index.get(account)
+        if row is None:
+            raise Refusal("unknown_account", f"unknown account {account!r}")
+        if currency not in self.currency_codes:
+            raise Refusal("unknown_currency", f"{currency!r} is not a currency of the exchange")
+        c = self.currency_codes.index(currency)
+        if amount < 0:
+            if int(self.controls.flags[row]) & WITHDRAWALS_FROZEN:
+                raise Refusal("withdrawals_frozen", f"account {account}'s withdrawals are frozen")
+            scale = self.currencies[c].scale
+            free = self.trading.free_collateral(row, c)
+            if -amount / scale > free:
+                raise Refusal(
+                    "margin",
+                    f"withdrawing {format_minor(-amount, self.currencies[c].decimals)} {currency} "
+                    f"would leave {account} below its margin (free {free:.8f})",
+                )
+            self.ledger.post(trader(row), OUTSIDE, currency, -amount, Reason.WITHDRAWAL)
+        elif amount > 0:
+            self.ledger.post(OUTSIDE, trader(row), currency, amount, Reason.DEPOSIT)
+        self.book.balances[row, c] += amount
+        return f"{'deposit' if amount > 0 else 'withdrawal'} of {format_minor(abs(amount), self.currencies[c].decimals)} {currency}"
 
     def close_for_trader(self, row: int, contracts: int, price_units: int) -> int:
         """The trader closes `contracts` of a position at `price_units` and realizes the PnL; a

@@ -19,7 +19,8 @@ from core.market.prices import PinnedMark, PricePath
 from core.model.errors import InputError
 from core.model.events import Event
 from core.model.limits import MAX_TICKS
-from core.scenario.fields import _decimal, _Fields, _map, _time
+from core.model.operations import Refusal
+from core.scenario.fields import _decimal, _Fields, _id, _known, _map, _money, _time
 from core.scenario.parse import parse_command, parse_scenario
 
 FORMAT = "risk-feed/1"
@@ -50,6 +51,10 @@ class FeedRun:
         self.last_seq = 0
         self.ended = False
         self.last_time: datetime | None = None
+        # Transfers waiting for their tick: (time, seq, account, currency, minor units).
+        self.transfers: list[tuple[datetime, int, str, str, int]] = []
+        self.transfer_ids: set[str] = set()
+        self.transfers_done: list[tuple[int, str]] = []  # (seq, what was moved)
 
     # ----- one message ------------------------------------------------------------------
 
@@ -92,7 +97,7 @@ class FeedRun:
             return self._trade(message, time)
         if kind == "command":
             return self._command(fields, time)
-        raise InputError("type", "transfer is not applied by this version")
+        return self._transfer(fields, time)
 
     def _header(self, message: dict[str, Any]) -> list[Event]:
         if self.engine is not None:
@@ -129,6 +134,7 @@ class FeedRun:
             raise InputError("time", f"expected a tick after {engine.now.isoformat()}")
         events: list[Event] = []
         while engine.now < time:
+            self._transfers_due(engine.now + step)
             events.extend(engine.step())
         self.last_time = time
         return events
@@ -172,6 +178,40 @@ class FeedRun:
         trading.trades = (*trading.trades, trade)
         self.last_time = time
         return []
+
+    def _transfer(self, fields: _Fields, time: datetime) -> list[Event]:
+        engine = self.engine
+        assert engine is not None
+        for name in ("account", "currency", "amount", "id"):
+            if name not in fields:
+                raise InputError(name, "expected this required field, found none")
+        transfer_id = fields.get("id", _id)
+        if transfer_id in self.transfer_ids:
+            raise InputError("id", f"transfer {transfer_id!r} was applied before")
+        account = fields.get("account", _id)
+        code = fields.get("currency", _known, engine.scenario.currencies, "currency")
+        currency = engine.scenario.currencies[code]
+        amount = fields.get("amount", _money, currency)
+        if not amount:
+            raise InputError("amount", "expected a deposit (> 0) or a withdrawal (< 0), found 0")
+        if time <= engine.now:
+            raise InputError("time", f"expected a time after {engine.now.isoformat()}")
+        self.transfer_ids.add(transfer_id)
+        minor = int(amount.scaleb(currency.decimals))
+        self.transfers.append((time, self.last_seq, account, code, minor))
+        self.last_time = time
+        return []
+
+    def _transfers_due(self, now: datetime) -> None:
+        """The transfers up to the tick about to step, at the prices of the tick before it."""
+        engine = self.engine
+        assert engine is not None
+        while self.transfers and self.transfers[0][0] <= now:
+            _, seq, account, code, minor = self.transfers.pop(0)
+            try:
+                self.transfers_done.append((seq, engine.transfer(account, code, minor)))
+            except Refusal as refusal:
+                self.refused.append(FeedRefusal(seq, "transfer", refusal.code, refusal.reason))
 
     def _command(self, fields: _Fields, time: datetime) -> list[Event]:
         engine = self.engine

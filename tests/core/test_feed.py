@@ -213,3 +213,73 @@ def test_the_broker_not_running_is_one_line_naming_the_url(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and url in err and "cannot reach the broker" in err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_transfers_move_cash_and_a_frozen_or_unmargined_withdrawal_is_refused() -> None:
+    doc = two_traders_with_actions()  # carol freezes B at 00:00:09
+    messages = list(scenario_feed(doc))
+    first_tick = next(i for i, m in enumerate(messages) if m["type"] == "tick")
+    transfers = [
+        {
+            "type": "transfer",
+            "time": "2018-07-31T00:00:00Z",
+            "account": "A",
+            "currency": "BTC",
+            "amount": "0.5",
+            "id": "early",
+        },  # not after the clock: refused at once
+    ]
+    later = [
+        {
+            "type": "transfer",
+            "time": "2018-07-31T00:00:03Z",
+            "account": "B",
+            "currency": "BTC",
+            "amount": "0.25",
+            "id": "d-1",
+        },
+        {
+            "type": "transfer",
+            "time": "2018-07-31T00:00:04Z",
+            "account": "B",
+            "currency": "BTC",
+            "amount": "-1000",
+            "id": "w-1",
+        },
+        {
+            "type": "transfer",
+            "time": "2018-07-31T00:00:04Z",
+            "account": "B",
+            "currency": "BTC",
+            "amount": "-0.1",
+            "id": "d-1",
+        },
+        {
+            "type": "transfer",
+            "time": "2018-07-31T00:00:20Z",
+            "account": "B",
+            "currency": "BTC",
+            "amount": "-0.01",
+            "id": "w-2",
+        },
+    ]
+    commands = [i for i, m in enumerate(messages) if m["type"] == "command"]
+    stream = [*messages[:1], *transfers, *messages[1 : first_tick + 1]]
+    stream += [m for m in messages[first_tick + 1 : commands[0]]] + later[:3]
+    stream += messages[commands[0] : commands[1] + 1] + later[3:] + messages[commands[1] + 1 :]
+    run = consume(stream)
+    assert run.engine is not None
+    refused = {(r.kind, r.field) for r in run.refused}
+    assert refused == {
+        ("transfer", "time"),
+        ("transfer", "margin"),
+        ("transfer", "id"),
+        ("transfer", "withdrawals_frozen"),
+    }
+    assert [what for _, what in run.transfers_done] == ["deposit of 0.25 BTC"]
+    run.engine.ledger.check()
+    plain = consume(messages)
+    assert plain.engine is not None
+    b = run.engine.book.account_index["B"]
+    moved = int(run.engine.book.balances[b, 0]) - int(plain.engine.book.balances[b, 0])
+    assert moved == 25_000_000  # 0.25 BTC in satoshis, nothing else
