@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,26 +167,46 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class Broker:
+    """A real nats-server with JetStream on 127.0.0.1, started and stopped by its process id."""
+
+    def __init__(self, folder: Path) -> None:
+        if not os.path.exists(NATS_SERVER):
+            pytest.fail("nats-server is not installed (.ci/run installs Debian's nats-server)")
+        self.folder, self.port = folder, _free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [NATS_SERVER, "-js", "-sd", str(self.folder), "-a", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        os.kill(self.process.pid, sig)
+        self.process.wait(timeout=10)
+
+
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    if not os.path.exists(NATS_SERVER):
-        pytest.fail("nats-server is not installed (.ci/run installs Debian's nats-server)")
-    port = _free_port()
-    process = subprocess.Popen(
-        [NATS_SERVER, "-js", "-sd", str(tmp_path / "js"), "-a", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"nats://127.0.0.1:{port}"
-    os.kill(process.pid, signal.SIGTERM)
-    process.wait(timeout=10)
+def nats_broker(tmp_path: Path) -> Iterator[Broker]:
+    running = Broker(tmp_path / "js")
+    yield running
+    if running.process.poll() is None:
+        running.kill()
+
+
+@pytest.fixture
+def broker(nats_broker: Broker) -> str:
+    return nats_broker.url
 
 
 def test_publish_and_run_through_a_nats_jetstream_stream(broker: str, tmp_path: Path) -> None:
@@ -283,3 +304,30 @@ def test_transfers_move_cash_and_a_frozen_or_unmargined_withdrawal_is_refused() 
     b = run.engine.book.account_index["B"]
     moved = int(run.engine.book.balances[b, 0]) - int(plain.engine.book.balances[b, 0])
     assert moved == 25_000_000  # 0.25 BTC in satoshis, nothing else
+
+
+def test_a_broker_killed_mid_run_and_restarted_loses_and_doubles_nothing(
+    nats_broker: Broker, tmp_path: Path
+) -> None:
+    doc = json.loads(builtin_scenarios()["binance-xrp-2021-11"].read_text())
+    doc["crowd"]["accounts"] = 100
+    path = tmp_path / "xrp.json"
+    path.write_text(json.dumps(doc))
+    url = f"{nats_broker.url}/XRP"
+    assert main(["publish", str(path), "--to", url, "--quiet"]) == 0
+    out = tmp_path / "result.json"
+    root = Path(__file__).resolve().parents[2]
+    desk = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "run", url, "--out", str(out), "--quiet"], cwd=root
+    )
+    time.sleep(2.0)
+    assert desk.poll() is None  # the desk is part way through the stream
+    nats_broker.kill(signal.SIGKILL)
+    time.sleep(1.5)
+    nats_broker.start()
+    assert desk.wait(timeout=240) == 0
+    run = consume(list(scenario_feed(doc)))
+    assert run.engine is not None
+    result = json.loads(out.read_text())
+    assert result["state_hash"] == run.engine.state_hash()
+    assert result["feed"]["messages"] == sum(1 for _ in scenario_feed(doc))
