@@ -82,8 +82,10 @@ def scenario_feed(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
                 signature = sign(demo_key(body["operator"]), time, body)
                 yield {"type": "command", "time": time, "command": body, "signature": signature}
         message: dict[str, Any] = {"type": "tick", "time": iso(now)}
-        changed = {n: p.at(now) for n, p in indices.items() if p.at(now) != held[n]}
-        changed_marks = {n: p.at(now) for n, p in marks.items() if p.at(now) != held_marks[n]}
+        now_indices = {n: p.at(now) for n, p in indices.items()}
+        now_marks = {n: p.at(now) for n, p in marks.items()}
+        changed = {n: v for n, v in now_indices.items() if v != held[n]}
+        changed_marks = {n: v for n, v in now_marks.items() if v != held_marks[n]}
         held.update(changed)
         held_marks.update(changed_marks)
         if changed:
