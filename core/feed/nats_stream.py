@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +23,9 @@ from core.model.errors import InputError
 
 CONNECT_SECONDS = 2.0
 WAIT_SECONDS = 1.0  # how long a read waits for the next message before looking again
+ACK_SECONDS = 2.0  # how long a publish waits for the stream's acknowledgement
+RETRY_SECONDS = 120.0  # how long a publisher keeps sending one message through an outage
+RETRY_PAUSE = 0.5
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -71,6 +76,9 @@ class NatsWriter:
     def __init__(self, url: str) -> None:
         self.server, self.stream = parse_url(url)
         self.loop = asyncio.new_event_loop()
+        # nats-py schedules its reconnects on the current loop of the thread.
+        asyncio.set_event_loop(self.loop)
+        self.token, self.count = uuid.uuid4().hex, 0
         self.nc = self.loop.run_until_complete(_connect(self.server, url))
         self.js = self.nc.jetstream()
         # BadRequest: the stream exists (another producer or a desk made it).
@@ -80,11 +88,27 @@ class NatsWriter:
             )
 
     def write(self, message: dict[str, Any]) -> int:
-        """Publish; the stream sequence number the broker gave it."""
-        ack = self.loop.run_until_complete(
-            self.js.publish(subject_of(self.stream, message), orjson.dumps(message))
-        )
-        return int(ack.seq)
+        """Publish; the stream sequence number the broker gave it. Through a broker restart the
+        message is sent again until acknowledged; its id (this writer's token and the message's
+        number) lets the stream keep one copy when an acknowledgement was lost."""
+        self.count += 1
+        subject, payload = subject_of(self.stream, message), orjson.dumps(message)
+        headers = {"Nats-Msg-Id": f"{self.token}-{self.count}"}
+        deadline = time.monotonic() + RETRY_SECONDS
+        while True:
+            try:
+                ack = self.loop.run_until_complete(
+                    self.js.publish(subject, payload, timeout=ACK_SECONDS, headers=headers)
+                )
+                return int(ack.seq)
+            except (TimeoutError, nats.errors.Error) as error:
+                if time.monotonic() > deadline:
+                    raise InputError(
+                        "--to",
+                        f"the broker at {self.server} took no message for {RETRY_SECONDS:.0f} s "
+                        f"({type(error).__name__}); {self.count - 1} were published",
+                    ) from None
+                time.sleep(RETRY_PAUSE)
 
     def close(self) -> None:
         self.loop.run_until_complete(self.nc.drain())
@@ -96,6 +120,8 @@ def read_stream(url: str, *, after: int = 0) -> Iterator[tuple[int, Any]]:
     again after a reconnect is skipped), until the `end` message."""
     server, stream = parse_url(url)
     loop = asyncio.new_event_loop()
+    # nats-py schedules its reconnects on the current loop of the thread.
+    asyncio.set_event_loop(loop)
     nc = loop.run_until_complete(_connect(server, url))
     try:
         js = nc.jetstream()
