@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from core.feed.publish import parse_time, scenario_feed
-from core.feed.run import consume, feed_result
 from core.feed.transports import is_nats, open_writer, read_feed
 from core.model import files
 from core.model.errors import InputError
@@ -71,20 +70,49 @@ def handle(args: argparse.Namespace) -> int | None:
 
 
 def run_feed(args: argparse.Namespace) -> int:
-    """`run URL --out RESULT`: consume the feed until its end and write the result."""
-    if args.db:
-        raise InputError("--db", "a store of a feed run is not written by this version")
+    """`run URL --out RESULT [--db STORE]`: consume the feed until its end, write the result."""
+    from core.session.feed_session import FeedSession
+
+    if getattr(args, "until", None) is not None:
+        raise InputError("--until", "a feed runs until its end message; --until is for scenarios")
     began = time.perf_counter()
-    run, collector = consume(read_feed(args.scenario))
-    result = feed_result(run, collector)
+    feed = FeedSession(args.scenario, args.db)
+    try:
+        feed.consume(read_feed(args.scenario))
+        _write_feed_result(feed, args, began)
+    finally:
+        feed.close()
+    return 0
+
+
+def resume_feed(args: argparse.Namespace) -> int:
+    """`resume STORE --out RESULT` of a feed's store: its recorded messages replayed, then the
+    feed read again from the message after the last one it recorded."""
+    from core.session.feed_session import FeedSession
+
+    if getattr(args, "until", None) is not None:
+        raise InputError("--until", "a feed runs until its end message; --until is for scenarios")
+    began = time.perf_counter()
+    feed = FeedSession.open(args.store)
+    try:
+        if not args.quiet:
+            print(f"{args.store}: resuming {feed.url} after message {feed.recorded}")
+        if not feed.ended:
+            feed.consume(read_feed(feed.url, after=feed.recorded))
+        _write_feed_result(feed, args, began)
+    finally:
+        feed.close()
+    return 0
+
+
+def _write_feed_result(feed: Any, args: argparse.Namespace, began: float) -> None:
+    result = feed.result()
     out = Path(args.out)
     files.write_text(out, json.dumps(result, indent=1) + "\n")
     if not args.quiet:
-        engine = run.engine
-        assert engine is not None
+        engine = feed.session.engine
         print(
-            f"{args.scenario}: {run.last_seq} messages, {engine.tick + 1} ticks, "
-            f"{len(result['liquidations'])} liquidations, {len(run.refused)} refused in "
+            f"{feed.url}: {feed.recorded} messages, {engine.tick + 1} ticks, "
+            f"{len(result['liquidations'])} liquidations, {len(feed.run.refused)} refused in "
             f"{time.perf_counter() - began:.1f} s -> {out}  state {result['state_hash'][:16]}"
         )
-    return 0

@@ -157,8 +157,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from core.desk.authority import THRESHOLDS_FIELD
+    from core.session.feed_session import is_feed_store
     from core.session.session import Session
 
+    if is_feed_store(args.store):
+        return cli_feed.resume_feed(args)
     began = time.perf_counter()
     session = Session.open(args.store)
     try:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import bisect
 import copy
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,10 +41,19 @@ class FeedRefusal:
 
 
 class FeedRun:
-    """One consumer of one feed: the header makes the engine, every later message moves it."""
+    """One consumer of one feed: the header makes the engine, every later message moves it.
 
-    def __init__(self) -> None:
+    `start` makes the engine of the header's scenario document and `step` steps it one tick; a
+    session with a store passes its own, so that every tick is journaled."""
+
+    def __init__(
+        self,
+        start: Callable[[dict[str, Any]], Engine] | None = None,
+        step: Callable[[], list[Event]] | None = None,
+    ) -> None:
         self.engine: Engine | None = None
+        self._start = start or (lambda doc: Engine(parse_scenario(doc)))
+        self._step = step or (lambda: self._engine().step())
         self.public_keys: dict[str, str] = {}
         self.seen_signatures: set[str] = set()
         self.action_ids: list[str] = []
@@ -116,11 +126,50 @@ class FeedRun:
                 self.public_keys[str(operator.get("name"))] = key
         _extend_to_horizon(doc)
         try:
-            scenario = parse_scenario(doc)
+            parse_scenario(doc)
         except InputError as error:
             raise InputError(f"scenario.{error.field}", error.message) from None
-        self.engine = Engine(scenario)
+        self.engine = self._start(doc)
         return []
+
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
+
+    # ----- what a store keeps beside the engine's snapshot -------------------------------
+
+    def state_doc(self) -> dict[str, Any]:
+        """The run's own state (not the engine's) as JSON, for a store's snapshot."""
+        return {
+            "public_keys": self.public_keys,
+            "seen_signatures": sorted(self.seen_signatures),
+            "action_ids": self.action_ids,
+            "refused": [list(astuple(r)) for r in self.refused],
+            "last_seq": self.last_seq,
+            "ended": self.ended,
+            "last_time": self.last_time.isoformat() if self.last_time else None,
+            "transfers": [[t.isoformat(), *rest] for t, *rest in self.transfers],
+            "transfer_ids": sorted(self.transfer_ids),
+            "transfers_done": [list(done) for done in self.transfers_done],
+        }
+
+    def restore(self, engine: Engine, doc: dict[str, Any]) -> None:
+        """Continue from a store: the engine of its snapshot and the run's state beside it."""
+        self.engine = engine
+        self.public_keys = dict(doc["public_keys"])
+        self.seen_signatures = set(doc["seen_signatures"])
+        self.action_ids = list(doc["action_ids"])
+        self.refused = [FeedRefusal(*r) for r in doc["refused"]]
+        self.last_seq = doc["last_seq"]
+        self.ended = doc["ended"]
+        last = doc["last_time"]
+        self.last_time = datetime.fromisoformat(last) if last else None
+        self.transfers = [
+            (datetime.fromisoformat(t), seq, account, code, minor)
+            for t, seq, account, code, minor in doc["transfers"]
+        ]
+        self.transfer_ids = set(doc["transfer_ids"])
+        self.transfers_done = [(seq, what) for seq, what in doc["transfers_done"]]
 
     # ----- the clock --------------------------------------------------------------------
 
@@ -135,7 +184,8 @@ class FeedRun:
         events: list[Event] = []
         while engine.now < time:
             self._transfers_due(engine.now + step)
-            events.extend(engine.step())
+            events.extend(self._step())
+            engine = self._engine()
         self.last_time = time
         return events
 

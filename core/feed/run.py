@@ -1,37 +1,12 @@
-"""A feed consumed headless until its `end`: the engine stepped by each message, the run result
-(`risk-result/1`) with the feed's refused messages in its `refused` list, each with its sequence
-number and the field at fault."""
+"""The run result (`risk-result/1`) of a feed: the run's own, with the feed's refused messages in
+its `refused` list, each with its sequence number and the field at fault."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from core.engine.result import ResultCollector
 from core.feed.consumer import FeedRun
-from core.feed.wire import Unreadable
-from core.model.errors import InputError
-
-
-def consume(messages: Iterable[tuple[int, Any]]) -> tuple[FeedRun, ResultCollector]:
-    """Apply every (sequence, message) in order; the run and the result it collected."""
-    run = FeedRun()
-    collector: ResultCollector | None = None
-    for seq, message in messages:
-        if isinstance(message, Unreadable):
-            message = f"not JSON: {message.text}"
-        events = run.apply(seq, message)
-        if run.engine is not None and collector is None:
-            collector = ResultCollector(run.engine)
-        if collector is not None:
-            collector.feed(events)
-        if run.ended:
-            break
-    if collector is None or run.engine is None:
-        raise InputError("feed", "no header: the feed holds no exchange to watch")
-    if not run.ended:
-        raise InputError("feed", f"the feed stopped at message {run.last_seq} before its end")
-    return run, collector
 
 
 def feed_result(run: FeedRun, collector: ResultCollector) -> dict[str, Any]:

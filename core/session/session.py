@@ -107,20 +107,28 @@ class Session:
         self._replay: list[tuple[int, tuple[StoredCommand, ...], dict[int, Any], str | None]] = []
         self.queued: list[Queued] = []
         self.on_snapshot: Callable[[int], None] | None = None
+        # A caller that takes the snapshots itself (a feed's, between whole messages).
+        self.snapshots_by_caller = False
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # ----- opening ------------------------------------------------------------------------
 
     @classmethod
     def start(
-        cls, source: str | Path | dict[str, Any], store_path: str | Path | None = None
+        cls,
+        source: str | Path | dict[str, Any],
+        store_path: str | Path | None = None,
+        *,
+        first: Callable[[Store], None] | None = None,
+        settings_for: Callable[[Engine], StoreSettings] = StoreSettings.for_engine,
     ) -> Session:
         """A new run of a scenario (a file path or a decoded document), with a new store when
-        `store_path` is given. Bad input raises InputError and writes nothing."""
+        `store_path` is given; `first` writes what else belongs in its first transaction. Bad
+        input raises InputError and writes nothing."""
         doc = source if isinstance(source, dict) else read_scenario_doc(Path(source))
         scenario = parse_scenario(doc)
         engine = Engine(scenario)
-        settings = StoreSettings.for_engine(engine)
+        settings = settings_for(engine)
         store = None
         if store_path is not None:
             # The store appears at its path only with its first tick in (a run killed before
@@ -138,6 +146,8 @@ class Session:
                     store.write_tick(0, engine.now, [], [], engine.state_hash())
                     store.write_prices(0, engine.now, session._price_points())
                     session._write_snapshot()
+                    if first is not None:
+                        first(store)
                 store.publish()
             except BaseException as error:
                 session._writer_close()
@@ -148,9 +158,11 @@ class Session:
         return session
 
     @classmethod
-    def open(cls, store_path: str | Path, *, at: int | None = None) -> Session:
+    def open(cls, store_path: str | Path, *, at: int | None = None, step: bool = True) -> Session:
         """Reopen a store at its last committed tick (or at tick `at`): the last snapshot plus the
-        journal after it. Commands journaled after the head wait for the next tick."""
+        journal after it. Commands journaled after the head wait for the next tick. With `step`
+        off the session stays at the snapshot, behind the head (a feed's store replays its
+        messages from there)."""
         store = Store.open(store_path)
         settings = StoreSettings(**store.settings)
         snapshot_tick, engine, collector = _load(store, at)
@@ -161,6 +173,8 @@ class Session:
         session._account_state_tick = -1 if stated is None else stated
         session._last_snapshot = snapshot_tick
         session._load_replay(snapshot_tick)
+        if not step:
+            return session
         target = session.head if at is None else min(at, session.head)
         while session.engine.tick < target:
             session.step()
@@ -451,11 +465,7 @@ class Session:
         assert store is not None
         tick = engine.tick
         self._events_since_snapshot += len(events) + 1
-        snapshot_due = (
-            tick - self._last_snapshot >= settings.snapshot_ticks
-            or self._events_since_snapshot >= settings.snapshot_events
-            or engine.finished
-        )
+        snapshot_due = not self.snapshots_by_caller and (self.snapshot_wanted or engine.finished)
         hashed = snapshot_due or (settings.hash_every and tick % settings.hash_every == 0)
         state_hash = engine.state_hash() if hashed else None
         prices = (
@@ -496,6 +506,39 @@ class Session:
         alerts.record(self.store.db, events, tick=tick)
         if prices is not None:
             self.store.write_prices(tick, now, prices)
+
+    @property
+    def snapshot_wanted(self) -> bool:
+        """Whether enough ticks or events passed since the last snapshot for the next one."""
+        return (
+            self.engine.tick - self._last_snapshot >= self.settings.snapshot_ticks
+            or self._events_since_snapshot >= self.settings.snapshot_events
+        )
+
+    def snapshot(self, beside: Callable[[Store], None]) -> None:
+        """A snapshot now, in one transaction with what `beside` writes (a caller that takes its
+        own snapshots, at moments the engine's stepping alone cannot tell)."""
+        assert self.store is not None
+        self.flush()
+        # A second snapshot of one tick would replace its event chunk with an empty one.
+        again = self.engine.tick == self._last_snapshot
+        with self.store.transaction():
+            if not again:
+                self._write_snapshot()
+            beside(self.store)
+        if self.on_snapshot is not None and not again:
+            self.on_snapshot(self.engine.tick)
+
+    def write_later(self, write: Callable[[Store], None]) -> None:
+        """A write of the caller's, committed on the writer thread in order with the ticks."""
+        store, writer = self.store, self._writer
+        assert store is not None and writer is not None
+
+        def commit() -> None:
+            with store.transaction():
+                write(store)
+
+        writer.put(commit)
 
     def flush(self) -> None:
         """Wait until every tick stepped so far is committed to the store."""

@@ -196,6 +196,17 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     _create_controls_v1(db)
 
 
+def create_feed_tables(db: sqlite_utils.Database) -> None:
+    """Tables of a store written from a feed: every message applied, by its sequence number (with
+    the refusal, when it was refused), and the feed run's own state at each snapshot."""
+    db["feed_messages"].create(
+        {"seq": INTEGER, "message": TEXT, "refused": TEXT}, pk="seq", not_null={"message"}
+    )
+    db["feed_state"].create(
+        {"tick": INTEGER, "last_seq": INTEGER, "state": TEXT}, pk="tick", not_null={"state"}
+    )
+
+
 def _create_controls_v1(db: sqlite_utils.Database) -> None:
     """Tables of the operator side: identities, requests, the audit chain, alerts, settings."""
     db["operators"].create(

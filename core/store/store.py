@@ -394,7 +394,40 @@ class Store:
         self.conn.executemany("INSERT INTO account_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         create_account_state_indexes(self.conn)
 
+    def write_feed_messages(self, rows: list[tuple[int, str, str | None]]) -> None:
+        """Messages applied from a feed: (sequence number, the message's text, the refusal)."""
+        self.conn.executemany("INSERT OR REPLACE INTO feed_messages VALUES (?, ?, ?)", rows)
+
+    def write_feed_state(self, tick: int, last_seq: int, state: dict[str, Any]) -> None:
+        """The feed run's state beside the snapshot at `tick`, after message `last_seq`."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO feed_state VALUES (?, ?, ?)",
+            (tick, last_seq, json.dumps(state, separators=(",", ":"))),
+        )
+
     # ----- reading ------------------------------------------------------------------------
+
+    @property
+    def feed_url(self) -> str | None:
+        """Where the feed of a store written from one comes from; None for a scenario's store."""
+        return self.meta("feed")
+
+    def feed_state(self, tick: int) -> tuple[int, dict[str, Any]]:
+        row = self.conn.execute(
+            "SELECT last_seq, state FROM feed_state WHERE tick = ?", (tick,)
+        ).fetchone()
+        if row is None:
+            raise InputError("STORE", f"{self.path} holds no feed state at its snapshot {tick}")
+        return row[0], json.loads(row[1])
+
+    def feed_messages(self, after: int) -> Iterator[tuple[int, str]]:
+        """The stored messages after sequence number `after`, in order, as their text."""
+        yield from self.conn.execute(
+            "SELECT seq, message FROM feed_messages WHERE seq > ? ORDER BY seq", (after,)
+        )
+
+    def last_feed_seq(self) -> int:
+        return self.conn.execute("SELECT coalesce(max(seq), 0) FROM feed_messages").fetchone()[0]
 
     def head_tick(self) -> int | None:
         """The last committed tick, None before the first."""
