@@ -27,7 +27,8 @@ def parser() -> argparse.ArgumentParser:
         "words",
         nargs="*",
         metavar="[open] PATH",
-        help="a scenario (.json or built-in name) or a store (.sqlite) to open",
+        help="a scenario (.json or built-in name), a store (.sqlite) or a live feed "
+        "(nats://HOST:PORT/STREAM or FILE.jsonl) to open",
     )
     p.add_argument(
         "--store",
@@ -157,7 +158,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return outcome["code"]
 
 
-def _source(path: str, resolve: object) -> Path:
+def _source(path: str, resolve: object) -> Path | str:
+    from core.feed.transports import is_feed_url, is_nats
+
+    if is_feed_url(path):
+        if is_nats(path):
+            from core.feed.nats_stream import parse_url
+
+            parse_url(path)  # a malformed URL is refused here, before the window opens
+        elif path != "-" and not Path(path).exists():
+            from core.model.errors import InputError
+
+            raise InputError("PATH", f"no feed file {path!r}")
+        return path
     candidate = Path(path)
     if candidate.suffix in (".sqlite", ".db"):
         if not candidate.exists():

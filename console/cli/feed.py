@@ -11,14 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from core.feed.publish import parse_time, scenario_feed
-from core.feed.transports import is_nats, open_writer, read_feed
+from core.feed.transports import open_writer, read_feed
 from core.model import files
 from core.model.errors import InputError
 from core.scenario.builtin import resolve_scenario
-
-
-def is_feed_url(name: str) -> bool:
-    return is_nats(name) or name == "-" or name.endswith(".jsonl")
 
 
 def register(commands: Any) -> None:

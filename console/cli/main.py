@@ -135,9 +135,10 @@ def _run_until(session: Session, until: int | None) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from core.feed.transports import is_feed_url
     from core.session.session import Session
 
-    if cli_feed.is_feed_url(args.scenario):
+    if is_feed_url(args.scenario):
         return cli_feed.run_feed(args)
     began = time.perf_counter()
     session = Session.start(resolve_scenario(args.scenario), args.db)

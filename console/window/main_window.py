@@ -35,6 +35,7 @@ from console.widgets.events import EventsPanel
 from console.widgets.liquidations import LiquidationsPanel
 from console.widgets.overview import OverviewPanel
 from console.widgets.table import DataTable
+from console.window.feed_view import FeedView
 from console.window.operator_desk import COLOURS, OperatorDesk
 from console.worker.bridge import Bridge
 from console.worker.engine_worker import SPEEDS
@@ -95,8 +96,9 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._build_toolbar()
-        self._build_menus()
         self._build_status()
+        self.feed_view = FeedView(self)
+        self._build_menus()
 
         self.bridge.snapshot_ready.connect(self.apply_snapshot)
         self.bridge.failed.connect(self._failed)
@@ -209,6 +211,7 @@ class MainWindow(QMainWindow):
         for name, path in builtin_scenarios().items():
             builtin.addAction(name, lambda p=path: self.open_source(p))
         file.addAction(self.open_store_action)
+        file.addAction(self.feed_view.connect_action)
         file.addSeparator()
         file.addAction(self.export_action)
         file.addAction(self.save_charts_action)
@@ -426,6 +429,7 @@ class MainWindow(QMainWindow):
         self.status_store.setText(f"store {store}" if store else "no store")
         self.status_store.setToolTip(snap.store_path or "")
         self.status_notice.setText(snap.notice or "")
+        self.feed_view.update(snap)
         self.time_label.setText(when)
         style = QStyle.StandardPixmap
         self.play_action.setText("Pause" if snap.playing else "Play")

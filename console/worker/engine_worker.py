@@ -19,10 +19,13 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from console.worker.feed_driver import FeedDriver
 from console.worker.operations import Outcome, engine_outcomes, failure, operations_state
 from console.worker.readers import action_context
 from core.desk.alerts import AlertDesk
 from core.desk.queries import DeskAnswer, DeskQueries
+from core.feed.link import Sent
+from core.feed.transports import is_feed_url
 from core.model.errors import InputError, WriteError
 from core.model.events import ClawbackComputed
 from core.model.operations import Refusal
@@ -37,6 +40,8 @@ UI_WAIT_SECONDS = 0.25  # the longest the engine waits for the UI to finish a sn
 SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL before it is asked to pass it on
 SPEEDS = (1.0, 10.0, 60.0, 100.0, 300.0, 1000.0, 0.0)  # simulated s per real s; 0: flat out
 OPERATIONS_SECONDS = 1.0  # while playing, the operations docks' state at most once a second
+FEED_PULL_MS = 20  # how often a live feed's arrivals are looked at
+SILENT_SECONDS = 15.0  # a feed's producer silent this long raises an alert
 
 
 class EngineWorker(QObject):
@@ -52,6 +57,7 @@ class EngineWorker(QObject):
     preview_ready = Signal(object, object)  # (family, currency, price), preview or InputError
     answered = Signal(int, object)  # token, DeskAnswer
     store_failed = Signal(str)  # the one line saying what failed; the run stopped
+    _sent = Signal(object)  # Sent, from the feed link's sender thread
 
     def __init__(self) -> None:
         super().__init__()
@@ -80,14 +86,27 @@ class EngineWorker(QObject):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._run)
+        # On a live feed: the link's arrivals applied as they come, commands sent into the
+        # stream (their outcome comes back from the sender thread through `_sent`).
+        self.feed: FeedDriver | None = None
+        self.silent_seconds = SILENT_SECONDS
+        self._feed_timer = QTimer(self)
+        self._feed_timer.timeout.connect(self._pull)
+        self._sent.connect(self._on_sent)
+        self._sending: dict[int, str | None] = {}
+        self._feed_failed = False
 
     # ----- commands (queued from the UI) ---------------------------------------------------
 
     @Slot(object, object)
     def open(self, source: object, store_path: object) -> None:
-        """Open a scenario (path or document) into a store, or reopen a store (`.sqlite`)."""
+        """Open a scenario (path or document) into a store, reopen a store (`.sqlite`), or
+        connect to a feed (nats://, .jsonl) with a store of this desk's."""
         self._close_session()
         self.write_failure = None
+        if isinstance(source, str) and is_feed_url(source):
+            self._open_feed(source, store_path)
+            return
         try:
             self.session = _open_session(source, store_path, self._temp_store)
         except (InputError, OSError, ValueError) as error:
@@ -100,8 +119,80 @@ class EngineWorker(QObject):
         self._rate.clear()
         self._publish(force=True, fresh=True)
 
+    def _open_feed(self, url: str, store_path: object) -> None:
+        path = Path(str(store_path)) if store_path is not None else self._temp_store()
+        try:
+            self.feed = FeedDriver(url, path, self._after_feed_tick, self._feed_header)
+        except (InputError, OSError, ValueError) as error:
+            field = error.field if isinstance(error, InputError) else "feed"
+            message = error.message if isinstance(error, InputError) else str(error)
+            self.failed.emit(field, message)
+            return
+        self.feed.link.on_sent = self._sent.emit
+        self._feed_failed = False
+        self.playing, self.speed = True, 1.0
+        self._rate.clear()
+        self._feed_timer.start(FEED_PULL_MS)
+        self._pull()
+
+    @Slot()
+    def _pull(self) -> None:
+        """Apply what the feed link read since the last look, within the step budget, and say
+        how the link is (a snapshot at least once a second, for the silence counter)."""
+        feed = self.feed
+        if feed is None or self._stopped():
+            return
+        self.ui_idle.wait(UI_WAIT_SECONDS)
+        with self._store_writes():
+            applied = feed.pull(STEP_BUDGET_SECONDS)
+        if self.session is None and feed.session is not None:  # a store reopened
+            self._feed_header()
+        status = feed.status()
+        if status.state == "failed" and not self._feed_failed:
+            self._feed_failed = True
+            self.failed.emit("feed", status.error or "the feed link failed")
+        self.notice = self._feed_notice(status)
+        stale = time.perf_counter() - self._last_publish >= 1.0
+        if applied or stale:
+            self._publish(force=stale and not applied, fresh=False)
+
+    def _feed_notice(self, status: Any) -> str | None:
+        if status.state == "failed":
+            return f"Feed stopped: {status.error}"
+        if status.state == "ended":
+            return "The feed has ended"
+        if status.silent_seconds is not None and status.silent_seconds >= self.silent_seconds:
+            return f"Producer silent for {status.silent_seconds:.0f} s"
+        return self.notice if self.notice and not self.notice.startswith("Producer") else None
+
+    def _feed_header(self) -> None:
+        """The header made the desk's session: the views start from it."""
+        assert self.feed is not None and self.feed.session is not None
+        self.session = self.feed.session
+        self.builder = SnapshotBuilder(self.feed.session)
+        self._publish(force=True, fresh=True)
+
+    def _after_feed_tick(self, events: list[Any]) -> None:
+        if self.builder is not None:
+            self._after_tick(events, pause_on_pending=False)
+
+    @Slot(object)
+    def _on_sent(self, sent: object) -> None:
+        if not isinstance(sent, Sent):
+            return
+        operator = self._sending.pop(sent.token, None)
+        if sent.seq is None:
+            self.outcome.emit(
+                failure(Refusal("feed", sent.error or "not sent"), operator, sent.token)
+            )
+        else:
+            text = f"sent as message {sent.seq}; it applies when the stream brings it back"
+            self.outcome.emit(Outcome(True, text, operator, sent.token))
+
     @Slot()
     def play(self) -> None:
+        if self.feed is not None:
+            return
         if self.session is None or self.session.finished or self._stopped():
             return
         self.playing = True
@@ -112,13 +203,15 @@ class EngineWorker(QObject):
 
     @Slot()
     def pause(self) -> None:
+        if self.feed is not None:
+            return
         self.playing = False
         self._timer.stop()
         self._publish(force=True, fresh=True)
 
     @Slot(int)
     def step(self, ticks: int) -> None:
-        if self.session is None or self._stopped():
+        if self.session is None or self.feed is not None or self._stopped():
             return
         self.playing = False
         with self._store_writes():
@@ -138,7 +231,7 @@ class EngineWorker(QObject):
     @Slot(int)
     def seek(self, tick: int) -> None:
         session = self.session
-        if session is None or self.builder is None or self._stopped():
+        if session is None or self.builder is None or self.feed is not None or self._stopped():
             return
         target = max(0, min(int(tick), session.engine.ticks_total - 1))
         with self._store_writes():
@@ -181,6 +274,9 @@ class EngineWorker(QObject):
         if self.write_failure is not None:
             self.outcome.emit(failure(Refusal("store", self.write_failure), operator, token, kind))
             return
+        if self.feed is not None:
+            self._send(raw, operator, token, kind)
+            return
         try:
             with self._store_writes(reraise=True):
                 action = self.session.submit(raw, role=role if isinstance(role, str) else None)
@@ -205,6 +301,19 @@ class EngineWorker(QObject):
             with self._store_writes():
                 self._after_tick(self.session.apply_pending())
         self._publish(force=True, fresh=True)
+
+    def _send(
+        self, raw: dict[str, Any], operator: str | None, token: int, kind: str | None
+    ) -> None:
+        """On a feed a command goes into the stream, signed; it applies when it comes back."""
+        assert self.feed is not None
+        try:
+            message = self.feed.command(raw)
+            self.feed.link.send(token, message)
+        except (InputError, Refusal) as error:
+            self.outcome.emit(failure(error, operator, token, kind))
+            return
+        self._sending[token] = operator
 
     @Slot(object, str, str, int)
     def set_thresholds(self, changes: object, operator: str, reason: str, token: int = 0) -> None:
@@ -323,6 +432,11 @@ class EngineWorker(QObject):
     def _close_session(self) -> None:
         session, self.session = self.session, None
         self.builder = None
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            self._feed_timer.stop()
+            self.playing = False
+            feed.link.close()
         if session is not None:
             # A failed write is raised again here; the store is closed all the same.
             with self._store_writes(session):
@@ -445,6 +559,7 @@ class EngineWorker(QObject):
             ticks_per_second=self._ticks_per_second(),
             notice=self.notice,
             fresh=self._fresh,
+            feed=self.feed.status() if self.feed is not None else None,
         )
         self._fresh = False
         self._dirty = False

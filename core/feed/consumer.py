@@ -26,6 +26,7 @@ from core.scenario.parse import parse_command, parse_scenario
 
 FORMAT = "risk-feed/1"
 END_FIELD = "x-end"
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
 KINDS = ("header", "tick", "trade", "transfer", "command", "heartbeat", "end")
 
 
@@ -101,12 +102,12 @@ class FeedRun:
             self.engine.ticks_total = self.engine.tick + 1
             self.ended = True
             return events
+        if kind == "command":
+            return self._command(fields, time)
         if self.last_time is not None and time < self.last_time:
             raise InputError("time", f"expected {self.last_time.isoformat()} or later")
         if kind == "trade":
             return self._trade(message, time)
-        if kind == "command":
-            return self._command(fields, time)
         return self._transfer(fields, time)
 
     def _header(self, message: dict[str, Any]) -> list[Event]:
@@ -279,16 +280,18 @@ class FeedRun:
             raise InputError("signature", "replayed: this signed command was applied before")
         if not verify(key, signature, fields.values["time"], command):
             raise InputError("signature", f"not {operator}'s signature over this command")
-        action = parse_command(
-            engine.scenario, {**command, "at": fields.values["time"]}, self.action_ids
-        )
-        if action.at <= engine.now:
-            raise InputError("time", f"expected a time after {engine.now.isoformat()}")
+        # A desk signs at the exchange time it sees; its command reaches the stream a moment
+        # later, so one stamped at or before the clock applies at the next tick (on every desk
+        # alike: all of them meet it at the same place in the stream).
+        next_tick = engine.now + timedelta(seconds=engine.scenario.tick_seconds)
+        at = fields.values["time"] if time >= next_tick else next_tick.strftime(_ISO)
+        action = parse_command(engine.scenario, {**command, "at": at}, self.action_ids)
         self.seen_signatures.add(signature)
         if action.id:
             self.action_ids.append(action.id)
         bisect.insort(engine.controls.pending_actions, action, key=lambda a: a.at)
-        self.last_time = time
+        if time >= next_tick:
+            self.last_time = time
         return []
 
 
@@ -320,7 +323,7 @@ def _extend_to_horizon(doc: dict[str, Any]) -> None:
         paths = market.get(kind) if isinstance(market, dict) else None
         for name, points in (paths or {}).items():
             if isinstance(points, list) and len(points) == 1 and isinstance(points[0], list):
-                paths[name] = [points[0], [end.strftime("%Y-%m-%dT%H:%M:%SZ"), points[0][1]]]
+                paths[name] = [points[0], [end.strftime(_ISO), points[0][1]]]
 
 
 def _positive(value: Any, path: str) -> Decimal:

@@ -10,7 +10,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import nats
@@ -20,6 +20,9 @@ from nats.js.errors import BadRequestError
 
 from core.feed.wire import Unreadable, decoded
 from core.model.errors import InputError
+
+if TYPE_CHECKING:
+    from core.feed.transports import FeedWatch
 
 CONNECT_SECONDS = 2.0
 WAIT_SECONDS = 1.0  # how long a read waits for the next message before looking again
@@ -47,7 +50,7 @@ async def _quiet(error: Exception) -> None:
     """Connection trouble after the first connect is the client's to retry, not to print."""
 
 
-async def _connect(server: str, url: str) -> nats.NATS:
+async def _connect(server: str, url: str, watch: FeedWatch | None = None) -> nats.NATS:
     # Tried once by hand first: the client itself would keep retrying a broker that is not there.
     parts = urlsplit(server)
     try:
@@ -56,10 +59,21 @@ async def _connect(server: str, url: str) -> nats.NATS:
         raise InputError(
             "URL", f"cannot reach the broker at {url}: {error.strerror or error}"
         ) from None
+
+    async def disconnected() -> None:
+        if watch is not None:
+            watch.connection("reconnecting")
+
+    async def reconnected() -> None:
+        if watch is not None:
+            watch.connection("connected")
+
     try:
         return await nats.connect(
             servers=[server],
             error_cb=_quiet,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
             connect_timeout=CONNECT_SECONDS,
             allow_reconnect=True,
             max_reconnect_attempts=-1,
@@ -115,14 +129,18 @@ class NatsWriter:
         self.loop.close()
 
 
-def read_stream(url: str, *, after: int = 0) -> Iterator[tuple[int, Any]]:
+def read_stream(
+    url: str, *, after: int = 0, watch: FeedWatch | None = None
+) -> Iterator[tuple[int, Any]]:
     """The stream's messages after sequence `after`, in order, each once (a message delivered
     again after a reconnect is skipped), until the `end` message."""
     server, stream = parse_url(url)
     loop = asyncio.new_event_loop()
     # nats-py schedules its reconnects on the current loop of the thread.
     asyncio.set_event_loop(loop)
-    nc = loop.run_until_complete(_connect(server, url))
+    nc = loop.run_until_complete(_connect(server, url, watch))
+    if watch is not None:
+        watch.connection("connected")
     try:
         js = nc.jetstream()
         config = ConsumerConfig(
@@ -136,6 +154,8 @@ def read_stream(url: str, *, after: int = 0) -> Iterator[tuple[int, Any]]:
             try:
                 msg = loop.run_until_complete(sub.next_msg(timeout=WAIT_SECONDS))
             except nats.errors.TimeoutError:
+                if watch is not None and watch.stopping():
+                    return
                 continue
             seq = int(msg.metadata.sequence.stream)
             if seq <= last:
@@ -144,6 +164,8 @@ def read_stream(url: str, *, after: int = 0) -> Iterator[tuple[int, Any]]:
                 raise InputError("sequence", f"gap in {url}: expected {last + 1}, found {seq}")
             last = seq
             message = decoded(msg.data.decode("utf-8", "replace"))
+            if watch is not None:
+                watch.received(int(msg.metadata.num_pending))
             yield seq, message
             if isinstance(message, dict) and message.get("type") == "end":
                 return

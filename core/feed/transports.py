@@ -19,13 +19,29 @@ FOLLOW_SECONDS = 0.05  # how often a growing file is looked at again
 
 
 class FeedWriter(Protocol):
-    def write(self, message: dict[str, Any]) -> None: ...
+    def write(self, message: dict[str, Any]) -> Any: ...
 
     def close(self) -> None: ...
 
 
+class FeedWatch(Protocol):
+    """Told how a reader's connection goes; asked whether to stop (a reader waiting for the next
+    message looks at least once a second)."""
+
+    def connection(self, state: str) -> None: ...
+
+    def received(self, pending: int) -> None: ...
+
+    def stopping(self) -> bool: ...
+
+
 def is_nats(url: str) -> bool:
     return url.startswith("nats://")
+
+
+def is_feed_url(name: str) -> bool:
+    """Whether `name` names a feed (a stream, a JSONL file, standard input), not a scenario."""
+    return is_nats(name) or name == "-" or name.endswith(".jsonl")
 
 
 def open_writer(url: str) -> FeedWriter:
@@ -36,14 +52,16 @@ def open_writer(url: str) -> FeedWriter:
     return JsonlWriter(url)
 
 
-def read_feed(url: str, *, follow: bool = True, after: int = 0) -> Iterator[tuple[int, Any]]:
+def read_feed(
+    url: str, *, follow: bool = True, after: int = 0, watch: FeedWatch | None = None
+) -> Iterator[tuple[int, Any]]:
     """The messages of the feed at `url` after sequence number `after`, in stream order."""
     if is_nats(url):
         from core.feed.nats_stream import read_stream
 
-        yield from read_stream(url, after=after)
+        yield from read_stream(url, after=after, watch=watch)
         return
-    yield from read_jsonl(url, follow=follow, after=after)
+    yield from read_jsonl(url, follow=follow, after=after, watch=watch)
 
 
 class JsonlWriter:
@@ -72,7 +90,9 @@ class JsonlWriter:
             self.handle.close()
 
 
-def read_jsonl(url: str, *, follow: bool = True, after: int = 0) -> Iterator[tuple[int, Any]]:
+def read_jsonl(
+    url: str, *, follow: bool = True, after: int = 0, watch: FeedWatch | None = None
+) -> Iterator[tuple[int, Any]]:
     """Lines as messages (sequence = line number); a file still growing is followed until a line
     holds the `end` message (or, with `follow` off, read to its current end)."""
     if url == "-":
@@ -83,12 +103,16 @@ def read_jsonl(url: str, *, follow: bool = True, after: int = 0) -> Iterator[tup
         except OSError as error:
             raise InputError("URL", f"cannot read {url}: {error.strerror}") from None
     seq, partial = 0, ""
+    if watch is not None:
+        watch.connection("connected")
     try:
         while True:
             line = handle.readline()
             if not line or not line.endswith("\n"):
                 partial += line
                 if handle is sys.stdin and not line:
+                    return
+                if watch is not None and watch.stopping():
                     return
                 if not follow:
                     if partial.strip():
@@ -103,6 +127,8 @@ def read_jsonl(url: str, *, follow: bool = True, after: int = 0) -> Iterator[tup
             if seq <= after or not line.strip():
                 continue
             message = decoded(line)
+            if watch is not None:
+                watch.received(0)
             yield seq, message
             if isinstance(message, dict) and message.get("type") == "end":
                 return

@@ -5,7 +5,7 @@ them, and a reopened store replays its messages and reconnects after the last on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class FeedSession:
         self.session: Session | None = None
         self.run = FeedRun(start=self._start, step=self._step)
         self._text = ""
+        # Told each tick's events (a desk records them for its charts, tick by tick).
+        self.on_step: Callable[[list[Event]], None] | None = None
 
     # ----- opening ------------------------------------------------------------------------
 
@@ -91,7 +93,10 @@ class FeedSession:
 
     def _step(self) -> list[Event]:
         assert self.session is not None
-        return self.session.step()
+        events = self.session.step()
+        if self.on_step is not None:
+            self.on_step(events)
+        return events
 
     def close(self) -> None:
         if self.session is not None:

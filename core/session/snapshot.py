@@ -16,7 +16,7 @@ import numpy as np
 from core.model.units import format_minor
 
 if TYPE_CHECKING:
-    pass
+    from core.feed.link import LinkStatus
 
 AT_RISK_RATIO = 1.5  # margin ratio at or below which an account counts as at risk
 LIQUIDATING = (
@@ -228,6 +228,7 @@ class Snapshot:
     ladder: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # symbol: prices, long, short
     watched: str | None = None
     watched_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    feed: LinkStatus | None = None  # on a live feed: how its link is
 
     def epoch(self, tick: int | np.ndarray) -> Any:
         return self.start_epoch + np.asarray(tick) * self.tick_seconds

@@ -20,6 +20,7 @@ from core.risk.margin import risk_prices
 
 if TYPE_CHECKING:
     from core.engine.facade import Engine
+    from core.feed.link import LinkStatus
     from core.session.session import Session
 
 from core.session.snapshot import (
@@ -249,6 +250,7 @@ class SnapshotBuilder:
         ticks_per_second: float,
         notice: str | None,
         fresh: bool = False,
+        feed: LinkStatus | None = None,
     ) -> Snapshot:
         """A snapshot of the engine now; `fresh` recomputes every column (after a step or seek)."""
         session, engine = self.session, self.session.engine
@@ -327,6 +329,7 @@ class SnapshotBuilder:
             ladder=MappingProxyType(self._ladder(columns)),
             watched=self.watched,
             watched_ratio=watched_ratio,
+            feed=feed,
         )
 
     def _overview(self, columns: Mapping[str, np.ndarray]) -> tuple[CurrencyOverview, ...]:
