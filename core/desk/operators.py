@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import os
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,8 +21,8 @@ from core.model.errors import InputError
 from core.model.operations import Refusal
 from core.model.passwords import (
     DEFAULT_SCRYPT,
-    MAX_PASSWORD,
     ScryptParams,
+    given_password_bytes,
     password_bytes,
     scrypt,
 )
@@ -382,7 +381,7 @@ def authenticate(
     when = audit.format_time(at)
     if not isinstance(name, str) or not name.strip():
         raise InputError("name", "an operator name must not be empty")
-    secret = _password_for_login(password)
+    secret = given_password_bytes(password)
     logins.refuse_early(db, name, when)
     row = None
     if _NAME.match(name):
@@ -426,13 +425,6 @@ def authenticate(
             after=after,
         )
     return operator
-
-
-def _password_for_login(password: object) -> bytes:
-    # At login a short password is simply wrong, not a validation error naming the rule.
-    if not isinstance(password, str) or len(password) > MAX_PASSWORD:
-        raise InputError("password", "expected a password")
-    return unicodedata.normalize("NFC", password).encode("utf-8")
 
 
 def unlock(

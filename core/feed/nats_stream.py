@@ -115,6 +115,24 @@ class NatsWriter:
         self.loop.close()
 
 
+def first_message(url: str) -> Any:
+    """The stream's first message (its header), or None when the stream is empty or absent."""
+    server, stream = parse_url(url)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        nc = loop.run_until_complete(_connect(server, url))
+        try:
+            raw = loop.run_until_complete(nc.jetstream().get_msg(stream, seq=1))
+        except nats.js.errors.NotFoundError:
+            return None
+        finally:
+            loop.run_until_complete(nc.close())
+    finally:
+        loop.close()
+    return decoded(raw.data.decode("utf-8", "replace")) if raw.data else None
+
+
 def read_stream(url: str, *, after: int = 0) -> Iterator[tuple[int, Any]]:
     """The stream's messages after sequence `after`, in order, each once (a message delivered
     again after a reconnect is skipped), until the `end` message."""

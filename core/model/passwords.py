@@ -47,6 +47,14 @@ def password_bytes(password: object) -> bytes:
     return password.encode("utf-8")
 
 
+def given_password_bytes(password: object) -> bytes:
+    """A password given to prove who one is (a login, a key file), normalized as a new one is; a
+    short one is simply wrong then, not a validation error naming the rule."""
+    if not isinstance(password, str) or len(password) > MAX_PASSWORD:
+        raise InputError("password", "expected a password")
+    return unicodedata.normalize("NFC", password).encode("utf-8")
+
+
 def scrypt(password: bytes, salt: bytes, params: ScryptParams, length: int = 32) -> bytes:
     # OpenSSL needs 128 * r * (n + 2 + p) bytes; the default cap (32 MiB) is too small for n=2**15.
     maxmem = 128 * params.r * (params.n + 2 + params.p) + (1 << 20)
