@@ -229,10 +229,12 @@ class FeedRun:
             raise InputError("signature", "unsigned: a command needs its operator's signature")
         if key is None:
             raise InputError("command.operator", f"no public key registered for {operator!r}")
-        if signature in self.seen_signatures:
-            raise InputError("signature", "replayed: this signed command was applied before")
+        # Verified before the replay check: an altered copy of an applied command is named as
+        # altered, and only the very same signed command as replayed.
         if not verify(key, signature, fields.values["time"], command):
             raise InputError("signature", f"not {operator}'s signature over this command")
+        if signature in self.seen_signatures:
+            raise InputError("signature", "replayed: this signed command was applied before")
         if command.get("action") == REGISTER_KEY:
             self._register_key(command, time)
             self.seen_signatures.add(signature)

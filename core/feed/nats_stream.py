@@ -115,15 +115,15 @@ class NatsWriter:
         self.loop.close()
 
 
-def first_message(url: str) -> Any:
-    """The stream's first message (its header), or None when the stream is empty or absent."""
+def message_at(url: str, seq: int = 1) -> Any:
+    """The stream's message at sequence `seq` (1: its header), or None when there is none yet."""
     server, stream = parse_url(url)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         nc = loop.run_until_complete(_connect(server, url))
         try:
-            raw = loop.run_until_complete(nc.jetstream().get_msg(stream, seq=1))
+            raw = loop.run_until_complete(nc.jetstream().get_msg(stream, seq=seq))
         except nats.js.errors.NotFoundError:
             return None
         finally:

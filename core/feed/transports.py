@@ -4,6 +4,7 @@ yields (sequence number, message); a line that is not JSON yields the text, refu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -20,7 +21,9 @@ FOLLOW_SECONDS = 0.05  # how often a growing file is looked at again
 
 
 class FeedWriter(Protocol):
-    def write(self, message: dict[str, Any]) -> None: ...
+    def write(self, message: dict[str, Any]) -> int | None:
+        """Write one message; its sequence number when the transport tells it."""
+        ...
 
     def close(self) -> None: ...
 
@@ -42,13 +45,14 @@ def open_writer(url: str, *, append: bool = False) -> FeedWriter:
 def first_message(url: str) -> Any:
     """The first message of the feed at `url` (its header), without waiting for more."""
     if is_nats(url):
-        from core.feed.nats_stream import first_message as first_of_stream
+        from core.feed.nats_stream import message_at
 
-        message = first_of_stream(url)
+        message = message_at(url)
     elif url == "-":
         raise InputError("URL", "a command is sent into PATH.jsonl or nats://..., not -")
     else:
-        message = next((m for _, m in read_jsonl(url, follow=False)), None)
+        with contextlib.closing(read_jsonl(url, follow=False)) as lines:
+            message = next((m for _, m in lines), None)
     if message is None:
         raise InputError("URL", f"the feed at {url} has no header yet")
     return message
