@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from console.cli.main import main
 from core.feed import keys
@@ -49,8 +51,6 @@ def test_a_key_file_round_trips_and_only_its_owner_reads_it(tmp_path: Path) -> N
         read.public_key, sign(key, "2018-07-31T00:00:05Z", command), "2018-07-31T00:00:05Z", command
     )
     # The raw private key is nowhere in the file, in hex or otherwise.
-    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-
     raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     assert raw.hex() not in path.read_text() and raw not in path.read_bytes()
     # An existing key file is kept: it may be the only copy of a registered key.
@@ -212,6 +212,15 @@ def _send(tmp_path: Path, url: str, operator: str, *rest: str) -> int:
     )
 
 
+def _signed(key: Ed25519PrivateKey, time: str, command: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "command",
+        "time": time,
+        "command": command,
+        "signature": sign(key, time, command),
+    }
+
+
 def test_an_admin_rotates_carols_key_through_a_broker_and_only_her_new_key_signs(
     broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -237,12 +246,7 @@ def test_an_admin_rotates_carols_key_through_a_broker_and_only_her_new_key_signs
         assert sent["command"]["operator"] == "carol"
         time = "2018-07-31T00:00:04Z"
         freeze = {"operator": "carol", "action": "freeze", "account": "B", "reason": "stop B"}
-        old = {
-            "type": "command",
-            "time": time,
-            "command": freeze,
-            "signature": sign(demo_key("carol"), time, freeze),
-        }
+        old = _signed(demo_key("carol"), time, freeze)  # her key before the rotation
         bob_registers = {
             "operator": "bob",
             "action": "register_key",
@@ -250,21 +254,13 @@ def test_an_admin_rotates_carols_key_through_a_broker_and_only_her_new_key_signs
             "public_key": public_hex(demo_key("bob")),
             "reason": "take over carol",
         }
-        by_bob = {
-            "type": "command",
-            "time": time,
-            "command": bob_registers,
-            "signature": sign(demo_key("bob"), time, bob_registers),
-        }
+        by_bob = _signed(demo_key("bob"), time, bob_registers)  # bob is no admin
         altered = {**sent, "command": {**sent["command"], "account": "A"}}
         unsigned = {**sent, "signature": ""}
         admin_key = keys.unlock(
             keys.read_key_file(tmp_path / "keys" / "admin.key.json"), "admin-key-pw"
         )
-        forged = {
-            **old,
-            "signature": sign(admin_key, time, freeze),
-        }  # the admin's key, carol's name
+        forged = _signed(admin_key, time, freeze)  # another operator's real key, carol's name
         tampered = [old, by_bob, sent, altered, unsigned, forged]
         assert [market.write(m) for m in tampered] == [5, 6, 7, 8, 9, 10]
         freeze_text = json.dumps({k: v for k, v in freeze.items() if k != "operator"})
