@@ -138,7 +138,10 @@ def handle(
 def _key_path(args: argparse.Namespace) -> Path:
     if getattr(args, "key_file", None):
         return Path(args.key_file).expanduser()
-    return keys.key_path(args.operator, keys.key_dir(args.dir))
+    try:
+        return keys.key_path(args.operator, keys.key_dir(args.dir))
+    except InputError as error:
+        raise InputError("--operator", error.message) from None
 
 
 def key_password(
@@ -157,12 +160,17 @@ def key_password(
         if not password:
             raise InputError("--password-file", f"{args.password_file} has no password line")
         return password
+    if not args.password_stdin and not stdin.isatty():
+        raise InputError(
+            "password",
+            "give --password-file FILE or --password-stdin (or run in a terminal to be asked)",
+        )
     legacy = argparse.Namespace(password=None, password_stdin=args.password_stdin)
     return read_password(legacy, stdin, prompt, confirm=confirm)
 
 
 def _new(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
-    path = keys.key_path(args.operator, keys.key_dir(args.dir))
+    path = _key_path(args)
     if path.exists() and not args.replace:  # before the password is asked for, not after
         raise InputError("--operator", f"{path} exists: give --replace to make a new key")
     password = key_password(args, stdin, f"Password for {args.operator}'s key: ", confirm=True)
