@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.cli import actions as cli_actions
 from console.cli import feed as cli_feed
+from console.cli import keys as cli_keys
 from console.cli import operators as cli_operators
 from console.cli import report as cli_report
 from console.cli import scenario as cli_scenario
@@ -109,6 +110,7 @@ def _parser() -> _Parser:
     cli_report.register(commands)
     cli_scenario.register(commands)
     cli_feed.register(commands)
+    cli_keys.register(commands)
     parser.commands = frozenset(commands.choices)
     return parser
 
@@ -280,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = parser.parse_args(arguments)
     try:
-        for module in (cli_operators, cli_actions, cli_report, cli_scenario, cli_feed):
+        for module in (cli_operators, cli_actions, cli_report, cli_scenario, cli_feed, cli_keys):
             handled = module.handle(args)
             if handled is not None:
                 return handled

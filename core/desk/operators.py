@@ -7,11 +7,9 @@ transaction."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,11 +19,16 @@ from core.desk import audit, logins
 from core.desk.names import look_alike
 from core.model.errors import InputError
 from core.model.operations import Refusal
+from core.model.passwords import (
+    DEFAULT_SCRYPT,
+    ScryptParams,
+    given_password_bytes,
+    password_bytes,
+    scrypt,
+)
 
 ROLES = ("viewer", "operator", "supervisor", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
-MIN_PASSWORD = 8
-MAX_PASSWORD = 1024
 # Actors that act through direct access to the store file rather than as a logged-in operator:
 # the program itself (demo set-up) and the command line ("local:" + the OS user name). Neither
 # can collide with an operator, whose name cannot be "system" or contain a colon.
@@ -35,29 +38,7 @@ LOCAL_PREFIX = "local:"
 # only, so no two names differ by case or by Unicode look-alikes (docs/operators.md).
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}\Z")
 _RESERVED = frozenset({SYSTEM})
-_DKLEN = 32
 _SALT_BYTES = 16
-
-
-@dataclass(frozen=True, slots=True)
-class ScryptParams:
-    """scrypt cost: n (CPU/memory, a power of two), r (block size), p (parallelism)."""
-
-    n: int
-    r: int
-    p: int
-
-    def weaker_than(self, other: ScryptParams) -> bool:
-        return self.n < other.n or self.r < other.r or self.p < other.p
-
-    def valid(self) -> bool:
-        power_of_two = self.n & (self.n - 1) == 0
-        return 2 <= self.n <= 2**20 and power_of_two and 1 <= self.r <= 32 and 1 <= self.p <= 16
-
-
-# 32 MiB and about 0.1 s per hash on a desktop. Stored per row: raising this constant upgrades
-# each operator's hash at their next successful login.
-DEFAULT_SCRYPT = ScryptParams(n=2**15, r=8, p=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,26 +111,6 @@ def _role(role: object) -> str:
     return str(role)
 
 
-def _password(password: object) -> bytes:
-    if not isinstance(password, str):
-        raise InputError("password", f"expected text, got {type(password).__name__}")
-    # NFC so that the same characters typed through different input methods hash alike.
-    password = unicodedata.normalize("NFC", password)
-    if len(password) < MIN_PASSWORD:
-        raise InputError("password", f"too short: at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise InputError("password", f"too long: at most {MAX_PASSWORD} characters")
-    return password.encode("utf-8")
-
-
-def _scrypt(password: bytes, salt: bytes, params: ScryptParams) -> bytes:
-    # OpenSSL needs 128 * r * (n + 2 + p) bytes; the default cap (32 MiB) is too small for n=2**15.
-    maxmem = 128 * params.r * (params.n + 2 + params.p) + (1 << 20)
-    return hashlib.scrypt(
-        password, salt=salt, n=params.n, r=params.r, p=params.p, dklen=_DKLEN, maxmem=maxmem
-    )
-
-
 def hash_password(
     password: str, params: ScryptParams | None = None, salt: bytes | None = None
 ) -> tuple[str, str]:
@@ -159,7 +120,7 @@ def hash_password(
     if not params.valid():
         raise InputError("params", f"scrypt parameters out of range: {params}")
     salt = os.urandom(_SALT_BYTES) if salt is None else salt
-    return salt.hex(), _scrypt(_password(password), salt, params).hex()
+    return salt.hex(), scrypt(password_bytes(password), salt, params).hex()
 
 
 def _operator(row: tuple[object, ...]) -> Operator:
@@ -420,7 +381,7 @@ def authenticate(
     when = audit.format_time(at)
     if not isinstance(name, str) or not name.strip():
         raise InputError("name", "an operator name must not be empty")
-    secret = _password_for_login(password)
+    secret = given_password_bytes(password)
     logins.refuse_early(db, name, when)
     row = None
     if _NAME.match(name):
@@ -430,13 +391,13 @@ def authenticate(
             (name,),
         ).fetchone()
     if row is None:
-        _scrypt(secret, _DUMMY_SALT, DEFAULT_SCRYPT)
+        scrypt(secret, _DUMMY_SALT, DEFAULT_SCRYPT)
         raise logins.refused(db, name, when, "unknown_operator")
     salt, stored, n, r, p = row
     params = ScryptParams(int(n), int(r), int(p))
     if not params.valid():
         raise logins.refused(db, name, when, "stored_hash")
-    computed = _scrypt(secret, bytes.fromhex(str(salt)), params)
+    computed = scrypt(secret, bytes.fromhex(str(salt)), params)
     if not hmac.compare_digest(computed, bytes.fromhex(str(stored))):
         raise logins.refused(db, name, when, "wrong_password")
     operator = get_operator(db, name)
@@ -447,7 +408,7 @@ def authenticate(
     with audit.atomic(db):
         if params.weaker_than(DEFAULT_SCRYPT):
             fresh = os.urandom(_SALT_BYTES)
-            digest = _scrypt(secret, fresh, DEFAULT_SCRYPT).hex()
+            digest = scrypt(secret, fresh, DEFAULT_SCRYPT).hex()
             _store_hash(db, name, fresh.hex(), digest, DEFAULT_SCRYPT, when)
             after["rehashed"] = {
                 "n": DEFAULT_SCRYPT.n,
@@ -464,13 +425,6 @@ def authenticate(
             after=after,
         )
     return operator
-
-
-def _password_for_login(password: object) -> bytes:
-    # At login a short password is simply wrong, not a validation error naming the rule.
-    if not isinstance(password, str) or len(password) > MAX_PASSWORD:
-        raise InputError("password", "expected a password")
-    return unicodedata.normalize("NFC", password).encode("utf-8")
 
 
 def unlock(

@@ -1,7 +1,8 @@
 """The engine stepped by feed messages instead of a known price path: a `tick` moves the clock
 (stepping the ticks the producer skipped with prices held) and sets the prices it names; a
 `trade` or a `command` applies at the next tick; a message that does not parse or validate, and
-a command whose signature does not hold, is refused with its sequence number and changes nothing."""
+a command whose signature does not hold, is refused with its sequence number and changes nothing.
+An admin's `register_key` command sets an operator's public key, in stream order."""
 
 from __future__ import annotations
 
@@ -15,19 +16,23 @@ from typing import Any
 
 from core.engine.facade import Engine
 from core.engine.trading import parse_trade
-from core.feed.signing import verify
+from core.feed.signing import valid_public_key, verify
 from core.market.prices import PinnedMark, PricePath
 from core.model.errors import InputError
 from core.model.events import Event
 from core.model.limits import MAX_TICKS
 from core.model.operations import Refusal
-from core.scenario.fields import _decimal, _Fields, _id, _known, _map, _money, _time
+from core.model.text import require_visible
+from core.scenario.fields import _decimal, _Fields, _id, _known, _map, _money, _string, _time
 from core.scenario.parse import parse_command, parse_scenario
 
 FORMAT = "risk-feed/1"
 END_FIELD = "x-end"
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 KINDS = ("header", "tick", "trade", "transfer", "command", "heartbeat", "end")
+# A feed-only command (a scenario file has no keys to register): the engine never sees it.
+REGISTER_KEY = "register_key"
+REGISTER_FIELDS = ("operator", "action", "reason", "subject", "public_key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,19 @@ class FeedRefusal:
     seq: int
     kind: str
     field: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRegistration:
+    """An admin's `register_key` applied: from the message at `seq` on, `subject`'s commands are
+    checked against `public_key` (and no longer against any key it had before)."""
+
+    seq: int
+    time: datetime
+    operator: str
+    subject: str
+    public_key: str
     reason: str
 
 
@@ -59,6 +77,7 @@ class FeedRun:
         self.seen_signatures: set[str] = set()
         self.action_ids: list[str] = []
         self.refused: list[FeedRefusal] = []
+        self.registrations: list[KeyRegistration] = []
         self.last_seq = 0
         self.ended = False
         self.last_time: datetime | None = None
@@ -113,23 +132,7 @@ class FeedRun:
     def _header(self, message: dict[str, Any]) -> list[Event]:
         if self.engine is not None:
             raise InputError("type", "a second header")
-        fields = _Fields(message, "", ("type", "format", "scenario"))
-        if fields.values["format"] != FORMAT:
-            raise InputError("format", f"expected {FORMAT!r}, found {fields.values['format']!r}")
-        doc = copy.deepcopy(fields.values["scenario"])
-        if not isinstance(doc, dict):
-            raise InputError("scenario", "expected a risk-scenario/1 object")
-        for n, operator in enumerate(doc.get("operators", []) or []):
-            if isinstance(operator, dict) and "public_key" in operator:
-                key = operator.pop("public_key")
-                if not isinstance(key, str) or len(key) != 64:
-                    raise InputError(f"scenario.operators[{n}].public_key", "expected 64 hex")
-                self.public_keys[str(operator.get("name"))] = key
-        _extend_to_horizon(doc)
-        try:
-            parse_scenario(doc)
-        except InputError as error:
-            raise InputError(f"scenario.{error.field}", error.message) from None
+        doc, self.public_keys = read_header(message)
         self.engine = self._start(doc)
         return []
 
@@ -152,6 +155,10 @@ class FeedRun:
             "transfers": [[t.isoformat(), *rest] for t, *rest in self.transfers],
             "transfer_ids": sorted(self.transfer_ids),
             "transfers_done": [list(done) for done in self.transfers_done],
+            "registrations": [
+                [r.seq, r.time.isoformat(), r.operator, r.subject, r.public_key, r.reason]
+                for r in self.registrations
+            ],
         }
 
     def restore(self, engine: Engine, doc: dict[str, Any]) -> None:
@@ -171,6 +178,10 @@ class FeedRun:
         ]
         self.transfer_ids = set(doc["transfer_ids"])
         self.transfers_done = [(seq, what) for seq, what in doc["transfers_done"]]
+        self.registrations = [
+            KeyRegistration(seq, datetime.fromisoformat(t), operator, subject, key, reason)
+            for seq, t, operator, subject, key, reason in doc["registrations"]
+        ]
 
     # ----- the clock --------------------------------------------------------------------
 
@@ -276,10 +287,16 @@ class FeedRun:
             raise InputError("signature", "unsigned: a command needs its operator's signature")
         if key is None:
             raise InputError("command.operator", f"no public key registered for {operator!r}")
-        if signature in self.seen_signatures:
-            raise InputError("signature", "replayed: this signed command was applied before")
+        # Verified before the replay check: an altered copy of an applied command is named as
+        # altered, and only the very same signed command as replayed.
         if not verify(key, signature, fields.values["time"], command):
             raise InputError("signature", f"not {operator}'s signature over this command")
+        if signature in self.seen_signatures:
+            raise InputError("signature", "replayed: this signed command was applied before")
+        if command.get("action") == REGISTER_KEY:
+            self._register_key(command, time)
+            self.seen_signatures.add(signature)
+            return []
         # A desk signs at the exchange time it sees; its command reaches the stream a moment
         # later, so one stamped at or before the clock applies at the next tick (on every desk
         # alike: all of them meet it at the same place in the stream).
@@ -293,6 +310,55 @@ class FeedRun:
         if time >= next_tick:
             self.last_time = time
         return []
+
+    def _register_key(self, command: dict[str, Any], time: datetime) -> None:
+        """A signed `register_key`: taken only from an admin of the header, for an operator of
+        the header; the key holds from the next message on, so a stolen key is rotated out."""
+        engine = self.engine
+        assert engine is not None
+        fields = _Fields(command, "command", REGISTER_FIELDS)
+        roles = {spec.name: spec.role for spec in engine.scenario.operators}
+        operator = fields.get("operator", _id)
+        if roles.get(operator) != "admin":
+            role = roles.get(operator, "not an operator of the header")
+            raise InputError(
+                "command.operator", f"{operator} is {role}: only an admin registers keys"
+            )
+        subject = fields.get("subject", _known, roles, "operator of the header")
+        public_key = fields.get("public_key", _string)
+        if not valid_public_key(public_key):
+            raise InputError("command.public_key", "expected an Ed25519 public key as 64 hex")
+        reason = fields.get("reason", require_visible)
+        self.public_keys[subject] = public_key.lower()
+        self.registrations.append(
+            KeyRegistration(self.last_seq, time, operator, subject, public_key.lower(), reason)
+        )
+
+
+def read_header(message: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The scenario document of the exchange a `header` describes (validated; each opening
+    price held to the feed's horizon) and the operators' public keys it gives."""
+    fields = _Fields(message, "", ("type", "format", "scenario"))
+    if fields.values["type"] != "header":
+        raise InputError("type", f"expected the header first, found {fields.values['type']!r}")
+    if fields.values["format"] != FORMAT:
+        raise InputError("format", f"expected {FORMAT!r}, found {fields.values['format']!r}")
+    doc = copy.deepcopy(fields.values["scenario"])
+    if not isinstance(doc, dict):
+        raise InputError("scenario", "expected a risk-scenario/1 object")
+    public_keys: dict[str, str] = {}
+    for n, operator in enumerate(doc.get("operators", []) or []):
+        if isinstance(operator, dict) and "public_key" in operator:
+            key = operator.pop("public_key")
+            if not isinstance(key, str) or len(key) != 64:
+                raise InputError(f"scenario.operators[{n}].public_key", "expected 64 hex")
+            public_keys[str(operator.get("name"))] = key
+    _extend_to_horizon(doc)
+    try:
+        parse_scenario(doc)
+    except InputError as error:
+        raise InputError(f"scenario.{error.field}", error.message) from None
+    return doc, public_keys
 
 
 _OPTIONAL: dict[str, tuple[str, ...]] = {

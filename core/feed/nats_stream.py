@@ -129,6 +129,24 @@ class NatsWriter:
         self.loop.close()
 
 
+def message_at(url: str, seq: int = 1) -> Any:
+    """The stream's message at sequence `seq` (1: its header), or None when there is none yet."""
+    server, stream = parse_url(url)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        nc = loop.run_until_complete(_connect(server, url))
+        try:
+            raw = loop.run_until_complete(nc.jetstream().get_msg(stream, seq=seq))
+        except nats.js.errors.NotFoundError:
+            return None
+        finally:
+            loop.run_until_complete(nc.close())
+    finally:
+        loop.close()
+    return decoded(raw.data.decode("utf-8", "replace")) if raw.data else None
+
+
 def read_stream(
     url: str, *, after: int = 0, watch: FeedWatch | None = None
 ) -> Iterator[tuple[int, Any]]:

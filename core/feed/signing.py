@@ -34,6 +34,17 @@ def sign(key: Ed25519PrivateKey, time: str, command: dict[str, Any]) -> str:
     return key.sign(signed_bytes(time, command)).hex()
 
 
+def valid_public_key(text: str) -> bool:
+    """Whether `text` is an Ed25519 public key as 64 hex digits."""
+    if len(text) != 64:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
+    except ValueError:
+        return False
+    return True
+
+
 def verify(public_key: str, signature: str, time: str, command: dict[str, Any]) -> bool:
     """Whether `signature` (hex) is `public_key`'s (hex) over this command at this time."""
     try:

@@ -4,6 +4,8 @@ yields (sequence number, message); a line that is not JSON yields the text, refu
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -19,7 +21,9 @@ FOLLOW_SECONDS = 0.05  # how often a growing file is looked at again
 
 
 class FeedWriter(Protocol):
-    def write(self, message: dict[str, Any]) -> Any: ...
+    def write(self, message: dict[str, Any]) -> int | None:
+        """Write one message; its sequence number when the transport tells it."""
+        ...
 
     def close(self) -> None: ...
 
@@ -44,12 +48,30 @@ def is_feed_url(name: str) -> bool:
     return is_nats(name) or name == "-" or name.endswith(".jsonl")
 
 
-def open_writer(url: str) -> FeedWriter:
+def open_writer(url: str, *, append: bool = False) -> FeedWriter:
+    """A writer of the feed at `url`: a new one (a JSONL file emptied first), or with `append` a
+    feed that is already there (a command sent into it)."""
     if is_nats(url):
         from core.feed.nats_stream import NatsWriter
 
         return NatsWriter(url)
-    return JsonlWriter(url)
+    return JsonlWriter(url, append=append)
+
+
+def first_message(url: str) -> Any:
+    """The first message of the feed at `url` (its header), without waiting for more."""
+    if is_nats(url):
+        from core.feed.nats_stream import message_at
+
+        message = message_at(url)
+    elif url == "-":
+        raise InputError("URL", "a command is sent into PATH.jsonl or nats://..., not -")
+    else:
+        with contextlib.closing(read_jsonl(url, follow=False)) as lines:
+            message = next((m for _, m in lines), None)
+    if message is None:
+        raise InputError("URL", f"the feed at {url} has no header yet")
+    return message
 
 
 def read_feed(
@@ -67,19 +89,23 @@ def read_feed(
 class JsonlWriter:
     """One message per line, flushed as written, so that a follower sees each at once."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, append: bool = False) -> None:
+        option = "URL" if append else "--to"
         if url == "-":
             self.handle = sys.stdout
         else:
             path = Path(url)
             if path.suffix != ".jsonl":
                 raise InputError(
-                    "--to", f"expected PATH.jsonl, - or nats://HOST:PORT/STREAM: {url!r}"
+                    option, f"expected PATH.jsonl, - or nats://HOST:PORT/STREAM: {url!r}"
                 )
+            # O_APPEND for both: a command sent into the file while the exchange writes it lands
+            # after the last whole line, never over a line the exchange writes next.
+            flags = os.O_WRONLY | os.O_APPEND | (0 if append else os.O_CREAT | os.O_TRUNC)
             try:
-                self.handle = path.open("w", encoding="utf-8")
+                self.handle = open(os.open(path, flags, 0o666), "w", encoding="utf-8")  # noqa: SIM115
             except OSError as error:
-                raise InputError("--to", f"cannot write {url}: {error.strerror}") from None
+                raise InputError(option, f"cannot write {url}: {error.strerror}") from None
 
     def write(self, message: dict[str, Any]) -> None:
         self.handle.write(orjson.dumps(message).decode() + "\n")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
+import pytest
 import sqlite_utils
 
 from core.desk.operators import authenticate, ensure_demo_operators
 from core.model.instruments import Instrument, TierTable
 from core.model.units import Currency
 from core.risk.positions import PositionBook
+from tests.core.nats_broker import Broker
 
 BTC = Currency("BTC", 8)
 USDT = Currency("USDT", 6)
@@ -90,3 +94,16 @@ def book(
         iso_margin=np.array([r[6] for r in rows]),
         leverage=np.array([r[7] for r in rows], dtype=np.float64),
     )
+
+
+@pytest.fixture
+def nats_broker(tmp_path: Path) -> Iterator[Broker]:
+    running = Broker(tmp_path / "js")
+    yield running
+    if running.process.poll() is None:
+        running.kill()
+
+
+@pytest.fixture
+def broker(nats_broker: Broker) -> str:
+    return nats_broker.url

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +21,8 @@ from core.feed.publish import scenario_feed
 from core.feed.signing import demo_key, sign
 from core.feed.transports import read_feed
 from core.scenario.builtin import builtin_scenarios
+from tests.core.nats_broker import Broker, free_port
 from tests.core.test_state_hashes import RECORDED
-
-NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
 def two_traders_with_actions() -> dict[str, Any]:
@@ -161,54 +156,6 @@ def test_a_growing_file_is_followed_until_its_end(tmp_path: Path) -> None:
 # ----- a real broker ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Broker:
-    """A real nats-server with JetStream on 127.0.0.1, started and stopped by its process id."""
-
-    def __init__(self, folder: Path) -> None:
-        if not os.path.exists(NATS_SERVER):
-            pytest.fail("nats-server is not installed (.ci/run installs Debian's nats-server)")
-        self.folder, self.port = folder, _free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.start()
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [NATS_SERVER, "-js", "-sd", str(self.folder), "-a", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-
-    def kill(self, sig: int = signal.SIGTERM) -> None:
-        os.kill(self.process.pid, sig)
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def nats_broker(tmp_path: Path) -> Iterator[Broker]:
-    running = Broker(tmp_path / "js")
-    yield running
-    if running.process.poll() is None:
-        running.kill()
-
-
-@pytest.fixture
-def broker(nats_broker: Broker) -> str:
-    return nats_broker.url
-
-
 def test_publish_and_run_through_a_nats_jetstream_stream(broker: str, tmp_path: Path) -> None:
     url = f"{broker}/DESK"
     feed = two_traders_with_actions()
@@ -229,7 +176,7 @@ def test_publish_and_run_through_a_nats_jetstream_stream(broker: str, tmp_path: 
 def test_the_broker_not_running_is_one_line_naming_the_url(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"nats://127.0.0.1:{_free_port()}/DESK"
+    url = f"nats://127.0.0.1:{free_port()}/DESK"
     assert main(["run", url, "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and url in err and "cannot reach the broker" in err

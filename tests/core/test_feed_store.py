@@ -21,7 +21,8 @@ from console.cli.main import main
 from core.feed.publish import scenario_feed
 from core.scenario.builtin import builtin_scenarios
 from core.session.feed_session import FeedSession
-from tests.core.test_feed import Broker, consume, two_traders_with_actions
+from tests.core.nats_broker import Broker
+from tests.core.test_feed import consume, two_traders_with_actions
 
 ROOT = Path(__file__).resolve().parents[2]
 
