@@ -154,7 +154,7 @@ def test_a_consumer_killed_with_9_resumes_from_its_store(tmp_path: Path, share: 
         result = json.loads(out.read_text())
         plain = consume(list(scenario_feed(doc)))
         assert plain.engine is not None and result["state_hash"] == plain.engine.state_hash()
-        assert result["feed"] == {"messages": total, "refused": 0}
+        assert result["feed"] == {"messages": total, "refused": 0, "keys_registered": 0}
         with sqlite3.connect(store) as db:
             seqs = [r[0] for r in db.execute("SELECT seq FROM feed_messages ORDER BY seq")]
         assert seqs == list(range(1, total + 1))  # each message recorded once
