@@ -23,7 +23,8 @@ from console.worker.feed_driver import FeedDriver
 from console.worker.operations import Outcome, engine_outcomes, failure, operations_state
 from console.worker.readers import action_context
 from core.desk.alerts import AlertDesk
-from core.desk.queries import DeskAnswer, DeskQueries
+from core.desk.operators import Operator
+from core.desk.queries import DeskAnswer, DeskQueries, Login
 from core.feed.link import Sent
 from core.feed.transports import is_feed_url
 from core.model.errors import InputError, WriteError
@@ -401,7 +402,17 @@ class EngineWorker(QObject):
                     result = DeskQueries(session.store.db).answer(query)
             except (WriteError, sqlite3.Error):
                 result = InputError("store", str(self.write_failure))
+        if self.feed is not None and isinstance(query, Login) and isinstance(result, Operator):
+            self._unlock_key(query)
         self.answered.emit(token, result)
+
+    def _unlock_key(self, login: Login) -> None:
+        """On a feed, the operator's signing key is unlocked with the password of the login."""
+        assert self.feed is not None
+        try:
+            self.feed.unlock(login.name, login.password)
+        except InputError as error:
+            self.outcome.emit(failure(error, login.name))
 
     @Slot()
     def ui_ready(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.desk.authority import LOGIN_FIELD, ROLE_FIELD
+from core.feed import keys
 from core.feed.link import FeedLink, LinkStatus
 from core.feed.signing import demo_key, public_hex, sign
 from core.model.errors import InputError
@@ -70,9 +71,13 @@ class FeedDriver:
     def status(self) -> LinkStatus:
         return self.link.status()
 
-    def add_key(self, operator: str, key: Ed25519PrivateKey) -> None:
-        """The signing key of an operator logged in at this desk."""
-        self.keys[operator] = key
+    def unlock(self, operator: str, password: str) -> None:
+        """The signing key of an operator logged in at this desk, from the operator's key file
+        (core/feed/keys.py) when there is one; without, only a demo key registered by the
+        simulated exchange signs."""
+        path = keys.key_path(operator, keys.key_dir())
+        if path.exists():
+            self.keys[operator] = keys.unlock(keys.read_key_file(path), password, path)
 
     def command(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The `command` message of an operator command, signed with its operator's key and

@@ -22,6 +22,7 @@ from core.model.errors import InputError
 from core.model.events import Event
 from core.model.limits import MAX_TICKS
 from core.model.operations import Refusal
+from core.model.scenario_values import ActionSpec
 from core.model.text import require_visible
 from core.scenario.fields import _decimal, _Fields, _id, _known, _map, _money, _string, _time
 from core.scenario.parse import parse_command, parse_scenario
@@ -85,12 +86,15 @@ class FeedRun:
         self.transfers: list[tuple[datetime, int, str, str, int]] = []
         self.transfer_ids: set[str] = set()
         self.transfers_done: list[tuple[int, str]] = []  # (seq, what was moved)
+        # The operator command the last message brought, once accepted (a desk audits it).
+        self.accepted: ActionSpec | None = None
 
     # ----- one message ------------------------------------------------------------------
 
     def apply(self, seq: int, message: Any) -> list[Event]:
         """Apply the message at stream position `seq`; the events of the ticks it stepped."""
         self.last_seq = seq
+        self.accepted = None
         try:
             return self._apply(message)
         except InputError as error:
@@ -303,6 +307,7 @@ class FeedRun:
         next_tick = engine.now + timedelta(seconds=engine.scenario.tick_seconds)
         at = fields.values["time"] if time >= next_tick else next_tick.strftime(_ISO)
         action = parse_command(engine.scenario, {**command, "at": at}, self.action_ids)
+        self.accepted = action
         self.seen_signatures.add(signature)
         if action.id:
             self.action_ids.append(action.id)

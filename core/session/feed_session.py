@@ -11,12 +11,16 @@ from typing import Any
 
 import orjson
 
+from core.desk import audit
+from core.desk.authority import audit_after
+from core.desk.requests import action_subject, audit_kind
 from core.engine.facade import Engine
 from core.feed.consumer import FeedRun
 from core.feed.run import feed_result
 from core.feed.wire import Unreadable, decoded
 from core.model.errors import InputError
 from core.model.events import Event
+from core.session import commands
 from core.session.session import BIG_BOOK, Session, StoreSettings
 from core.store.schema import create_feed_tables
 from core.store.store import Store
@@ -76,6 +80,9 @@ class FeedSession:
     def _adopt(self, session: Session) -> None:
         self.session = session
         session.snapshots_by_caller = session.store is not None
+        # Rows a desk writes of the commands (requests, audit) carry the exchange's time, the
+        # same on every desk of the stream.
+        session.clock = lambda: session.engine.now
 
     def _start(self, doc: dict[str, Any]) -> Engine:
         """The session of the header's exchange; its store's first transaction holds the header
@@ -135,9 +142,12 @@ class FeedSession:
         }
         row = (seq, self._text, refusals.pop(seq, None))
         late = list(refusals.items())  # transfers refused at the tick they came due
+        entry = self._audit_entry(seq, message)
 
         def record(store: Store) -> None:
             store.write_feed_messages([row])
+            if entry is not None:
+                audit.append(store.db, **entry)
             for earlier, refusal in late:
                 store.conn.execute(
                     "UPDATE feed_messages SET refused = ? WHERE seq = ?", (refusal, earlier)
@@ -148,6 +158,22 @@ class FeedSession:
         else:
             session.write_later(record)
         return events
+
+    def _audit_entry(self, seq: int, message: Any) -> dict[str, Any] | None:
+        """The audit row of an operator command the stream brought, as a desk's own command
+        gets when it is given (taken now: the state before is the engine's now)."""
+        action, session = self.run.accepted, self.session
+        if action is None or session is None:
+            return None
+        return {
+            "at": session.clock(),
+            "operator": action.operator,
+            "kind": audit_kind(action.action),
+            "subject": action_subject(action),
+            "reason": action.reason,
+            "before": commands.state_before(session.engine, action),
+            "after": audit_after(message["command"], seq),
+        }
 
     def _write_state(self, store: Store) -> None:
         assert self.session is not None

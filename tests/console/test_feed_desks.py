@@ -1,0 +1,189 @@
+"""Desks live on one stream of a real nats-server: two consoles share a maker-checker flow (alice
+asks for a force-reduce at one, carol approves it at the other) and end with the same requests,
+audit entries and state hash as a headless desk; the console catches up on the whole 2018 demo
+published ahead of it, showing how far behind it is, and reaches the scenario's own state hash."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import wait_snapshot
+
+from console.cli.main import main
+from core.feed.publish import scenario_feed
+from core.feed.transports import open_writer
+from core.scenario.builtin import builtin_scenarios
+from tests.core.nats_broker import Broker
+from tests.core.test_feed import two_traders_with_actions
+from tests.core.test_state_hashes import RECORDED
+
+ROOT = Path(__file__).resolve().parents[2]
+SYMBOL = "DEMO-USD-180731"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    running = Broker(tmp_path / "js")
+    yield running
+    if running.process.poll() is None:
+        running.kill()
+
+
+def _desk(qtbot: Any, settings: Any, url: str, store: Path) -> Any:
+    from console.window.main_window import MainWindow
+
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    window.open_source(url, store)
+    return window
+
+
+def _store_rows(store: Path) -> dict[str, Any]:
+    with sqlite3.connect(store) as db:
+        return {
+            "hash": db.execute(
+                "SELECT state_hash FROM journal WHERE kind = 'tick' AND state_hash IS NOT NULL "
+                "ORDER BY tick DESC LIMIT 1"
+            ).fetchone()[0],
+            "requests": db.execute(
+                "SELECT id, action, operator, status, decided_by, decided_at FROM requests"
+            ).fetchall(),
+            "audit": db.execute(
+                "SELECT at, operator, kind, subject, reason, before, after FROM audit_log "
+                "WHERE kind NOT IN ('login', 'operator') ORDER BY seq"
+            ).fetchall(),
+        }
+
+
+def _tick(second: int) -> dict[str, Any]:
+    return {"type": "tick", "time": f"2018-07-31T00:00:{second:02d}Z"}
+
+
+def test_two_consoles_share_a_maker_checker_flow_on_one_stream(
+    qtbot: Any, settings: Any, broker: Broker, tmp_path: Path
+) -> None:
+    from console.worker.operations import Outcome
+
+    url = f"{broker.url}/DESKS"
+    doc = two_traders_with_actions()
+    doc["actions"] = []  # every command here comes from a desk
+    messages = list(scenario_feed(doc))
+    header, gap, rest = messages[0], messages[1], messages[2:]
+    producer = open_writer(url)
+    try:
+        producer.write(header)
+        producer.write(gap)  # A is liquidated on the gap; B's short stays open
+        one, two = _desk(qtbot, settings, url, tmp_path / "one.db"), None
+        two = _desk(qtbot, settings, url, tmp_path / "two.db")
+        for window in (one, two):
+            qtbot.waitUntil(lambda w=window: w.snapshot is not None and w.snapshot.tick == 1)
+        with qtbot.waitSignal(one.bridge.operations_ready, timeout=10_000):
+            one.desk.log_in("alice", "alice-demo")
+        with qtbot.waitSignal(two.bridge.operations_ready, timeout=10_000):
+            two.desk.log_in("carol", "carol-demo")
+        ask = {"operator": "alice", "action": "force_reduce", "account": "B", "symbol": SYMBOL,
+               "contracts": 4, "reason": "cut the exposure before settlement", "id": "fr-1"}  # fmt: skip
+        seen: list[Outcome] = []
+        with qtbot.waitSignal(
+            one.bridge.outcome, timeout=10_000, check_params_cb=lambda o: seen.append(o) or True
+        ):
+            one.desk.submit(ask)
+        assert seen[-1].ok and "sent as message 3" in seen[-1].text
+        producer.write(_tick(2))  # the request applies at the tick after it came back
+        for window in (one, two):
+            qtbot.waitUntil(
+                lambda w=window: (
+                    w.desk.state is not None and any(r.id == "fr-1" for r in w.desk.state.requests)
+                ),
+                timeout=15_000,
+            )
+        # carol approves at the other desk; a self-approval by alice is refused everywhere
+        one.desk.submit({"operator": "alice", "action": "approve", "request": "fr-1",
+                         "reason": "mine"})  # fmt: skip
+        two.desk.submit({"operator": "carol", "action": "approve", "request": "fr-1",
+                         "reason": "agreed: B is too big into settlement"})  # fmt: skip
+        qtbot.wait(1500)  # both commands are in the stream before the next tick
+        producer.write(_tick(3))
+        for message in rest:
+            producer.write(message)
+    finally:
+        producer.close()
+    for window in (one, two):
+        if window is None:
+            continue
+        qtbot.waitUntil(
+            lambda w=window: (
+                w.snapshot is not None
+                and w.snapshot.feed is not None
+                and w.snapshot.feed.state == "ended"
+            ),
+            timeout=30_000,
+        )
+        window.close()
+        assert not window.bridge.running
+    out = tmp_path / "headless.json"
+    assert main(["run", url, "--out", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    first, second = _store_rows(tmp_path / "one.db"), _store_rows(tmp_path / "two.db")
+    assert first == second
+    assert first["hash"] == result["state_hash"]
+    assert [r[:5] for r in first["requests"]] == [
+        ("fr-1", "force_reduce", "alice", "approved", "carol")
+    ]
+    assert [(operator, kind) for _, operator, kind, *_ in first["audit"]] == [
+        ("alice", "request"),
+        ("alice", "outcome"),  # awaits a supervisor
+        ("alice", "approval"),
+        ("carol", "approval"),
+        ("alice", "outcome"),  # self-approval refused
+        ("carol", "outcome"),  # approved: the force-reduce is sent to the book
+    ]
+    assert first["audit"][0][0] == "2018-07-31T00:00:01.000Z"  # the exchange's time, not a desk's
+    assert [a["action"] for a in result["actions"]].count("force_reduce") == 1
+    refused = [r for r in result["refused"] if r["operator"] == "alice"]
+    assert refused and refused[0]["action"] == "approve"
+
+
+def test_a_console_behind_a_published_demo_catches_up_to_its_state_hash(
+    qtbot: Any, settings: Any, broker: Broker, tmp_path: Path
+) -> None:
+    url = f"{broker.url}/OKX"
+    assert main(["publish", "okx-2018-btc0928", "--to", url, "--quiet"]) == 0
+    total = sum(
+        1 for _ in scenario_feed(json.loads(builtin_scenarios()["okx-2018-btc0928"].read_text()))
+    )
+    out = tmp_path / "headless.json"
+    headless = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "run", url, "--out", str(out), "--quiet"], cwd=ROOT
+    )
+    try:
+        window = _desk(qtbot, settings, url, tmp_path / "desk.db")
+        behind: list[int] = []
+
+        def caught_up(snap: Any) -> bool:
+            if snap.feed is not None:
+                behind.append(snap.feed.behind)
+            return snap.feed is not None and snap.feed.state == "ended"
+
+        wait_snapshot(qtbot, window.bridge, caught_up, timeout=400_000)
+        assert headless.wait(timeout=300) == 0
+    finally:
+        if headless.poll() is None:
+            headless.kill()
+    # The status bar showed the desk far behind, then less and less, while views kept updating.
+    assert max(behind) > total // 2 and behind[-1] == 0
+    assert len(behind) > 20
+    assert "behind by" not in window.feed_view.label.text()
+    assert "ended" in window.feed_view.label.text()
+    window.close()
+    stored = _store_rows(tmp_path / "desk.db")
+    assert stored["hash"] == RECORDED["okx-2018-btc0928"]
+    assert json.loads(out.read_text())["state_hash"] == RECORDED["okx-2018-btc0928"]
