@@ -152,7 +152,7 @@ def test_two_consoles_share_a_maker_checker_flow_on_one_stream(
     assert refused and refused[0]["action"] == "approve"
 
 
-def test_a_console_behind_a_published_demo_catches_up_to_its_state_hash(
+def test_a_producer_far_faster_than_the_console_is_caught_up_showing_how_far_behind(
     qtbot: Any, settings: Any, broker: Broker, tmp_path: Path
 ) -> None:
     url = f"{broker.url}/OKX"
@@ -187,3 +187,39 @@ def test_a_console_behind_a_published_demo_catches_up_to_its_state_hash(
     stored = _store_rows(tmp_path / "desk.db")
     assert stored["hash"] == RECORDED["okx-2018-btc0928"]
     assert json.loads(out.read_text())["state_hash"] == RECORDED["okx-2018-btc0928"]
+
+
+def test_a_broker_killed_under_a_console_says_reconnecting_then_catches_up(
+    qtbot: Any, settings: Any, broker: Broker, tmp_path: Path
+) -> None:
+    import signal
+
+    url = f"{broker.url}/OUTAGE"
+    messages = list(scenario_feed(two_traders_with_actions()))
+    producer = open_writer(url)
+    for message in messages[:2]:
+        producer.write(message)
+    producer.close()
+    window = _desk(qtbot, settings, url, tmp_path / "desk.db")
+    qtbot.waitUntil(lambda: window.snapshot is not None and window.snapshot.tick == 1)
+    broker.kill(signal.SIGKILL)
+    qtbot.waitUntil(lambda: window.snapshot.feed.state == "reconnecting", timeout=15_000)
+    assert "reconnecting" in window.feed_view.label.text()
+    assert window.feed_view.label.property("warn") is True
+    broker.start()
+    qtbot.waitUntil(lambda: window.snapshot.feed.state == "connected", timeout=15_000)
+    producer = open_writer(url)
+    for message in messages[2:]:
+        producer.write(message)
+    producer.close()
+    qtbot.waitUntil(lambda: window.snapshot.feed.state == "ended", timeout=30_000)
+    window.close()
+    stored = _store_rows(tmp_path / "desk.db")
+    out = tmp_path / "headless.json"
+    assert main(["run", url, "--out", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert stored["hash"] == result["state_hash"]
+    assert result["feed"]["messages"] == len(messages)  # nothing lost or doubled
+    with sqlite3.connect(tmp_path / "desk.db") as db:
+        seqs = [r[0] for r in db.execute("SELECT seq FROM feed_messages ORDER BY seq")]
+    assert seqs == list(range(1, len(messages) + 1))
