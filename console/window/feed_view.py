@@ -10,7 +10,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel
 
 from console.dialogs.connect_dialog import ConnectDialog, ConnectState, link_text
-from console.worker.engine_worker import SILENT_SECONDS
+from console.worker.pacing import SILENT_SECONDS
 from core.session.snapshot import Snapshot
 
 RECENT_KEY = "feeds/recent"

@@ -38,8 +38,8 @@ from console.widgets.table import DataTable
 from console.window.feed_view import FeedView
 from console.window.operator_desk import COLOURS, OperatorDesk
 from console.worker.bridge import Bridge
-from console.worker.engine_worker import SPEEDS
 from console.worker.operations import Outcome
+from console.worker.pacing import SPEEDS
 from core.session.snapshot import Snapshot
 
 LAYOUT_VERSION = 2  # 2: the operations docks

@@ -11,7 +11,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
-from console.worker.engine_worker import SWITCH_INTERVAL, EngineWorker
+from console.worker.engine_worker import EngineWorker
+from console.worker.pacing import SWITCH_INTERVAL
 from core.session.snapshot import Snapshot, TableSpec
 
 

@@ -20,12 +20,19 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from console.worker.feed_driver import FeedDriver
+from console.worker.feed_side import FeedSide
 from console.worker.operations import Outcome, engine_outcomes, failure, operations_state
+from console.worker.pacing import (
+    OPERATIONS_SECONDS,
+    PUBLISH_SECONDS,
+    SILENT_SECONDS,
+    STEP_BUDGET_SECONDS,
+    UI_WAIT_SECONDS,
+)
 from console.worker.readers import action_context
 from core.desk.alerts import AlertDesk
 from core.desk.operators import Operator
 from core.desk.queries import DeskAnswer, DeskQueries, Login
-from core.feed.link import Sent
 from core.feed.transports import is_feed_url
 from core.model.errors import InputError, WriteError
 from core.model.events import ClawbackComputed
@@ -35,17 +42,8 @@ from core.session.snapshot import TableSpec
 from core.session.snapshot_builder import SnapshotBuilder
 from core.store.schema import store_write_error
 
-PUBLISH_SECONDS = 0.1  # at most ten snapshots a second
-STEP_BUDGET_SECONDS = 0.04  # the worker yields to its event loop this often to take commands
-UI_WAIT_SECONDS = 0.25  # the longest the engine waits for the UI to finish a snapshot
-SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL before it is asked to pass it on
-SPEEDS = (1.0, 10.0, 60.0, 100.0, 300.0, 1000.0, 0.0)  # simulated s per real s; 0: flat out
-OPERATIONS_SECONDS = 1.0  # while playing, the operations docks' state at most once a second
-FEED_PULL_MS = 20  # how often a live feed's arrivals are looked at
-SILENT_SECONDS = 15.0  # a feed's producer silent this long raises an alert
 
-
-class EngineWorker(QObject):
+class EngineWorker(FeedSide, QObject):
     """Owns the Session (and so its SQLite connection): lives and runs on the worker thread."""
 
     snapshot = Signal(object)
@@ -119,76 +117,6 @@ class EngineWorker(QObject):
         self.notice = None
         self._rate.clear()
         self._publish(force=True, fresh=True)
-
-    def _open_feed(self, url: str, store_path: object) -> None:
-        path = Path(str(store_path)) if store_path is not None else self._temp_store()
-        try:
-            self.feed = FeedDriver(url, path, self._after_feed_tick, self._feed_header)
-        except (InputError, OSError, ValueError) as error:
-            field = error.field if isinstance(error, InputError) else "feed"
-            message = error.message if isinstance(error, InputError) else str(error)
-            self.failed.emit(field, message)
-            return
-        self.feed.link.on_sent = self._sent.emit
-        self._feed_failed = False
-        self.playing, self.speed = True, 1.0
-        self._rate.clear()
-        self._feed_timer.start(FEED_PULL_MS)
-        self._pull()
-
-    @Slot()
-    def _pull(self) -> None:
-        """Apply what the feed link read since the last look, within the step budget, and say
-        how the link is (a snapshot at least once a second, for the silence counter)."""
-        feed = self.feed
-        if feed is None or self._stopped():
-            return
-        self.ui_idle.wait(UI_WAIT_SECONDS)
-        with self._store_writes():
-            applied = feed.pull(STEP_BUDGET_SECONDS)
-        if self.session is None and feed.session is not None:  # a store reopened
-            self._feed_header()
-        status = feed.status()
-        if status.state == "failed" and not self._feed_failed:
-            self._feed_failed = True
-            self.failed.emit("feed", status.error or "the feed link failed")
-        self.notice = self._feed_notice(status)
-        stale = time.perf_counter() - self._last_publish >= 1.0
-        if applied or stale:
-            self._publish(force=stale and not applied, fresh=False)
-
-    def _feed_notice(self, status: Any) -> str | None:
-        if status.state == "failed":
-            return f"Feed stopped: {status.error}"
-        if status.state == "ended":
-            return "The feed has ended"
-        if status.silent_seconds is not None and status.silent_seconds >= self.silent_seconds:
-            return f"Producer silent for {status.silent_seconds:.0f} s"
-        return self.notice if self.notice and not self.notice.startswith("Producer") else None
-
-    def _feed_header(self) -> None:
-        """The header made the desk's session: the views start from it."""
-        assert self.feed is not None and self.feed.session is not None
-        self.session = self.feed.session
-        self.builder = SnapshotBuilder(self.feed.session)
-        self._publish(force=True, fresh=True)
-
-    def _after_feed_tick(self, events: list[Any]) -> None:
-        if self.builder is not None:
-            self._after_tick(events, pause_on_pending=False)
-
-    @Slot(object)
-    def _on_sent(self, sent: object) -> None:
-        if not isinstance(sent, Sent):
-            return
-        operator = self._sending.pop(sent.token, None)
-        if sent.seq is None:
-            self.outcome.emit(
-                failure(Refusal("feed", sent.error or "not sent"), operator, sent.token)
-            )
-        else:
-            text = f"sent as message {sent.seq}; it applies when the stream brings it back"
-            self.outcome.emit(Outcome(True, text, operator, sent.token))
 
     @Slot()
     def play(self) -> None:
@@ -303,19 +231,6 @@ class EngineWorker(QObject):
                 self._after_tick(self.session.apply_pending())
         self._publish(force=True, fresh=True)
 
-    def _send(
-        self, raw: dict[str, Any], operator: str | None, token: int, kind: str | None
-    ) -> None:
-        """On a feed a command goes into the stream, signed; it applies when it comes back."""
-        assert self.feed is not None
-        try:
-            message = self.feed.command(raw)
-            self.feed.link.send(token, message)
-        except (InputError, Refusal) as error:
-            self.outcome.emit(failure(error, operator, token, kind))
-            return
-        self._sending[token] = operator
-
     @Slot(object, str, str, int)
     def set_thresholds(self, changes: object, operator: str, reason: str, token: int = 0) -> None:
         """Surveillance thresholds changed by `operator`: checked, applied and journaled by the
@@ -405,14 +320,6 @@ class EngineWorker(QObject):
         if self.feed is not None and isinstance(query, Login) and isinstance(result, Operator):
             self._unlock_key(query)
         self.answered.emit(token, result)
-
-    def _unlock_key(self, login: Login) -> None:
-        """On a feed, the operator's signing key is unlocked with the password of the login."""
-        assert self.feed is not None
-        try:
-            self.feed.unlock(login.name, login.password)
-        except InputError as error:
-            self.outcome.emit(failure(error, login.name))
 
     @Slot()
     def ui_ready(self) -> None:
