@@ -56,6 +56,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--settings", metavar="INI", help="keep the window layout in this file")
     p.add_argument(
+        "--geometry",
+        type=_geometry,
+        metavar="WxH+X+Y",
+        help="the window's size and place on the screen (two desks side by side on one screen)",
+    )
+    p.add_argument(
         "--operator",
         metavar="NAME",
         help=f"log in as NAME without the dialog; the password from --password-stdin or "
@@ -80,6 +86,20 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         p.error("open needs a PATH (a scenario or a store)")
     args.path = words[0] if words else None
     return args
+
+
+def _geometry(text: str) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of `WxH+X+Y`."""
+    size, _, place = text.partition("+")
+    width, _, height = size.partition("x")
+    x, _, y = place.partition("+")
+    try:
+        values = int(width), int(height), int(x or 0), int(y or 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH+X+Y, found {text!r}") from None
+    if values[0] < 200 or values[1] < 150 or min(values[2:]) < 0:
+        raise argparse.ArgumentTypeError(f"expected at least 200x150 at +X+Y >= 0: {text!r}")
+    return values[2], values[3], values[0], values[1]
 
 
 def _credentials(args: argparse.Namespace) -> tuple[str, str] | None:
@@ -143,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_theme(app, theme)
     window = MainWindow(settings=settings, theme=theme, login=True)
     window.desk.credentials = _credentials(args)
+    if args.geometry:
+        window.setGeometry(*args.geometry)
     window.show()
     window.bridge.set_speed(args.speed)
     window.open_source(source, args.store, play=not args.paused)

@@ -14,6 +14,7 @@ WINDOW_OPTIONS = {
     "--screenshot": 1,
     "--quit-after": 1,
     "--settings": 1,
+    "--geometry": 1,
     "--operator": 1,
     "--paused": 0,
     "--views": 0,
