@@ -16,6 +16,7 @@ from console.cli import feed as cli_feed
 from console.cli import operators as cli_operators
 from console.cli import report as cli_report
 from console.cli import scenario as cli_scenario
+from console.cli import whatif as cli_whatif
 from console.cli.launch import launch_if_gui, window_option_before
 from core.model import files
 from core.model.errors import InputError, WriteError
@@ -109,6 +110,7 @@ def _parser() -> _Parser:
     cli_report.register(commands)
     cli_scenario.register(commands)
     cli_feed.register(commands)
+    cli_whatif.register(commands)
     parser.commands = frozenset(commands.choices)
     return parser
 
@@ -276,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = parser.parse_args(arguments)
     try:
-        for module in (cli_operators, cli_actions, cli_report, cli_scenario, cli_feed):
+        for module in (cli_operators, cli_actions, cli_report, cli_scenario, cli_feed, cli_whatif):
             handled = module.handle(args)
             if handled is not None:
                 return handled
