@@ -1,5 +1,6 @@
 """What auto-deleveraging cost its counterparties: each ADL fill's PnL at the tick's mark less its
-PnL at the bankruptcy price it was closed at, exactly in minor units (the deficit ADL covered)."""
+PnL at the bankruptcy price it was closed at, exactly in minor units, where that is a loss (the
+deficit ADL covered)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ class AdlTape:
             mark = inst.units_near(float(engine.marks[k]))
             prices = np.array([inst.price_units(f.price) for f in mine], dtype=np.int64)
             # A closed contract's PnL at the mark less its PnL at the ADL price: the counterparty
-            # gave up that much against closing at the mark (negative where the gap favoured it).
+            # gave up that much against closing at the mark. A remainder closed before its
+            # bankruptcy reached the mark favours the counterparty: it bears nothing then (the
+            # liquidated collateral covered the close; no deficit arose to share).
             lost = realized_pnl(
                 inst,
                 engine.decimals(k),
@@ -49,4 +52,4 @@ class AdlTape:
             )
             currency = inst.settle_currency
             for fill, amount in zip(mine, lost.tolist(), strict=True):
-                self.cost[(fill.account, currency)] += int(amount)
+                self.cost[(fill.account, currency)] += max(0, int(amount))

@@ -284,6 +284,10 @@ class Fork:
 
     def run(self, on_step: Callable[[Engine, list[Event]], None] | None = None) -> BranchRun:
         """Write the branch store and run it to the end of the scenario."""
+        return self.finish(self.start(), on_step)
+
+    def start(self) -> Session:
+        """The branch store written at the fork with the changes applied: a live session there."""
         engine = self.engine
         scenario = engine.scenario
         policy = replace(scenario.policy, **self.policy)
@@ -294,7 +298,7 @@ class Fork:
             bisect.insort(pending, spec, key=lambda a: a.at)
         doc = {**self.doc, "policy": {**self.doc.get("policy", {}), **self.policy}}
         path = branch_path(self.parent, self.name)
-        info = BranchInfo(
+        self.info = BranchInfo(
             name=self.name,
             path=path,
             parent=str(self.parent.resolve()),
@@ -304,9 +308,9 @@ class Fork:
             actions=tuple(self.actions),
             policy=dict(self.policy),
         )
-        meta = {k: v for k, v in asdict(info).items() if k != "path"}
+        meta = {k: v for k, v in asdict(self.info).items() if k != "path"}
         path.parent.mkdir(exist_ok=True)
-        session = Session.fork(
+        return Session.fork(
             engine,
             self.collector,
             doc,
@@ -314,6 +318,12 @@ class Fork:
             self.settings,
             {WHATIF_META: json.dumps({"format": FORMAT, **meta}, sort_keys=True)},
         )
+
+    def finish(
+        self, session: Session, on_step: Callable[[Engine, list[Event]], None] | None = None
+    ) -> BranchRun:
+        """Run the branch to the end. A branch is all or nothing: one whose run fails (or is
+        interrupted) removes its store, so that only finished branches are listed."""
         tape = AdlTape()
         try:
             while not session.finished:
@@ -325,6 +335,10 @@ class Fork:
                     on_step(session.engine, events)
             state_hash = session.engine.state_hash()
             self.engine, self.collector = session.engine, session.collector
-        finally:
+        except BaseException:
             session.close()
-        return BranchRun(info, state_hash, tape.cost)
+            for leftover in self.info.path.parent.glob(self.info.path.name + "*"):
+                leftover.unlink(missing_ok=True)
+            raise
+        session.close()
+        return BranchRun(self.info, state_hash, tape.cost)

@@ -34,6 +34,7 @@ CSV_COLUMNS = (
     "clawback",
     "adl",
     "uncovered",
+    "adl_contracts",
     "clawback_ratio",
     "clawback_status",
     "paid",
@@ -99,6 +100,7 @@ def _currency(c: CurrencyOutcome) -> dict[str, Any]:
             "adl": _money(c, cov.adl),
             "uncovered": _money(c, cov.uncovered),
         },
+        "adl_contracts": c.adl_contracts,
         "clawbacks": [
             {"time": time, "ratio": ratio, "status": status} for time, ratio, status in c.clawbacks
         ],
@@ -115,7 +117,8 @@ def _accounts(runs: list[RunOutcome], top: int) -> list[dict[str, Any]]:
         diff = np.stack([r.equity[:, c] - base.equity[:, c] for r in runs])
         score = np.abs(diff).max(axis=0)
         most_paid = np.abs(paid).max(axis=0)
-        involved = np.flatnonzero((score > 0) | (most_paid > 0))
+        closed = np.stack([r.adl_contracts[:, c] for r in runs]).max(axis=0)
+        involved = np.flatnonzero((score > 0) | (most_paid > 0) | (closed > 0))
         order = involved[np.lexsort((involved, -most_paid[involved], -score[involved]))]
         if top:
             order = order[:top]
@@ -129,6 +132,7 @@ def _accounts(runs: list[RunOutcome], top: int) -> list[dict[str, Any]]:
                             "clawback": _money(cur, r.clawback_paid[a, c]),
                             "adl": _money(cur, r.adl_paid[a, c]),
                             "paid": _money(cur, paid[n, a]),
+                            "adl_contracts": int(r.adl_contracts[a, c]),
                             "equity_end": _money(cur, r.equity[a, c]),
                             "difference": None if n == 0 else _money(cur, diff[n, a]),
                         }
@@ -162,6 +166,7 @@ def csv_text(doc: dict[str, Any]) -> str:
                     "deficit": c["deficit"]["total"],
                     **{k: c["deficit"][k] for k in ("fund", "injection", "clawback", "adl")},
                     "uncovered": c["deficit"]["uncovered"],
+                    "adl_contracts": c["adl_contracts"],
                     "clawback_ratio": last.get("ratio", ""),
                     "clawback_status": last.get("status", ""),
                 }
@@ -176,6 +181,7 @@ def csv_text(doc: dict[str, Any]) -> str:
                     "clawback": values["clawback"],
                     "adl": values["adl"],
                     "paid": values["paid"],
+                    "adl_contracts": values["adl_contracts"],
                     "equity_end": values["equity_end"],
                     "difference": values["difference"] or "",
                 }

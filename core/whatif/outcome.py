@@ -12,7 +12,7 @@ import numpy as np
 
 from core.engine.facade import Engine
 from core.engine.ledger import fund_summary
-from core.model.events import ClawbackComputed, Event, FundPosting, LiquidationFilled, iso
+from core.model.events import AdlFill, ClawbackComputed, Event, FundPosting, LiquidationFilled, iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +21,7 @@ class Coverage:
 
     The fund's own money (its start and liquidation surplus) is counted as paying first, an
     injection what the fund's own money could not; ADL is what its counterparties gave up against
-    the mark (core/whatif/adl_cost.py); the clawback is its allocations, pending ones included."""
+    the mark where that is a loss (core/whatif/adl_cost.py); the clawback is its allocations, pending ones included."""
 
     deficit: int
     fund: int
@@ -43,6 +43,7 @@ class CurrencyOutcome:
     fund_min: int
     fund_path: tuple[tuple[str, int], ...]  # (time, balance after) of every fund posting
     coverage: Coverage
+    adl_contracts: int  # closed against liquidated remainders
     clawbacks: tuple[tuple[str, str, str], ...]  # (time, ratio, status)
 
 
@@ -62,6 +63,7 @@ class RunOutcome:
     account_ids: tuple[str, ...]
     clawback_paid: np.ndarray
     adl_paid: np.ndarray
+    adl_contracts: np.ndarray
     equity: np.ndarray
 
 
@@ -87,6 +89,11 @@ def outcome_of(
                 clawback_paid[book.account_index[account], c] += amount
     for (account, currency), amount in adl_cost.items():
         adl_paid[book.account_index[account], codes.index(currency)] += amount
+    adl_contracts = np.zeros((n, len(codes)), dtype=np.int64)
+    settle = {i.symbol: codes.index(i.settle_currency) for i in engine.instruments}
+    for e in events:
+        if type(e) is AdlFill:
+            adl_contracts[book.account_index[e.account], settle[e.symbol]] += e.contracts
     upnl = np.zeros((n, len(codes)))
     np.add.at(upnl, (book.account, book.position_currency), engine.valuation.upnl)
     equity = np.zeros((n, len(codes)), dtype=np.int64)
@@ -96,7 +103,14 @@ def outcome_of(
         cash[: held.size] = held
         equity[:, c] = cash + np.floor(upnl[:, c] * engine.currencies[c].scale).astype(np.int64)
     outcomes = tuple(
-        _currency(engine, code, events, clawbacks, int(adl_paid[:, c].sum()))
+        _currency(
+            engine,
+            code,
+            events,
+            clawbacks,
+            int(adl_paid[:, c].sum()),
+            int(adl_contracts[:, c].sum()),
+        )
         for c, code in enumerate(codes)
     )
     policy = engine.scenario.policy
@@ -116,6 +130,7 @@ def outcome_of(
         account_ids=tuple(book.account_ids),
         clawback_paid=clawback_paid,
         adl_paid=adl_paid,
+        adl_contracts=adl_contracts,
         equity=equity,
     )
 
@@ -145,6 +160,7 @@ def _currency(
     events: list[Event],
     clawbacks: list[ClawbackComputed],
     adl: int,
+    adl_contracts: int,
 ) -> CurrencyOutcome:
     decimals = engine.scenario.currencies[code].decimals
     instruments = {i.symbol: i for i in engine.instruments}
@@ -186,5 +202,6 @@ def _currency(
         fund_min=min([start, *(b for _, b in path)]),
         fund_path=tuple(path),
         coverage=coverage,
+        adl_contracts=adl_contracts,
         clawbacks=tuple((iso(c.time), c.ratio, c.status) for c in shared),
     )

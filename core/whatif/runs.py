@@ -73,7 +73,9 @@ def original_outcome(parent: Path) -> RunOutcome:
 def branch_outcome(fork: Fork, run: BranchRun) -> RunOutcome:
     cost: dict[Any, int] = defaultdict(int)
     if any(type(e) is AdlFill for e in fork.collector.events):
-        for key, amount in stored_adl_cost(fork.parent, [], until=fork.tick).items():
+        for key, amount in stored_adl_cost(
+            fork.parent, fork.collector.events, until=fork.tick
+        ).items():
             cost[key] += amount
     for key, amount in run.adl_cost.items():
         cost[key] += amount
