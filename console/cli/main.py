@@ -17,6 +17,7 @@ from console.cli import keys as cli_keys
 from console.cli import operators as cli_operators
 from console.cli import report as cli_report
 from console.cli import scenario as cli_scenario
+from console.cli import whatif as cli_whatif
 from console.cli.launch import launch_if_gui, window_option_before
 from core.model import files
 from core.model.errors import InputError, WriteError
@@ -111,6 +112,7 @@ def _parser() -> _Parser:
     cli_scenario.register(commands)
     cli_feed.register(commands)
     cli_keys.register(commands)
+    cli_whatif.register(commands)
     parser.commands = frozenset(commands.choices)
     return parser
 
@@ -282,7 +284,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = parser.parse_args(arguments)
     try:
-        for module in (cli_operators, cli_actions, cli_report, cli_scenario, cli_feed, cli_keys):
+        modules = (
+            cli_operators,
+            cli_actions,
+            cli_report,
+            cli_scenario,
+            cli_feed,
+            cli_keys,
+            cli_whatif,
+        )
+        for module in modules:
             handled = module.handle(args)
             if handled is not None:
                 return handled

@@ -136,34 +136,73 @@ class Session:
             store = Store.create(store_path, doc, asdict(settings), publish=False)
         session = cls(engine, ResultCollector(engine), doc, store, settings)
         if store is not None:
-            try:
-                with store.transaction():
-                    store.write_reference(
-                        (_instrument_row(i) for i in engine.instruments),
-                        engine.book.account_ids,
-                        len(scenario.accounts),
-                    )
-                    store.write_tick(0, engine.now, [], [], engine.state_hash())
-                    store.write_prices(0, engine.now, session._price_points())
-                    session._write_snapshot()
-                    if first is not None:
-                        first(store)
-                store.publish()
-            except BaseException as error:
-                session._writer_close()
-                store.discard()
-                if isinstance(error, sqlite3.Error) and store_write_error(store.path, error):
-                    raise files.write_error(store.path, os_error(error), existed=False) from None
-                raise
+            session._begin_store({}, first)
         return session
 
     @classmethod
-    def open(cls, store_path: str | Path, *, at: int | None = None, step: bool = True) -> Session:
+    def fork(
+        cls,
+        engine: Engine,
+        collector: ResultCollector,
+        doc: dict[str, Any],
+        store_path: str | Path,
+        settings: StoreSettings,
+        meta: dict[str, str],
+    ) -> Session:
+        """A new store that begins at `engine`'s tick (a what-if branch, core/whatif/): the
+        header with `meta`, the reference data, the state as given and the events so far as its
+        first snapshot; the run goes on live from there. Nothing is left at the path on failure."""
+        store = Store.create(store_path, doc, asdict(settings), publish=False)
+        session = cls(engine, collector, doc, store, settings)
+        # The first snapshot's event chunk holds every event up to the fork.
+        session._events_saved = 0
+        session._begin_store(meta)
+        return session
+
+    def _begin_store(
+        self, meta: dict[str, str], first: Callable[[Store], None] | None = None
+    ) -> None:
+        """The first transaction of a new store (reference data, the first tick's row and
+        snapshot, what `first` writes), then the store published at its path."""
+        store, engine = self.store, self.engine
+        assert store is not None
+        try:
+            with store.transaction():
+                for key, value in meta.items():
+                    store.set_meta(key, value)
+                store.write_reference(
+                    (_instrument_row(i) for i in engine.instruments),
+                    engine.book.account_ids,
+                    len(engine.scenario.accounts),
+                )
+                store.write_tick(engine.tick, engine.now, [], [], engine.state_hash())
+                store.write_prices(engine.tick, engine.now, self._price_points())
+                self._write_snapshot()
+                if first is not None:
+                    first(store)
+            store.publish()
+        except BaseException as error:
+            self._writer_close()
+            store.discard()
+            if isinstance(error, sqlite3.Error) and store_write_error(store.path, error):
+                raise files.write_error(store.path, os_error(error), existed=False) from None
+            raise
+
+    @classmethod
+    def open(
+        cls,
+        store_path: str | Path,
+        *,
+        at: int | None = None,
+        step: bool = True,
+        read_only: bool = False,
+    ) -> Session:
         """Reopen a store at its last committed tick (or at tick `at`): the last snapshot plus the
         journal after it. Commands journaled after the head wait for the next tick. With `step`
         off the session stays at the snapshot, behind the head (a feed's store replays its
-        messages from there)."""
-        store = Store.open(store_path)
+        messages from there). `read_only` opens the file so that nothing can write it (a
+        what-if's parent)."""
+        store = Store.open(store_path, read_only=read_only)
         settings = StoreSettings(**store.settings)
         snapshot_tick, engine, collector = _load(store, at)
         session = cls(engine, collector, store.scenario_doc, store, settings)
@@ -190,7 +229,9 @@ class Session:
         try:
             self._writer_close()
             stale = self.live and self._account_state_tick != self.engine.tick
-            if self.store is not None and not self._broken and stale:
+            writable = self.store is not None and not self.store.read_only
+            if writable and not self._broken and stale:
+                assert self.store is not None
                 with self.store.transaction():
                     self._write_account_state()
         finally:
@@ -321,6 +362,23 @@ class Session:
             self._action_ids.append(action.id)
         self.queued.append(Queued(seq, command, action))
         return action
+
+    def carry(self, command: dict[str, Any], authority: dict[str, Any] | None) -> None:
+        """A command journaled in another store (a what-if's parent) that applied there at the
+        next tick: journaled here and queued with the authority it carried there, so that it
+        applies or is refused the same way."""
+        assert self.store is not None and self.live
+        if THRESHOLDS_FIELD in command:
+            self.set_thresholds(command[THRESHOLDS_FIELD])
+            return
+        self.flush()
+        with self.store.transaction():
+            seq = self.store.write_command(self.engine.tick + 1, self.engine.now, command)
+        action = commands.parse_journaled(self.engine, seq, command, self._action_ids)
+        carried = action.authority or from_row(seq, authority)
+        self.queued.append(
+            Queued(seq, command, replace(action, authority=replace(carried, command=seq)))
+        )
 
     def apply_pending(self) -> list[Event]:
         """Apply the commands waiting for the next tick, also after the scenario's end (one more

@@ -361,6 +361,26 @@ def connect_read_only(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Conn
     return sqlite3.connect(store_uri(path, "ro"), uri=True, timeout=timeout)
 
 
+def connect_reader(path: str | Path) -> sqlite_utils.Database:
+    """The store at `path` for reading only (a what-if's parent): the same checks as `connect`,
+    through a connection that can never write, migrate or create the file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("STORE", f"no store at {path}")
+    try:
+        conn = connect_read_only(path, timeout=30.0)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        application = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError as error:
+        raise InputError("STORE", f"{path} is not a readable SQLite store ({error})") from None
+    if application != APPLICATION_ID or version != SCHEMA_VERSION:
+        conn.close()
+        raise InputError(
+            "STORE", f"{path} is not a store of schema version {SCHEMA_VERSION} (found {version})"
+        )
+    return sqlite_utils.Database(conn)
+
+
 def _holds_nothing(path: Path) -> bool:
     try:
         conn = connect_read_only(path)

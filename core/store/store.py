@@ -38,6 +38,7 @@ from core.store.schema import (
     ACCOUNT_STATE_INDEXES,
     ACCOUNTS_INDEX,
     connect,
+    connect_reader,
     create_account_state_indexes,
     new_store,
     publish_store,
@@ -94,6 +95,7 @@ class Store:
         self.conn = db.conn
         self._seq: dict[str, int] = {}
         self._creating: Path | None = None
+        self.read_only = False
         # Temporary files of stores at this path whose creation was killed, removed on creating.
         self.leftovers: tuple[Path, ...] = ()
 
@@ -148,12 +150,17 @@ class Store:
             self._creating = None
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
+    def open(cls, path: str | Path, *, read_only: bool = False) -> Store:
+        """An existing store; `read_only` through a connection that cannot write the file (nor
+        migrate it: a store of an older schema is refused then)."""
         path = Path(path)
-        db = connect(path)
+        db = connect_reader(path) if read_only else connect(path)
         if not db["meta"].exists() or db["meta"].count == 0:
+            db.conn.close()
             raise InputError("STORE", f"{path} holds no run (it was never written to)")
-        return cls(db, path)
+        store = cls(db, path)
+        store.read_only = read_only
+        return store
 
     def close(self) -> None:
         if self._creating is not None:

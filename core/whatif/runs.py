@@ -1,0 +1,228 @@
+"""What-if runs end to end: a branch made, run and compared with its original and earlier
+branches; the three deficit policies from the start, side by side (docs/whatif.md)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from core.engine.facade import Engine
+from core.model.errors import InputError
+from core.model.events import AdlFill, Event, iso
+from core.model.units import format_minor
+from core.session.session import Session
+from core.store.store import Store
+from core.whatif.adl_cost import AdlTape
+from core.whatif.branch import (
+    BranchInfo,
+    BranchRun,
+    Fork,
+    branch_path,
+    check_name,
+    read_info,
+)
+from core.whatif.compare import MAX_RUNS, comparison
+from core.whatif.outcome import RunOutcome, outcome_of
+
+ADL_COST_META = "whatif_adl_cost"
+Progress = Callable[[str], None]
+
+
+def stored_adl_cost(path: Path, events: list[Event], until: int | None = None) -> dict[Any, int]:
+    """What ADL cost its counterparties in a stored run up to tick `until`: replayed (read-only)
+    from the tick before its first ADL fill, where the marks of each fill's tick are known."""
+    fills = [e for e in events if type(e) is AdlFill]
+    if not fills:
+        return {}
+    store = Store.open(path, read_only=True)
+    try:
+        first = store.conn.execute(
+            "SELECT min(tick) FROM adl WHERE (? IS NULL OR tick <= ?)", (until, until)
+        ).fetchone()[0]
+        head = store.head_tick() or 0
+    finally:
+        store.close()
+    if first is None:
+        return {}
+    session = Session.open(path, at=first - 1, read_only=True)
+    tape = AdlTape()
+    try:
+        target = head if until is None else min(until, head)
+        while session.tick < target:
+            tape.observe(session.engine, session.step())
+    finally:
+        session.close()
+    return dict(tape.cost)
+
+
+def original_outcome(parent: Path) -> RunOutcome:
+    """The original as its store holds it, at its last committed tick."""
+    session = Session.open(parent, read_only=True)
+    try:
+        engine, events = session.engine, list(session.collector.events)
+    finally:
+        session.close()
+    cost = stored_adl_cost(parent, events)
+    return outcome_of("original", str(parent), engine, events, cost, {})
+
+
+def branch_outcome(fork: Fork, run: BranchRun) -> RunOutcome:
+    cost: dict[Any, int] = defaultdict(int)
+    if any(type(e) is AdlFill for e in fork.collector.events):
+        for key, amount in stored_adl_cost(
+            fork.parent, fork.collector.events, until=fork.tick
+        ).items():
+            cost[key] += amount
+    for key, amount in run.adl_cost.items():
+        cost[key] += amount
+    _record_cost(run.info.path, dict(cost))
+    return outcome_of(
+        run.info.name,
+        str(run.info.path),
+        fork.engine,
+        fork.collector.events,
+        dict(cost),
+        _changes(run.info),
+    )
+
+
+def stored_branch_outcome(parent: Path, name: str) -> RunOutcome:
+    """An earlier branch beside `parent`, from its store (its ADL cost as recorded when it ran)."""
+    path = branch_path(parent, name)
+    if not path.exists():
+        raise InputError("--with", f"no branch named {name!r} beside {parent}")
+    info = read_info(path)
+    store = Store.open(path, read_only=True)
+    try:
+        cost = {
+            tuple(k.split("|", 1)): v
+            for k, v in json.loads(store.meta(ADL_COST_META) or "{}").items()
+        }
+    finally:
+        store.close()
+    session = Session.open(path, read_only=True)
+    try:
+        engine, events = session.engine, list(session.collector.events)
+    finally:
+        session.close()
+    return outcome_of(info.name, str(path), engine, events, cost, _changes(info))
+
+
+def _record_cost(path: Path, cost: dict[Any, int]) -> None:
+    store = Store.open(path)
+    try:
+        with store.transaction():
+            store.set_meta(ADL_COST_META, json.dumps({f"{a}|{c}": v for (a, c), v in cost.items()}))
+    finally:
+        store.close()
+
+
+def _changes(info: BranchInfo) -> dict[str, Any]:
+    return {
+        "at": {"tick": info.at_tick, "time": info.at_time},
+        "actions": list(info.actions),
+        "policy": info.policy,
+    }
+
+
+def branch(
+    parent: str | Path,
+    at: str,
+    actions: list[dict[str, Any]],
+    policy: dict[str, Any],
+    *,
+    name: str | None = None,
+    with_names: tuple[str, ...] = (),
+    top: int = 50,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Make one branch, run it to the end and compare it with the original and the branches
+    `with_names`. Every input is checked before the branch store is written."""
+    parent = Path(parent)
+    if len(with_names) + 1 > MAX_RUNS - 1:
+        raise InputError(
+            "--with", f"expected at most {MAX_RUNS - 2} other branches, found {len(with_names)}"
+        )
+    for other in with_names:
+        if not branch_path(parent, other).exists():
+            raise InputError("--with", f"no branch named {other!r} beside {parent}")
+    fork = Fork(parent, at, name)
+    fork.add_actions(actions)
+    fork.set_policy(policy)
+    if progress:
+        progress(f"branch {fork.name}: from tick {fork.tick} ({iso(fork.time)}) to the end")
+    run = fork.run()
+    outcomes = [original_outcome(parent), branch_outcome(fork, run)]
+    outcomes += [stored_branch_outcome(parent, other) for other in with_names]
+    return comparison(outcomes, top=top)
+
+
+def policies(
+    parent: str | Path, *, prefix: str = "policies", top: int = 50, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Clawback, ADL, and clawback after an injection of the deficit it shares, each from the
+    start, beside the original: who pays in each."""
+    parent = Path(parent)
+    names = [f"{prefix}-clawback", f"{prefix}-adl", f"{prefix}-injection"]
+    taken: set[str] = set()
+    for n in names:
+        check_name(parent, n, taken)
+        taken.add(n)
+    outcomes = [original_outcome(parent)]
+    for n, deficit in zip(names[:2], ("clawback", "adl"), strict=True):
+        fork = Fork(parent, "0", n)
+        fork.set_policy({"deficit": deficit})
+        if progress:
+            progress(f"branch {n}: deficit {deficit} from the start")
+        outcomes.append(branch_outcome(fork, fork.run()))
+    fork = Fork(parent, "0", names[2])
+    fork.set_policy({"deficit": "clawback"})
+    fork.add_actions(_injections(fork.engine, outcomes[1]))
+    if progress:
+        progress(f"branch {names[2]}: the shared deficit injected before settlement")
+    outcomes.append(branch_outcome(fork, fork.run()))
+    return comparison(outcomes, top=top)
+
+
+def _injections(engine: Engine, clawback_run: RunOutcome) -> list[dict[str, Any]]:
+    """An injection of what the clawback run shared (per currency), requested and approved in
+    the two ticks before the settlement that shared it, by the scenario's own people."""
+    scenario = engine.scenario
+    roles = {o.name: o.role for o in scenario.operators}
+    maker = next((n for n, r in roles.items() if r in ("operator", "admin")), "whatif")
+    checker = next(
+        (n for n, r in roles.items() if r == "supervisor" and n != maker), "whatif-checker"
+    )
+    dt = timedelta(seconds=scenario.tick_seconds)
+    out: list[dict[str, Any]] = []
+    for c in clawback_run.currencies:
+        if not c.clawbacks or c.coverage.clawback <= 0:
+            continue
+        settled = datetime.fromisoformat(c.clawbacks[0][0])
+        request = f"whatif-inject-{c.currency}"
+        amount = format_minor(c.coverage.clawback, c.decimals)
+        out.append(
+            {
+                "at": iso(settled - 2 * dt),
+                "id": request,
+                "operator": maker,
+                "action": "inject",
+                "currency": c.currency,
+                "amount": amount,
+                "reason": "what-if: the company covers the deficit the clawback would share",
+            }
+        )
+        out.append(
+            {
+                "at": iso(settled - dt),
+                "operator": checker,
+                "action": "approve",
+                "request": request,
+                "reason": "what-if: approved",
+            }
+        )
+    return out
