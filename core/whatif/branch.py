@@ -210,6 +210,13 @@ class Fork:
         self.parent = Path(parent)
         store = Store.open(self.parent, read_only=True)
         try:
+            if store.feed_url is not None:
+                # Its ticks follow the feed's messages, which a branch would have to replay.
+                raise InputError(
+                    "STORE",
+                    f"{parent} was written from a feed: a what-if branches a "
+                    "scenario's store (branches of a feed's store are not built yet)",
+                )
             self.settings = StoreSettings(**store.settings)
             head = store.head_tick() or 0
             scenario = parse_scenario(store.scenario_doc)
