@@ -3,6 +3,7 @@ and opening a file with a clear error when it is not a store of this version."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import sqlite3
 from collections.abc import Callable
@@ -432,6 +433,11 @@ def publish_store(temp: Path, path: Path) -> None:
     except InputError:
         files.discard(temp)
         raise
+    # A WAL or shared-memory file left at `path` by a store deleted under it belongs to no
+    # store now; SQLite would apply that WAL to the new one and mix the two runs.
+    for suffix in files.SQLITE_SIDECARS:
+        with contextlib.suppress(OSError):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
     files.publish(temp, path)
 
 

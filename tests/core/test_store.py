@@ -24,7 +24,7 @@ import sqlite_utils
 from console.cli.main import main
 from core.desk.queries import DeskQueries, ReportRange
 from core.model.errors import InputError
-from core.scenario.builtin import builtin_scenarios
+from core.scenario.builtin import builtin_scenarios, resolve_scenario
 from core.session.session import Session
 from core.store import queries
 from core.store.schema import SCHEMA_VERSION, check_new, connect, connect_read_only, store_uri
@@ -434,3 +434,28 @@ def test_threshold_changes_are_journaled_and_alerts_stored(tmp_path: Path) -> No
     assert reopened.store is not None
     assert reopened.store.db["alerts"].count == raised > 0
     reopened.close()
+
+
+def test_a_store_deleted_under_its_wal_leaves_nothing_in_the_next_one_at_that_path(
+    tmp_path: Path,
+) -> None:
+    """An operator removes a store but not its -wal and -shm (another process still had it
+    open): a new store at that path must not take the old run's pages from them."""
+    path = tmp_path / "desk.sqlite"
+    old = Session.start(resolve_scenario("two-traders"), path)
+    for _ in range(50):
+        old.step()
+    old.flush()
+    stale = {s: (tmp_path / f"desk.sqlite{s}").read_bytes() for s in ("-wal", "-shm")}
+    old.close()
+    for leftover in tmp_path.glob("desk.sqlite*"):
+        leftover.unlink()
+    for suffix, data in stale.items():
+        (tmp_path / f"desk.sqlite{suffix}").write_bytes(data)
+    new = Session.start(resolve_scenario("two-traders"), path)
+    for _ in range(100):
+        new.step()
+    new.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT max(tick) FROM journal").fetchone() == (100,)
