@@ -202,6 +202,9 @@ def test_a_broker_killed_under_a_console_says_reconnecting_then_catches_up(
     producer.close()
     window = _desk(qtbot, settings, url, tmp_path / "desk.db")
     qtbot.waitUntil(lambda: window.snapshot is not None and window.snapshot.tick == 1)
+    # The feed plays itself: no play, step, seek or speed at a desk on a feed.
+    controls = (window.play_action, window.step_action, window.end_action, window.slider)
+    assert not any(control.isEnabled() for control in (*controls, window.speed))
     broker.kill(signal.SIGKILL)
     qtbot.waitUntil(lambda: window.snapshot.feed.state == "reconnecting", timeout=15_000)
     assert "reconnecting" in window.feed_view.label.text()
