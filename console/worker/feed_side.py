@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from console.worker.feed_driver import FeedDriver
 from console.worker.operations import Outcome, failure
@@ -17,14 +17,12 @@ from core.model.errors import InputError
 from core.model.operations import Refusal
 from core.session.snapshot_builder import SnapshotBuilder
 
-if TYPE_CHECKING:
-    from console.worker.engine_worker import EngineWorker
-
 
 class FeedSide:
-    """EngineWorker's methods for a feed; `self` is the EngineWorker."""
+    """EngineWorker's methods for a feed; `self` is the EngineWorker (a mixin, so that the
+    worker's module does not import this one both ways)."""
 
-    def _open_feed(self: EngineWorker, url: str, store_path: object) -> None:
+    def _open_feed(self, url: str, store_path: object) -> None:
         path = Path(str(store_path)) if store_path is not None else self._temp_store()
         try:
             self.feed = FeedDriver(url, path, self._after_feed_tick, self._feed_header)
@@ -40,7 +38,7 @@ class FeedSide:
         self._feed_timer.start(FEED_PULL_MS)
         self._pull()
 
-    def _pull(self: EngineWorker) -> None:
+    def _pull(self) -> None:
         """Apply what the feed link read since the last look, within the step budget, and say
         how the link is (a snapshot at least once a second, for the silence counter)."""
         feed = self.feed
@@ -60,7 +58,7 @@ class FeedSide:
         if applied or stale:
             self._publish(force=stale and not applied, fresh=False)
 
-    def _feed_notice(self: EngineWorker, status: Any) -> str | None:
+    def _feed_notice(self, status: Any) -> str | None:
         if status.state == "failed":
             return f"Feed stopped: {status.error}"
         if status.state == "ended":
@@ -69,18 +67,18 @@ class FeedSide:
             return f"Producer silent for {status.silent_seconds:.0f} s"
         return self.notice if self.notice and not self.notice.startswith("Producer") else None
 
-    def _feed_header(self: EngineWorker) -> None:
+    def _feed_header(self) -> None:
         """The header made the desk's session: the views start from it."""
         assert self.feed is not None and self.feed.session is not None
         self.session = self.feed.session
         self.builder = SnapshotBuilder(self.feed.session)
         self._publish(force=True, fresh=True)
 
-    def _after_feed_tick(self: EngineWorker, events: list[Any]) -> None:
+    def _after_feed_tick(self, events: list[Any]) -> None:
         if self.builder is not None:
             self._after_tick(events, pause_on_pending=False)
 
-    def _on_sent(self: EngineWorker, sent: object) -> None:
+    def _on_sent(self, sent: object) -> None:
         if not isinstance(sent, Sent):
             return
         operator = self._sending.pop(sent.token, None)
@@ -105,7 +103,7 @@ class FeedSide:
             return
         self._sending[token] = operator
 
-    def _unlock_key(self: EngineWorker, login: Login) -> None:
+    def _unlock_key(self, login: Login) -> None:
         """On a feed, the operator's signing key is unlocked with the password of the login."""
         assert self.feed is not None
         try:

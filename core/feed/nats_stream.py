@@ -10,7 +10,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import nats
@@ -18,11 +18,8 @@ import orjson
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
-from core.feed.wire import Unreadable, decoded
+from core.feed.wire import FeedWatch, Unreadable, decoded
 from core.model.errors import InputError
-
-if TYPE_CHECKING:
-    from core.feed.transports import FeedWatch
 
 CONNECT_SECONDS = 2.0
 WAIT_SECONDS = 1.0  # how long a read waits for the next message before looking again

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from core.feed.wire import decoded
+from core.feed.wire import FeedWatch, decoded
 from core.model.errors import InputError
 
 FOLLOW_SECONDS = 0.05  # how often a growing file is looked at again
@@ -26,17 +26,6 @@ class FeedWriter(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class FeedWatch(Protocol):
-    """Told how a reader's connection goes; asked whether to stop (a reader waiting for the next
-    message looks at least once a second)."""
-
-    def connection(self, state: str) -> None: ...
-
-    def received(self, pending: int) -> None: ...
-
-    def stopping(self) -> bool: ...
 
 
 def is_nats(url: str) -> bool:
