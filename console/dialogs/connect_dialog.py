@@ -87,13 +87,13 @@ class ConnectDialog(QDialog):
 
 def link_text(status: LinkStatus, feed_time: datetime, silent_after: float) -> tuple[str, bool]:
     """The status bar's line about a feed's link, and whether it warns (red)."""
-    parts = [status.state]
+    parts = [f"feed {status.state}"]
     if status.behind:
-        parts.append(f"behind by {status.behind:,} messages")
+        parts.append(f"behind {status.behind:,} msgs")
     if status.silent_seconds is not None:
-        parts.append(f"last message {status.silent_seconds:.1f} s ago")
+        parts.append(f"last msg {status.silent_seconds:.1f} s ago")
     wall = datetime.now(UTC).strftime("%H:%M:%S")
-    parts.append(f"feed time {feed_time.astimezone(UTC):%H:%M:%S} · wall {wall} UTC")
+    parts.append(f"feed {feed_time.astimezone(UTC):%H:%M:%S} · wall {wall} UTC")
     silent = status.silent_seconds is not None and status.silent_seconds >= silent_after
     warn = status.state in ("reconnecting", "failed") or silent
-    return "feed: " + " · ".join(parts), warn
+    return " · ".join(parts), warn

@@ -67,6 +67,7 @@ class FeedView:
                 control.setEnabled(not on_feed)
         if status is None:
             return
+        self.window.status_state.setText("live on the feed" if status.state != "ended" else "ended")
         text, warn = link_text(status, snap.now, self.silent_after)
         self.label.setText(text)
         self.label.setToolTip(status.error or status.url)

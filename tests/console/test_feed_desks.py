@@ -181,7 +181,7 @@ def test_a_producer_far_faster_than_the_console_is_caught_up_showing_how_far_beh
     # The status bar showed the desk far behind, then less and less, while views kept updating.
     assert max(behind) > total // 2 and behind[-1] == 0
     assert len(behind) > 20
-    assert "behind by" not in window.feed_view.label.text()
+    assert "behind" not in window.feed_view.label.text()
     assert "ended" in window.feed_view.label.text()
     window.close()
     stored = _store_rows(tmp_path / "desk.db")
