@@ -18,7 +18,7 @@ import orjson
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
-from core.feed.wire import FeedWatch, Unreadable, decoded
+from core.feed.wire import FeedWatch, decoded
 from core.model.errors import InputError
 
 CONNECT_SECONDS = 2.0
@@ -26,6 +26,7 @@ WAIT_SECONDS = 1.0  # how long a read waits for the next message before looking 
 ACK_SECONDS = 2.0  # how long a publish waits for the stream's acknowledgement
 RETRY_SECONDS = 120.0  # how long a publisher keeps sending one message through an outage
 RETRY_PAUSE = 0.5
+BATCH = 512  # messages taken from the client's queue in one turn of its loop
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -144,6 +145,15 @@ def message_at(url: str, seq: int = 1) -> Any:
     return decoded(raw.data.decode("utf-8", "replace")) if raw.data else None
 
 
+async def _arrived(sub: Any) -> list[Any]:
+    """The next message and those already waiting behind it (up to BATCH): one turn of the
+    loop for many messages, not one for each."""
+    batch = [await sub.next_msg(timeout=WAIT_SECONDS)]
+    while len(batch) < BATCH and sub.pending_msgs:
+        batch.append(await sub.next_msg(timeout=WAIT_SECONDS))
+    return batch
+
+
 def read_stream(
     url: str, *, after: int = 0, watch: FeedWatch | None = None
 ) -> Iterator[tuple[int, Any]]:
@@ -167,25 +177,24 @@ def read_stream(
         last = after
         while True:
             try:
-                msg = loop.run_until_complete(sub.next_msg(timeout=WAIT_SECONDS))
+                batch = loop.run_until_complete(_arrived(sub))
             except nats.errors.TimeoutError:
                 if watch is not None and watch.stopping():
                     return
                 continue
-            seq = int(msg.metadata.sequence.stream)
-            if seq <= last:
-                continue
-            if seq != last + 1:
-                raise InputError("sequence", f"gap in {url}: expected {last + 1}, found {seq}")
-            last = seq
-            message = decoded(msg.data.decode("utf-8", "replace"))
-            if watch is not None:
-                watch.received(int(msg.metadata.num_pending))
-            yield seq, message
-            if isinstance(message, dict) and message.get("type") == "end":
-                return
-            if isinstance(message, Unreadable):
-                continue
+            for msg in batch:
+                seq = int(msg.metadata.sequence.stream)
+                if seq <= last:
+                    continue
+                if seq != last + 1:
+                    raise InputError("sequence", f"gap in {url}: expected {last + 1}, found {seq}")
+                last = seq
+                message = decoded(msg.data.decode("utf-8", "replace"))
+                if watch is not None:
+                    watch.received(int(msg.metadata.num_pending))
+                yield seq, message
+                if isinstance(message, dict) and message.get("type") == "end":
+                    return
     finally:
         loop.run_until_complete(nc.close())
         # The JetStream subscription's own watchers end with the loop, not as stray tasks.
