@@ -32,6 +32,7 @@ def arguments(data: Path = DATA, out: Path = OUT) -> list[str]:
         "--source", f"{tiers.name}: Binance USD-M leverage tiers of {SYMBOL} (ccxt)",
         "--source", f"{candles.name}: Binance {SYMBOL} 5-minute candles (ccxt fetch_ohlcv)",
         "--tiers", str(tiers), "--candles", f"{SYMBOL}={candles}", "--as", f"{SYMBOL}=XRPUSDT",
+        "--exchange", "binanceusdm",
         "--insurance-fund", "USDT=1000000",
         "--crowd-accounts", "5000", "--crowd-seed", "2021",
         *(item for parameter in CROWD for item in ("--crowd", parameter)),

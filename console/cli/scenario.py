@@ -61,6 +61,16 @@ def register(commands: Any) -> None:
         "--tick-size": ("DECIMAL", "price tick (default: the finest decimal of the candles)"),
         "--contract-value": ("DECIMAL", "contract size (default 1; needed for inverse)"),
         "--as": ("NAME", "the instrument's symbol in the scenario (default the ccxt symbol)"),
+        "--margin-convention": (
+            "CONVENTION",
+            "mark or entry_value, where maintenance margin is valued (default: what --exchange "
+            "implies; docs/conventions.md)",
+        ),
+        "--close-fee-rate": (
+            "RATE",
+            "taker fee of closing counted in liquidation and bankruptcy prices (default: the "
+            "--fees taker rate where --exchange counts it, else 0)",
+        ),
     }
     for option, (metavar, what) in per_market.items():
         build.add_argument(
@@ -70,6 +80,18 @@ def register(commands: Any) -> None:
             metavar=f"SYMBOL={metavar}",
             help=f"{what}; " + _PER_MARKET % metavar,
         )
+    build.add_argument(
+        "--exchange",
+        metavar="ID",
+        help="the ccxt exchange id (binanceusdm, bybit, okx, gate): sets each instrument's "
+        "margin convention and close fee as that exchange computes liquidation prices",
+    )
+    build.add_argument(
+        "--fees",
+        metavar="FILE",
+        help="ccxt markets (load_markets) or trading fees (fetch_trading_fees) {symbol: {taker}}: "
+        "the close fee rate where --exchange counts it",
+    )
     build.add_argument(
         "--positions", metavar="FILE", help="accounts and positions, .csv or .parquet"
     )
@@ -124,6 +146,8 @@ def request_of(args: argparse.Namespace) -> BuildRequest:
             "--tick-size",
             "--contract-value",
             "--as",
+            "--margin-convention",
+            "--close-fee-rate",
         )
     }
     markets = tuple(
@@ -135,6 +159,8 @@ def request_of(args: argparse.Namespace) -> BuildRequest:
             mark_candles=_path(extra["--mark-candles"].get(symbol)),
             tick_size=_decimal(extra["--tick-size"].get(symbol), "--tick-size"),
             contract_value=_decimal(extra["--contract-value"].get(symbol), "--contract-value"),
+            margin_convention=extra["--margin-convention"].get(symbol),
+            close_fee_rate=_rate(extra["--close-fee-rate"].get(symbol), "--close-fee-rate"),
         )
         for symbol, path in candles.items()
     )
@@ -166,6 +192,8 @@ def request_of(args: argparse.Namespace) -> BuildRequest:
         start=_moment(args.start, "--start"),
         end=_moment(args.end, "--end"),
         seed=args.seed,
+        exchange=args.exchange,
+        fees=_path(args.fees),
     )
 
 
@@ -197,6 +225,16 @@ def _decimal(value: str | None, option: str) -> Decimal | None:
     if not number.is_finite() or number <= 0:
         raise InputError(option, f"expected a positive decimal, found {value!r}")
     return number
+
+
+def _rate(value: str | None, option: str) -> Decimal | None:
+    """A decimal rate, zero allowed (its range is checked with the market it belongs to)."""
+    if value is None:
+        return None
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise InputError(option, f"expected a decimal rate, found {value!r}") from None
 
 
 def _moment(value: str | None, option: str) -> datetime | None:

@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 
 from core.model.errors import InputError
-from core.model.instruments import Instrument
+from core.model.instruments import CONVENTIONS, Convention, Instrument
 from core.model.units import Currency, format_minor
 from core.scenario.ccxt import (
+    MAX_TAKER_RATE,
     PricePoints,
     candle_path,
     candle_seconds,
     read_candles,
+    read_taker_fees,
     read_tiers,
     tick_size_of,
     within,
@@ -30,6 +32,19 @@ from core.scenario.positions_import import read_positions
 
 # Stablecoins and fiat keep 6 decimals (the spec's USDT); coins 8 (BTC's satoshi).
 SIX_DECIMALS = frozenset({"USDT", "USDC", "USD", "BUSD", "FDUSD"})
+
+# What a ccxt exchange id implies (docs/conventions.md, the table): the margin convention, and
+# whether the exchange's liquidation price counts the taker fee of closing. Any other id: `mark`
+# without a fee, the default until its help pages are read.
+EXCHANGE_CONVENTIONS: dict[str, tuple[Convention, bool]] = {
+    "binance": ("mark", False),
+    "binanceusdm": ("mark", False),
+    "binancecoinm": ("mark", False),
+    "bybit": ("entry_value", False),
+    "okx": ("mark", True),
+    "gate": ("mark", True),
+    "gateio": ("mark", True),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +58,8 @@ class MarketSource:
     mark_candles: Path | None = None
     tick_size: Decimal | None = None  # default: the finest decimal of the price candles
     contract_value: Decimal | None = None  # default 1 (linear); required for an inverse one
+    margin_convention: str | None = None  # default: what `BuildRequest.exchange` implies
+    close_fee_rate: Decimal | None = None  # default: the taker rate, where the exchange counts it
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +79,8 @@ class BuildRequest:
     start: datetime | None = None
     end: datetime | None = None
     seed: int = 0
+    exchange: str | None = None  # the ccxt exchange id: sets each instrument's convention
+    fees: Path | None = None  # ccxt markets or trading fees: each symbol's taker rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +96,7 @@ def build_scenario(request: BuildRequest) -> dict[str, Any]:
     if not request.markets:
         raise InputError("--candles", "expected at least one market (SYMBOL=CANDLES)")
     tiers = read_tiers(request.tiers)
+    fees = read_taker_fees(request.fees) if request.fees is not None else {}
     paths = {m.symbol: _paths(m, request) for m in request.markets}
     tick_seconds = request.tick_seconds or min(p.quarter for p in paths.values())
     start = min(p.index[0][0] for p in paths.values())
@@ -97,6 +117,7 @@ def build_scenario(request: BuildRequest) -> dict[str, Any]:
             for level in tier.table().levels
         ]
         doc["tiers"] = {"basis": "notional", "levels": levels}
+        doc.update(_convention(market, request, fees))
         instruments.append(doc)
         code = tier.currency
         currencies[code] = request.decimals.get(code, 6 if code in SIX_DECIMALS else 8)
@@ -187,6 +208,45 @@ def _instrument(market: MarketSource, settle: str, tick_size: Decimal, name: str
         "expiry": expiry,
         "index": f"{name}-index",
     }
+
+
+def _convention(
+    market: MarketSource, request: BuildRequest, fees: dict[str, Decimal]
+) -> dict[str, str]:
+    """The instrument's `margin_convention` and `close_fee_rate`: the options given for the
+    market, else what the exchange id implies (the fee from the market's taker rate in `fees`).
+    A field at its default is left out, so a scenario built as before stays the same document."""
+    exchange = request.exchange
+    if exchange is not None and not (exchange.isascii() and exchange.isalnum()):
+        raise InputError(
+            "--exchange", f"expected a ccxt exchange id (gate, okx), found {exchange!r}"
+        )
+    implied, counts_fee = EXCHANGE_CONVENTIONS.get((exchange or "").lower(), ("mark", False))
+    convention = market.margin_convention or implied
+    if convention not in CONVENTIONS:
+        raise InputError(
+            "--margin-convention",
+            f"expected {' or '.join(CONVENTIONS)} for {market.symbol}, found {convention!r}",
+        )
+    rate = market.close_fee_rate
+    if rate is None and counts_fee:
+        if market.symbol not in fees:
+            raise InputError(
+                "--close-fee-rate",
+                f"expected the taker rate of {market.symbol}: {exchange}'s liquidation price "
+                "counts the fee of closing (docs/conventions.md); give --fees FILE (ccxt markets "
+                f"or trading fees with `taker`) or --close-fee-rate {market.symbol}=RATE",
+            )
+        rate = fees[market.symbol]
+    if rate is not None and not (rate.is_finite() and 0 <= rate < MAX_TAKER_RATE):
+        raise InputError(
+            "--close-fee-rate",
+            f"expected a rate from 0 to below 0.1 for {market.symbol}, found {rate}",
+        )
+    fields = {} if convention == "mark" else {"margin_convention": convention}
+    if rate:
+        fields["close_fee_rate"] = _text(rate)
+    return fields
 
 
 def _accounts(doc: dict[str, Any], request: BuildRequest) -> list[dict[str, Any]]:

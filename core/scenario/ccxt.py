@@ -1,6 +1,7 @@
 """Exchange data in ccxt's unified shapes: leverage tiers (`fetch_leverage_tiers`) into tier tables
-with the exchange's maintenance amounts checked, and OHLCV candles (`fetch_ohlcv`) into price paths.
-Numbers are read exactly from the JSON text (never through a binary float).
+with the exchange's maintenance amounts checked, OHLCV candles (`fetch_ohlcv`) into price paths, and
+taker fee rates from markets (`load_markets`) or trading fees (`fetch_trading_fees`). Numbers are
+read exactly from the JSON text (never through a binary float).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from core.model.limits import MAX_FILE_BYTES, MAX_NUMBER_CHARS, clip
 NO_CAP = Decimal(2**62)
 CANDLE_COLUMNS = ("time", "open", "high", "low", "close", "volume")
 PricePoints = tuple[tuple[datetime, Decimal], ...]
+# As the scenario's `close_fee_rate`: a taker rate of 10% or more is a typo, not an exchange's.
+MAX_TAKER_RATE = Decimal("0.1")
 
 
 def read_exact_json(path: Path, what: str) -> Any:
@@ -161,6 +164,37 @@ def _decimal_text(value: Any, at: str) -> Decimal:
     if number is None or not number.is_finite() or isinstance(value, bool):
         raise InputError(at, f"expected a number, found {clip(repr(value))}")
     return number
+
+
+# ------------------------------------------------------------------------------------ taker fees
+
+
+def read_taker_fees(path: Path) -> dict[str, Decimal]:
+    """The taker rate of each symbol of a ccxt markets file (`load_markets`: `{symbol: market}`,
+    or `fetch_markets`: `[market, ...]`) or trading-fees file (`fetch_trading_fees`: `{symbol:
+    fee}`); entries without `taker` are left out. A flat fee (`percentage: false`) or a rate
+    outside [0, 0.1) is an error naming the symbol."""
+    doc = read_exact_json(path, "ccxt markets or trading fees")
+    if isinstance(doc, list):
+        entries = [(str(e.get("symbol", "")) if isinstance(e, dict) else "", e) for e in doc]
+    elif isinstance(doc, dict) and doc:
+        entries = list(doc.items())
+    else:
+        raise InputError(str(path), "expected {symbol: market} or [market, ...] with markets")
+    fees: dict[str, Decimal] = {}
+    for i, (symbol, entry) in enumerate(entries):
+        where = f"{path} {clip(symbol) if symbol else f'entry {i + 1}'}"
+        if not isinstance(entry, dict) or not symbol:
+            raise InputError(where, "expected a market object with its symbol")
+        if entry.get("taker") is None:
+            continue
+        if entry.get("percentage") is False:
+            raise InputError(f"{where} percentage", "expected a taker rate, found a flat fee")
+        rate = _decimal_text(entry["taker"], f"{where} taker")
+        if not 0 <= rate < MAX_TAKER_RATE:
+            raise InputError(f"{where} taker", f"expected a rate from 0 to below 0.1, found {rate}")
+        fees[symbol] = rate
+    return fees
 
 
 # ------------------------------------------------------------------------------------ candles

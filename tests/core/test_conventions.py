@@ -95,6 +95,28 @@ def test_bybit_inverse_short_under_entry_value_is_the_mirror() -> None:
     )
 
 
+def bybit_uta_inverse(side: int, quantity: int, entry: Fraction, leverage: int, mmr: Fraction):
+    """Bybit's current Unified Trading Account inverse isolated formula, no extra margin and no
+    MM deduction (the kbybit.com copy of "Liquidation Price Calculation under Isolated Mode",
+    updated 2026-05-27): long Q (MMR + 1) / (Q/E + Q/E/leverage), short Q (1 - MMR) / (Q/E -
+    Q/E/leverage). Position value is at the mark and the estimated fee to close is in both IM
+    and MM, so it cancels: this is the `mark` convention, not `entry_value`."""
+    value = quantity / entry
+    return quantity * (1 + side * mmr) / (value + side * value / leverage)
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_bybits_current_uta_inverse_isolated_formula_is_the_mark_convention(side: int) -> None:
+    # A formula check, not a published figure: the copy we read stops before its example.
+    row = ("B", 0, side, 60_000, "50000", True, 12_000_000, 10.0)
+    prices = prices_at(inverse_btc("mark"), row, 50_000.0)
+    expected = bybit_uta_inverse(side, 60_000, Fraction(50_000), 10, Fraction(5, 1000))
+    assert cents(prices.liquidation[0]) == Decimal(float(expected)).quantize(Decimal("0.01"))
+    assert cents(prices.liquidation[0]) == (
+        Decimal("45681.82") if side > 0 else Decimal("55277.78")
+    )
+
+
 # ----- the close fee in the bankruptcy price (Bybit inverse, cross) --------------------------
 
 
