@@ -232,3 +232,18 @@ def _injections(engine: Engine, clawback_run: RunOutcome) -> list[dict[str, Any]
             }
         )
     return out
+
+
+def stored_comparison(parent: str | Path, *, top: int = 50) -> dict[str, Any] | None:
+    """The original beside the latest branches written next to it (as many as a comparison
+    holds), or None when it has none: what the incident report's what-if section shows."""
+    from core.whatif.branch import list_branches
+
+    parent = Path(parent)
+    found = sorted(list_branches(parent), key=lambda b: b.path.stat().st_mtime)
+    latest = sorted(found[-(MAX_RUNS - 1) :], key=lambda b: (b.at_tick, b.name))
+    if not latest:
+        return None
+    outcomes = [original_outcome(parent)]
+    outcomes += [stored_branch_outcome(parent, b.name) for b in latest]
+    return comparison(outcomes, top=top)
