@@ -95,7 +95,7 @@ class StressLadder(QGroupBox):
             )
             self.table.setModel(self.model)
         self.model.set_records(lines)
-        self.table.size_columns()
+        self.table.size_columns(sample_rows=self.model.rowCount())
 
     def row_at(self, currency: str, shock: float) -> StressRow | None:
         return next((r for r in self.rows if r.currency == currency and r.shock == shock), None)

@@ -274,7 +274,7 @@ class WhatIfView(QWidget):
         self.fund_plot = Plot("Insurance fund, each run", "Balance", "Time (UTC)", time_axis=True)
         self.fund_plot.addLegend(offset=(8, 8))
         self.deficit_plot = Plot("Deficit and what covered it", "Amount", "")
-        self.deficit_plot.addLegend(offset=(8, 8))
+        self.deficit_plot.addLegend(offset=(-8, 8))  # top right: the bars start at the left
         self.deficit_plot.getPlotItem().setMouseEnabled(False, False)
         self.currency = QComboBox()
         self.currency.setObjectName("whatif-currency")
@@ -365,8 +365,8 @@ class WhatIfView(QWidget):
         self.doc = doc
         self.runs_model.set_records(run_lines(doc, self.decimals))
         self.accounts_model.set_records(account_lines(doc, self.decimals))
-        self.runs_table.size_columns()
-        self.accounts_table.size_columns()
+        self.runs_table.size_columns(sample_rows=self.runs_model.rowCount())
+        self.accounts_table.size_columns(sample_rows=50)
         codes = list(doc["runs"][0]["currencies"]) if doc["runs"] else []
         if [self.currency.itemText(i) for i in range(self.currency.count())] != codes:
             self.currency.blockSignals(True)
