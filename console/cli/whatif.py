@@ -58,7 +58,7 @@ def register(commands: Any) -> None:
     whatif.add_argument(
         "--top", type=int, default=50, metavar="N", help="accounts per currency (0: all)"
     )
-    whatif.add_argument("--out", metavar="COMPARE", help="COMPARE.json or COMPARE.csv")
+    whatif.add_argument("--out", metavar="COMPARE", help="COMPARE.json, .csv or .pdf")
     whatif.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -80,7 +80,9 @@ def handle(args: argparse.Namespace) -> int | None:
             )
         return 0
     if not args.out:
-        raise InputError("--out", "expected a file to write the comparison to (.json or .csv)")
+        raise InputError(
+            "--out", "expected a file to write the comparison to (.json, .csv or .pdf)"
+        )
     compare.output_format(args.out)
     if args.top < 0:
         raise InputError("--top", f"expected 0 or more, found {args.top}")
@@ -108,7 +110,14 @@ def handle(args: argparse.Namespace) -> int | None:
             top=args.top,
             progress=progress,
         )
-    compare.write(doc, args.out)
+    if compare.output_format(args.out) == "pdf":
+        from console.report.compare_pdf import write_comparison_pdf
+        from console.report.export import ensure_gui_app
+
+        ensure_gui_app()
+        write_comparison_pdf(doc, args.out)
+    else:
+        compare.write(doc, args.out)
     if progress:
         for run in doc["runs"]:
             for code, c in run["currencies"].items():

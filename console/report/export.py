@@ -80,7 +80,21 @@ def export(
             from console.report.pdf import write_pdf
 
             ensure_gui_app()
-            what = f"{write_pdf(report, target)} pages"
+            whatif = branches_comparison(store_path)
+            what = f"{write_pdf(report, target, whatif=whatif)} pages"
+            if whatif is not None:
+                what += f" (with {len(whatif['runs']) - 1} what-if branches)"
     finally:
         store.close()
     return f"incident report of {report.scope.start} to {report.scope.end}: {what} -> {target}"
+
+
+def branches_comparison(store_path: str | Path) -> dict[str, Any] | None:
+    """The comparison of the branches beside the store (STORE.whatif/), None without any: a
+    branch left by another run at that path (other accounts) is no part of this report."""
+    from core.whatif.runs import stored_comparison
+
+    try:
+        return stored_comparison(store_path, top=20)
+    except InputError:
+        return None

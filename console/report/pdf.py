@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QPointF, QRectF, Qt
 from PySide6.QtGui import (
@@ -35,18 +36,34 @@ from console.report.style import (
     TITLE,
     ZEBRA,
 )
+from console.report.whatif_pdf import whatif_images, whatif_section
 from core.model import files
 from core.model.units import format_minor
 from core.report.report import IncidentReport
 
 
-def write_pdf(report: IncidentReport, path: str | Path, *, dpi: int = DPI) -> int:
+def write_pdf(
+    report: IncidentReport,
+    path: str | Path,
+    *,
+    dpi: int = DPI,
+    whatif: dict[str, Any] | None = None,
+) -> int:
     """Write the report to `path` (needs a QGuiApplication); returns the number of pages. The
-    PDF is drawn in memory, where Qt cannot lose a write error, then written whole (core/files)."""
+    PDF is drawn in memory, where Qt cannot lose a write error, then written whole (core/files).
+    `whatif`: the comparison of the store's branches (risk-whatif/1), a section of its own."""
     images = charts(report, dpi)
+    if whatif is not None:
+        images.update(whatif_images(whatif, dpi))
+
+    def compose(flow: _Flow) -> None:
+        _compose(flow, report, images)
+        if whatif is not None:
+            whatif_section(flow, whatif, images, number=10)
+
     scratch = QBuffer()
     counting = _Flow(None, QPdfWriter(scratch), report, dpi, 0)
-    _compose(counting, report, images)
+    compose(counting)
     pages = counting.finish()
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
@@ -62,7 +79,7 @@ def write_pdf(report: IncidentReport, path: str | Path, *, dpi: int = DPI) -> in
     painter = QPainter(writer)
     try:
         flow = _Flow(painter, writer, report, dpi, pages)
-        _compose(flow, report, images)
+        compose(flow)
         written = flow.finish()
     finally:
         painter.end()
@@ -79,7 +96,7 @@ class _Flow:
         self,
         painter: QPainter | None,
         device: QPdfWriter,
-        report: IncidentReport,
+        report: IncidentReport | None,
         dpi: int,
         pages: int,
     ) -> None:
@@ -111,7 +128,7 @@ class _Flow:
 
     def new_page(self) -> None:
         if self.p is not None:
-            _footer(self.p, self.report, self.page, self.pages, self.u)
+            self.footer()
             self.device.newPage()
         self.page += 1
         self.y = self.top
@@ -214,9 +231,14 @@ class _Flow:
                 x += width
         self.y += h
 
+    def footer(self) -> None:
+        """The page's footer (the incident report's; a comparison's PDF draws its own)."""
+        assert self.p is not None and self.report is not None
+        _footer(self.p, self.report, self.page, self.pages, self.u)
+
     def finish(self) -> int:
         if self.p is not None:
-            _footer(self.p, self.report, self.page, self.pages, self.u)
+            self.footer()
         return self.page
 
 

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QWidg
 
 from console.models.base import fmt_money
 from console.widgets.plots import colours, finite_xy
+from console.widgets.stress_ladder import StressLadder
 from core.model.units import format_minor
 from core.session.snapshot import AT_RISK_RATIO, CurrencyOverview, Snapshot
 
@@ -119,6 +120,8 @@ class OverviewPanel(QWidget):
         self.cards: dict[str, CurrencyCard] = {}
         self.row = QHBoxLayout(self)
         self.row.setContentsMargins(4, 4, 4, 4)
+        self.ladder = StressLadder()
+        self.row.addWidget(self.ladder, 1)
 
     def apply_theme(self, theme: str) -> None:
         self.theme = theme
@@ -132,7 +135,8 @@ class OverviewPanel(QWidget):
             for card in self.cards.values():
                 card.deleteLater()
             self.cards = {code: CurrencyCard(code, self.theme) for code in codes}
-            for card in self.cards.values():
-                self.row.addWidget(card)
+            for n, card in enumerate(self.cards.values()):
+                self.row.insertWidget(n, card)
         for o in snap.overview:
             self.cards[o.code].update_values(o, snap)
+        self.ladder.update_snapshot(snap)

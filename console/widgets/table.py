@@ -48,13 +48,15 @@ class DataTable(QTableView):
         assert isinstance(model, ExportableModel)
         return model
 
-    def size_columns(self, widths: dict[int, int] | None = None) -> None:
-        """Column widths from the header text and a sample value, never from all rows."""
+    def size_columns(self, widths: dict[int, int] | None = None, sample_rows: int = 1) -> None:
+        """Column widths from the header text and the first `sample_rows` values, never from
+        all rows (a small table of figures passes all of its few rows)."""
         metrics = self.fontMetrics()
         model = self.table_model()
+        rows = range(min(sample_rows, model.rowCount()))
         for c, column in enumerate(model.columns):
-            sample = model.cell_text(0, c) if model.rowCount() else ""
-            width = max(metrics.horizontalAdvance(column.title), metrics.horizontalAdvance(sample))
+            texts = [column.title, *(model.cell_text(r, c) for r in rows)]
+            width = max(metrics.horizontalAdvance(t) for t in texts)
             self.setColumnWidth(c, (widths or {}).get(c, width + 24))
 
     def keyPressEvent(self, event: object) -> None:

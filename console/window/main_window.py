@@ -37,12 +37,13 @@ from console.widgets.overview import OverviewPanel
 from console.widgets.table import DataTable
 from console.window.feed_view import FeedView
 from console.window.operator_desk import COLOURS, OperatorDesk
+from console.window.whatif_dock import WhatIfDock
 from console.worker.bridge import Bridge
 from console.worker.operations import Outcome
 from console.worker.pacing import SPEEDS
 from core.session.snapshot import Snapshot
 
-LAYOUT_VERSION = 2  # 2: the operations docks
+LAYOUT_VERSION = 3  # 2: the operations docks; 3: the what-if dock
 
 
 def speed_label(speed: float) -> str:
@@ -87,8 +88,9 @@ class MainWindow(QMainWindow):
         self.add_dock("Account detail", self.detail, area.RightDockWidgetArea)
         self.desk = OperatorDesk(self)
         self.desk.ask_login = login
+        self.whatif = WhatIfDock(self)
         tabs = ("Accounts", "Liquidations", "Events", "Alerts", "Approvals", "Settlement review",
-                "Audit log")  # fmt: skip
+                "Audit log", "What-if")  # fmt: skip
         for left, right in itertools.pairwise(tabs):
             self.tabifyDockWidget(self.docks[left], self.docks[right])
         self.docks["Accounts"].raise_()
@@ -493,6 +495,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_layout()
+        self.whatif.close()
         self.bridge.shutdown()
         self.desk.close()
         super().closeEvent(event)

@@ -149,6 +149,21 @@ class CurrencyOverview:
 
 
 @dataclass(frozen=True, slots=True)
+class StressRow:
+    """One rung of the stress ladder (core/session/stress.py): a currency at a mark shock;
+    amounts in minor units."""
+
+    currency: str
+    decimals: int
+    shock: float  # -0.2: every mark 20 % lower
+    liquidations: int  # positions (isolated) and cross groups liquidated at the shocked marks
+    new_deficit: int
+    fund_pays: int  # of the deficit waiting for settlement plus the new one
+    deficit_left: int
+    clawback_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     """A read-only view of the first `n` rows of an append-only columnar log; `text` rows are
     Python strings (shared lists that only grow, so the first `n` never change)."""
@@ -229,6 +244,7 @@ class Snapshot:
     watched: str | None = None
     watched_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
     feed: LinkStatus | None = None  # on a live feed: how its link is
+    stress: tuple[StressRow, ...] = ()  # the stress ladder, recomputed about once a second
 
     def epoch(self, tick: int | np.ndarray) -> Any:
         return self.start_epoch + np.asarray(tick) * self.tick_seconds

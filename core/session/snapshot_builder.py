@@ -19,7 +19,6 @@ from core.model.events import ClawbackComputed, FundPosting, LiquidationFilled
 from core.risk.margin import risk_prices
 
 if TYPE_CHECKING:
-    from core.engine.facade import Engine
     from core.feed.link import LinkStatus
     from core.session.session import Session
 
@@ -33,33 +32,16 @@ from core.session.snapshot import (
     CurrencyOverview,
     PositionTable,
     Snapshot,
+    StressRow,
     TableSpec,
     describe,
     read_only,
     table_order,
 )
+from core.session.stress import projected_clawback_ratios, stress_ladder
 
-
-def projected_clawback_ratios(engine: Engine) -> dict[str, float]:
-    """Per currency, the worst clawback ratio a settlement now would apply (the deficit beyond the
-    fund's free balance over the family's profit), as DESIGN.md section 4 defines it."""
-    book, out = engine.book, {}
-    for (family, code), pnl in engine.period_pnl.items():
-        shared = engine.uncovered[(family, code)] - max(0, engine.desk.fund_free(code))
-        if shared <= 0:
-            out[code] = max(out.get(code, 0.0), 0.0)
-            continue
-        scale = float(engine.scenario.currencies[code].scale)
-        in_family = np.array([i.family == family for i in engine.instruments])
-        rows = np.flatnonzero(in_family[book.instrument] & (book.contracts > 0))
-        upnl = np.bincount(
-            book.account[rows], weights=engine.valuation.upnl[rows], minlength=len(book.account_ids)
-        )
-        profit = pnl / scale + upnl
-        total = float(profit[profit > 0].sum())
-        ratio = min(1.0, shared / scale / total) if total > 0 else 1.0
-        out[code] = max(out.get(code, 0.0), ratio)
-    return out
+__all__ = ["SnapshotBuilder", "projected_clawback_ratios"]
+STRESS_SECONDS = 1.0  # the stress ladder at most once a second (and a tenth of the thread)
 
 
 class SnapshotBuilder:
@@ -73,6 +55,9 @@ class SnapshotBuilder:
         self._heavy_at = -math.inf
         self._heavy_cost = 0.0
         self._heavy: dict[str, np.ndarray] = {}
+        self._stress_at = -math.inf
+        self._stress_cost = 0.0
+        self._stress: tuple[StressRow, ...] = ()
         self._watch_ratio: list[tuple[int, float]] = []
         self.watched: str | None = None
         self.reset()
@@ -330,7 +315,17 @@ class SnapshotBuilder:
             watched=self.watched,
             watched_ratio=watched_ratio,
             feed=feed,
+            stress=self._stress_ladder(fresh),
         )
+
+    def _stress_ladder(self, force: bool) -> tuple[StressRow, ...]:
+        now = wallclock.perf_counter()
+        due = max(STRESS_SECONDS, 9 * self._stress_cost)
+        if force or not self._stress or now - self._stress_at >= due:
+            self._stress = stress_ladder(self.session.engine)
+            self._stress_at = wallclock.perf_counter()
+            self._stress_cost = self._stress_at - now
+        return self._stress
 
     def _overview(self, columns: Mapping[str, np.ndarray]) -> tuple[CurrencyOverview, ...]:
         engine = self.session.engine

@@ -81,6 +81,7 @@ def _run(run: RunOutcome) -> dict[str, Any]:
 def _currency(c: CurrencyOutcome) -> dict[str, Any]:
     cov = c.coverage
     return {
+        "decimals": c.decimals,
         "liquidations": {
             "count": c.liquidations,
             "contracts": c.contracts,
@@ -190,14 +191,17 @@ def csv_text(doc: dict[str, Any]) -> str:
 
 
 def output_format(out: str) -> str:
+    """json, csv or pdf (the PDF is drawn by console/report/whatif_pdf.py)."""
     suffix = Path(out).suffix.lower().lstrip(".")
-    if suffix not in ("json", "csv"):
-        raise InputError("--out", f"expected a file ending in .json or .csv, found {out!r}")
+    if suffix not in ("json", "csv", "pdf"):
+        raise InputError("--out", f"expected a file ending in .json, .csv or .pdf, found {out!r}")
     return suffix
 
 
 def write(doc: dict[str, Any], out: str) -> None:
     """The comparison to `out`, whole or not at all."""
     fmt = output_format(out)
+    if fmt == "pdf":
+        raise InputError("--out", "a PDF comparison is written by the console's report")
     text = json.dumps(doc, indent=1) + "\n" if fmt == "json" else csv_text(doc)
     files.write_text(out, text)

@@ -139,9 +139,13 @@ def branch(
     with_names: tuple[str, ...] = (),
     top: int = 50,
     progress: Progress | None = None,
+    on_step: Callable[[Engine, list[Event]], None] | None = None,
+    checked: Callable[[Fork], None] | None = None,
 ) -> dict[str, Any]:
     """Make one branch, run it to the end and compare it with the original and the branches
-    `with_names`. Every input is checked before the branch store is written."""
+    `with_names`. Every input is checked before the branch store is written. `checked` sees the
+    fork once its input passed; `on_step` sees each tick of the branch's run (the console's
+    progress bar), and an exception it raises stops the run and removes the branch's store."""
     parent = Path(parent)
     if len(with_names) + 1 > MAX_RUNS - 1:
         raise InputError(
@@ -153,9 +157,11 @@ def branch(
     fork = Fork(parent, at, name)
     fork.add_actions(actions)
     fork.set_policy(policy)
+    if checked is not None:
+        checked(fork)
     if progress:
         progress(f"branch {fork.name}: from tick {fork.tick} ({iso(fork.time)}) to the end")
-    run = fork.run()
+    run = fork.run(on_step)
     outcomes = [original_outcome(parent), branch_outcome(fork, run)]
     outcomes += [stored_branch_outcome(parent, other) for other in with_names]
     return comparison(outcomes, top=top)
@@ -226,3 +232,18 @@ def _injections(engine: Engine, clawback_run: RunOutcome) -> list[dict[str, Any]
             }
         )
     return out
+
+
+def stored_comparison(parent: str | Path, *, top: int = 50) -> dict[str, Any] | None:
+    """The original beside the latest branches written next to it (as many as a comparison
+    holds), or None when it has none: what the incident report's what-if section shows."""
+    from core.whatif.branch import list_branches
+
+    parent = Path(parent)
+    found = sorted(list_branches(parent), key=lambda b: b.path.stat().st_mtime)
+    latest = sorted(found[-(MAX_RUNS - 1) :], key=lambda b: (b.at_tick, b.name))
+    if not latest:
+        return None
+    outcomes = [original_outcome(parent)]
+    outcomes += [stored_branch_outcome(parent, b.name) for b in latest]
+    return comparison(outcomes, top=top)

@@ -1,0 +1,136 @@
+"""The What-if dock on the two-traders scenario: a branch run on its own thread with progress,
+its comparison beside the original (deficit = fund + injection + clawback + ADL + uncovered),
+cancel leaving no branch store, and bad input shown inline naming the field."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TWO_TRADERS, wait_snapshot
+
+from core.whatif.branch import branch_dir
+
+RUN_SECONDS = 120_000  # ms: a branch of the whole hour on a busy machine
+
+
+@pytest.fixture
+def finished_window(qtbot: Any, settings: Any) -> Any:
+    """The window on two-traders run to its end (its store is the original)."""
+    from console.window.main_window import MainWindow
+
+    w = MainWindow(settings=settings)
+    qtbot.addWidget(w)
+    w.show()
+    w.open_source(TWO_TRADERS)
+    wait_snapshot(qtbot, w.bridge)
+    w.bridge.step(5000)
+    snap = wait_snapshot(qtbot, w.bridge, lambda s: s.finished, timeout=60_000)
+    qtbot.waitUntil(lambda: w.snapshot is snap)
+    yield w
+    w.close()
+
+
+def test_whatif_dock_runs_a_branch_with_progress_and_shows_a_consistent_comparison(
+    qtbot: Any, finished_window: Any
+) -> None:
+    w = finished_window
+    dock, view = w.whatif, w.whatif.view
+    store = Path(w.snapshot.store_path)
+    head = w.snapshot.head
+    seen: list[Any] = []
+    dock.runner.progress.connect(seen.append)
+    view.current_requested.emit()
+    assert view.at.text() == str(w.snapshot.tick)
+    view.at.setText("0")
+    view.name.setText("adl")
+    view.policy["deficit"].setCurrentText("adl")
+    with qtbot.waitSignal(dock.runner.finished, timeout=RUN_SECONDS) as done:
+        view.run_button.click()
+        assert not view.run_button.isEnabled() and view.cancel_button.isEnabled()
+    doc = done.args[0]
+    assert view.run_button.isEnabled() and not view.cancel_button.isEnabled()
+    assert not view.error.isVisible()
+    # Progress counted up to every tick of the branch.
+    assert seen and seen[-1].done == seen[-1].total == w.snapshot.ticks_total - 1
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
+    assert (branch_dir(store) / "adl.db").exists()
+    assert w.snapshot.head == head  # the original was only read
+    names = [r["name"] for r in doc["runs"]]
+    assert names == ["original", "adl"]
+    for run in doc["runs"]:
+        d = run["currencies"]["BTC"]["deficit"]
+        parts = sum(Decimal(d[k]) for k in ("fund", "injection", "clawback", "adl", "uncovered"))
+        assert Decimal(d["total"]) == parts == 8
+    original, adl = (r["currencies"]["BTC"]["deficit"] for r in doc["runs"])
+    assert Decimal(original["clawback"]) == 8 and Decimal(adl["adl"]) == 8
+    # The table shows the same figures, a row per run.
+    model = view.runs_model
+    titles = [c.title for c in model.columns]
+    cell = {(model.cell_text(r, 0), t): model.cell_text(r, c) for r in range(model.rowCount())
+            for c, t in enumerate(titles)}  # fmt: skip
+    assert model.rowCount() == 2
+    assert cell[("original", "Deficit")] == cell[("adl", "Deficit")] == "8.00000000"
+    assert cell[("original", "Clawback")] == "8.00000000" and cell[("adl", "ADL")] == "8.00000000"
+    assert cell[("adl", "Changes")].endswith("deficit=adl")
+    assert cell[("original", "Clawback ratio")].startswith("88.8889%")
+    assert view.accounts_model.rowCount() >= 2  # B paid in both runs
+    assert len(view.fund_plot.getPlotItem().listDataItems()) == 2
+
+
+def test_whatif_cancel_stops_the_run_and_leaves_no_branch_store(
+    qtbot: Any, finished_window: Any
+) -> None:
+    w = finished_window
+    dock, view = w.whatif, w.whatif.view
+    store = Path(w.snapshot.store_path)
+    dock.runner.progress.connect(lambda p: p.done > 0 and view.cancel_button.click())
+    view.at.setText("0")
+    view.name.setText("cut")
+    with qtbot.waitSignal(dock.runner.cancelled, timeout=RUN_SECONDS) as cancelled:
+        view.run_button.click()
+    assert cancelled.args == ["cut"]
+    qtbot.waitUntil(lambda: not dock.runner.running)
+    assert list(branch_dir(store).glob("cut.db*")) == []
+    assert "cancelled" in view.status.text() and view.run_button.isEnabled()
+
+
+def test_whatif_bad_action_is_shown_inline_naming_the_field(
+    qtbot: Any, finished_window: Any
+) -> None:
+    w = finished_window
+    dock, view = w.whatif, w.whatif.view
+    store = Path(w.snapshot.store_path)
+    view.at.setText("10")
+    bad = {"operator": "alice", "action": "freeze", "account": "Z", "reason": "what-if"}
+    view.actions.setPlainText(json.dumps(bad))
+    with qtbot.waitSignal(dock.runner.failed, timeout=RUN_SECONDS):
+        view.run_button.click()
+    assert view.error.isVisible()
+    assert view.error.text().startswith("action[0].account: expected an id of accounts (A, B)")
+    view.actions.setPlainText("freeze A please")
+    with qtbot.waitSignal(dock.runner.failed, timeout=RUN_SECONDS):
+        view.run_button.click()
+    assert view.error.text().startswith("action: expected a JSON object")
+    view.actions.setPlainText("")
+    view.at.setText("99999")
+    with qtbot.waitSignal(dock.runner.failed, timeout=RUN_SECONDS):
+        view.run_button.click()
+    assert view.error.text().startswith("at: 99999 is at or beyond the run's end")
+    assert not branch_dir(store).exists() or list(branch_dir(store).glob("*.db")) == []
+
+
+def test_whatif_action_templates_fill_from_the_snapshot(qtbot: Any, bridge: Any) -> None:
+    from console.window.whatif_dock import action_template
+
+    bridge.open(TWO_TRADERS)
+    snap = wait_snapshot(qtbot, bridge)
+    reduce = action_template("force_reduce", "alice", "B", snap)
+    assert reduce == {
+        "operator": "alice", "action": "force_reduce", "account": "B",
+        "symbol": "DEMO-USD-180731", "contracts": 5, "reason": "what-if: force reduce",
+    }  # fmt: skip
+    assert action_template("inject", "carol", None, snap)["currency"] == "BTC"
