@@ -148,16 +148,32 @@ class Session:
         store_path: str | Path,
         settings: StoreSettings,
         meta: dict[str, str],
+        chunks: tuple[list[tuple[int, bytes]], int] = ([], 0),
     ) -> Session:
         """A new store that begins at `engine`'s tick (a what-if branch, core/whatif/): the
         header with `meta`, the reference data, the state as given and the events so far as its
-        first snapshot; the run goes on live from there. Nothing is left at the path on failure."""
+        first snapshot; the run goes on live from there. Nothing is left at the path on failure.
+
+        `chunks`: the parent's event chunks (tick, stored bytes) that hold the collector's
+        first events, and how many: copied as they are rather than written again."""
         store = Store.create(store_path, doc, asdict(settings), publish=False)
         session = cls(engine, collector, doc, store, settings)
-        # The first snapshot's event chunk holds every event up to the fork.
-        session._events_saved = 0
-        session._begin_store(meta)
+        rows, held = chunks
+        # The first snapshot's event chunk holds the events the copied chunks do not.
+        session._events_saved = held
+
+        def copy_chunks(store: Store) -> None:
+            for tick, blob in rows:
+                store.write_event_chunk(tick, blob)
+
+        session._begin_store(meta, copy_chunks)
         return session
+
+    @property
+    def stored_events(self) -> tuple[int, int]:
+        """(the tick of the snapshot the session was loaded from or last wrote, how many of the
+        collector's events the store's chunks up to it hold)."""
+        return self._last_snapshot, self._events_saved
 
     def _begin_store(
         self, meta: dict[str, str], first: Callable[[Store], None] | None = None

@@ -231,6 +231,13 @@ class Fork:
             self.collector: ResultCollector = session.collector
             self.doc: dict[str, Any] = session.scenario_doc
             assert session.store is not None
+            # The chunks of the events up to the parent's snapshot, copied as stored.
+            snapshot_tick, held = session.stored_events
+            rows = session.store.conn.execute(
+                "SELECT tick, events FROM event_chunks WHERE tick <= ? ORDER BY tick",
+                (snapshot_tick,),
+            ).fetchall()
+            self.chunks: tuple[list[tuple[int, bytes]], int] = (rows, held)
             # The parent's journaled commands after the fork, by the tick they applied at: the
             # branch applies them too (it differs only by what it is asked to).
             self.carried: dict[int, list[tuple[dict[str, Any], dict[str, Any] | None]]] = {}
@@ -324,6 +331,7 @@ class Fork:
             path,
             self.settings,
             {WHATIF_META: json.dumps({"format": FORMAT, **meta}, sort_keys=True)},
+            self.chunks,
         )
 
     def finish(

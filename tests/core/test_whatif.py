@@ -79,7 +79,12 @@ def test_whatif_branch_without_changes_ends_with_the_parents_state_hash(
     session.seek(session.engine.ticks_total - 1)
     assert session.engine.state_hash() == end
     assert len(session.result()["liquidations"]) == 1
+    mine = session.result()
     session.close()
+    # Every event before the fork came over (the parent's chunks are copied as stored).
+    theirs = Session.open(parent, read_only=True)
+    assert mine == theirs.result()
+    theirs.close()
     assert_covered(doc)
 
 
