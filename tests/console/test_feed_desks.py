@@ -64,6 +64,20 @@ def _store_rows(store: Path) -> dict[str, Any]:
         }
 
 
+def _send(qtbot: Any, window: Any, raw: dict[str, Any]) -> str:
+    """Give a command at a desk and wait until the desk says it is in the stream."""
+    seen: list[Any] = []
+
+    def sent(outcome: Any) -> bool:
+        seen.append(outcome)
+        return "sent as message" in outcome.text or not outcome.ok
+
+    with qtbot.waitSignal(window.bridge.outcome, timeout=10_000, check_params_cb=sent):
+        window.desk.submit(raw)
+    assert seen[-1].ok, seen[-1].text
+    return str(seen[-1].text)
+
+
 def _tick(second: int) -> dict[str, Any]:
     return {"type": "tick", "time": f"2018-07-31T00:00:{second:02d}Z"}
 
@@ -71,8 +85,6 @@ def _tick(second: int) -> dict[str, Any]:
 def test_two_consoles_share_a_maker_checker_flow_on_one_stream(
     qtbot: Any, settings: Any, broker: Broker, tmp_path: Path
 ) -> None:
-    from console.worker.operations import Outcome
-
     url = f"{broker.url}/DESKS"
     doc = two_traders_with_actions()
     doc["actions"] = []  # every command here comes from a desk
@@ -92,12 +104,7 @@ def test_two_consoles_share_a_maker_checker_flow_on_one_stream(
             two.desk.log_in("carol", "carol-demo")
         ask = {"operator": "alice", "action": "force_reduce", "account": "B", "symbol": SYMBOL,
                "contracts": 4, "reason": "cut the exposure before settlement", "id": "fr-1"}  # fmt: skip
-        seen: list[Outcome] = []
-        with qtbot.waitSignal(
-            one.bridge.outcome, timeout=10_000, check_params_cb=lambda o: seen.append(o) or True
-        ):
-            one.desk.submit(ask)
-        assert seen[-1].ok and "sent as message 3" in seen[-1].text
+        assert "sent as message 3" in _send(qtbot, one, ask)
         producer.write(_tick(2))  # the request applies at the tick after it came back
         for window in (one, two):
             qtbot.waitUntil(
@@ -106,12 +113,12 @@ def test_two_consoles_share_a_maker_checker_flow_on_one_stream(
                 ),
                 timeout=15_000,
             )
-        # carol approves at the other desk; a self-approval by alice is refused everywhere
-        one.desk.submit({"operator": "alice", "action": "approve", "request": "fr-1",
-                         "reason": "mine"})  # fmt: skip
-        two.desk.submit({"operator": "carol", "action": "approve", "request": "fr-1",
-                         "reason": "agreed: B is too big into settlement"})  # fmt: skip
-        qtbot.wait(1500)  # both commands are in the stream before the next tick
+        # alice approves her own request (refused everywhere), then carol approves at her desk;
+        # each is in the stream (its outcome says so) before the next, and both before the tick
+        _send(qtbot, one, {"operator": "alice", "action": "approve", "request": "fr-1",
+                           "reason": "mine"})  # fmt: skip
+        _send(qtbot, two, {"operator": "carol", "action": "approve", "request": "fr-1",
+                           "reason": "agreed: B is too big into settlement"})  # fmt: skip
         producer.write(_tick(3))
         for message in rest:
             producer.write(message)
