@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QPointF, QRectF, Qt
-from PySide6.QtGui import QFont, QPageLayout, QPageSize, QPainter, QPdfWriter, QPen
+from PySide6.QtCore import QBuffer, QIODevice, QMarginsF
+from PySide6.QtGui import QPageLayout, QPageSize, QPainter, QPdfWriter
 
-from console.report.pdf import _Flow
-from console.report.style import BODY_W, DPI, FONT, FOOTER, GRID, MARGIN, MUTED, PAGE_H, TITLE
+from console.report.pdf import _Flow, draw_footer
+from console.report.style import DPI, TITLE
 from console.report.whatif_pdf import whatif_images, whatif_section
 from core.model import files
 
@@ -19,21 +19,8 @@ class _CompareFlow(_Flow):
     title = "What-if comparison"
 
     def footer(self) -> None:
-        p, u = self.p, self.u
-        assert p is not None
-        p.save()
-        top = (PAGE_H - MARGIN - FOOTER + 8) * u
-        left, width = MARGIN * u, BODY_W * u
-        p.setPen(QPen(GRID, 0.6 * u))
-        p.drawLine(QPointF(left, top), QPointF(left + width, top))
-        font = QFont(FONT)
-        font.setPointSizeF(6.5)
-        p.setFont(font)
-        p.setPen(MUTED)
-        box = QRectF(left, top + 3 * u, width, 10 * u)
-        p.drawText(box, Qt.AlignmentFlag.AlignLeft, self.title)
-        p.drawText(box, Qt.AlignmentFlag.AlignRight, f"Page {self.page} of {self.pages}")
-        p.restore()
+        assert self.p is not None
+        draw_footer(self.p, (self.title,), self.page, self.pages, self.u)
 
 
 def write_comparison_pdf(doc: dict[str, Any], path: str | Path, *, dpi: int = DPI) -> int:

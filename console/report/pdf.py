@@ -243,7 +243,19 @@ class _Flow:
 
 
 def _footer(painter: QPainter, report: IncidentReport, page: int, pages: int, scale: float) -> None:
-    """Drawn in device pixels: fonts in points already scale with the writer's resolution."""
+    scope = report.scope
+    text = (
+        f"{report.summary.title} · {scope.start} to {scope.end} · generated {report.generated_at}"
+    )
+    head = f"audit chain head at export {report.integrity.audit_head_hash}"
+    draw_footer(painter, (text, head), page, pages, scale)
+
+
+def draw_footer(
+    painter: QPainter, lines: tuple[str, ...], page: int, pages: int, scale: float
+) -> None:
+    """A page's footer: a rule, its lines on the left, the page number on the right. Drawn in
+    device pixels: fonts in points already scale with the writer's resolution."""
     painter.save()
     top = (PAGE_H - MARGIN - FOOTER + 8) * scale
     left, width = MARGIN * scale, BODY_W * scale
@@ -253,16 +265,11 @@ def _footer(painter: QPainter, report: IncidentReport, page: int, pages: int, sc
     font.setPointSizeF(6.5)
     painter.setFont(font)
     painter.setPen(MUTED)
-    scope = report.scope
-    text = (
-        f"{report.summary.title} · {scope.start} to {scope.end} · generated {report.generated_at}"
-    )
-    head = f"audit chain head at export {report.integrity.audit_head_hash}"
-    box = QRectF(left, top + 3 * scale, width, 10 * scale)
-    painter.drawText(box, Qt.AlignmentFlag.AlignLeft, text)
-    painter.drawText(box, Qt.AlignmentFlag.AlignRight, f"Page {page} of {pages}")
-    line2 = QRectF(left, top + 12 * scale, width, 10 * scale)
-    painter.drawText(line2, Qt.AlignmentFlag.AlignLeft, head)
+    for n, line in enumerate(lines):
+        box = QRectF(left, top + (3 + 9 * n) * scale, width, 10 * scale)
+        painter.drawText(box, Qt.AlignmentFlag.AlignLeft, line)
+        if n == 0:
+            painter.drawText(box, Qt.AlignmentFlag.AlignRight, f"Page {page} of {pages}")
     painter.restore()
 
 
