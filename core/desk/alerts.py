@@ -99,6 +99,9 @@ def record(db: sqlite_utils.Database, events: Iterable[object], *, tick: int | N
     the caller's transaction when there is one (the tick's), otherwise in its own. Returns the
     number of alerts raised."""
     raised = 0
+    events = [e for e in events if isinstance(e, AlertRaised | AlertCleared)]
+    if not events:
+        return 0  # most ticks: no savepoint to open and release
     with audit.atomic(db):
         for event in events:
             if isinstance(event, AlertRaised):

@@ -21,7 +21,7 @@ from core.feed.wire import Unreadable, decoded
 from core.model.errors import InputError
 from core.model.events import Event
 from core.session import commands
-from core.session.session import BIG_BOOK, Session, StoreSettings
+from core.session.session import BIG_BOOK, HASH_EVERY, Session, StoreSettings
 from core.store.schema import create_feed_tables
 from core.store.store import Store
 
@@ -195,7 +195,7 @@ def _settings(engine: Engine) -> StoreSettings:
     return StoreSettings(
         snapshot_ticks=BIG_BOOK_SNAPSHOT_TICKS if big else FEED_SNAPSHOT_TICKS,
         snapshot_events=1_000_000 if big else FEED_SNAPSHOT_EVENTS,
-        hash_every=0 if big else 1,
+        hash_every=0 if big else HASH_EVERY,
         price_every=1,
     )
 

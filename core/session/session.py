@@ -50,6 +50,9 @@ OPERATOR_EVENTS = (ActionRecorded, ActionRefused, ClawbackComputed)
 # Above this many positions a snapshot is a second's work: fewer of them, no compression, and the
 # per-account table written at the end rather than with each snapshot.
 BIG_BOOK = 200_000
+# A state hash every tick cost the demo's store run more than the engine's own work (sha256 over
+# the book's columns); one every 100 ticks, and at every snapshot, still pins a replay down.
+HASH_EVERY = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ class StoreSettings:
             # seek or a restart replays at most the ticks between two of them).
             snapshot_ticks=max(100, engine.ticks_total // (50 if small else 4)),
             snapshot_events=200_000 if small else 1_000_000,
-            hash_every=1 if small else 0,
+            hash_every=HASH_EVERY if small else 0,
             price_every=max(1, engine.ticks_total // 20_000),
         )
 
@@ -101,7 +104,9 @@ class Session:
         self._account_state_tick = -1
         self._events_saved = len(collector.events)
         self._snapshot_ticks: set[int] = set()
-        self._writer = StoreWriter() if store is not None else None
+        self._writer = (
+            StoreWriter(lambda: store.transaction(grouped=True)) if store is not None else None
+        )
         # A tick failed to commit: the engine is past the store, which must not be written on.
         self._broken = False
         self._replay: list[tuple[int, tuple[StoredCommand, ...], dict[int, Any], str | None]] = []
@@ -540,21 +545,20 @@ class Session:
         tick = engine.tick
         self._events_since_snapshot += len(events) + 1
         snapshot_due = not self.snapshots_by_caller and (self.snapshot_wanted or engine.finished)
-        hashed = snapshot_due or (settings.hash_every and tick % settings.hash_every == 0)
+        operator_side = authorities or any(isinstance(e, OPERATOR_EVENTS) for e in events)
+        every = settings.hash_every
+        hashed = snapshot_due or operator_side or (every and tick % every == 0)
         state_hash = engine.state_hash() if hashed else None
         prices = (
             self._price_points() if tick % settings.price_every == 0 or engine.finished else None
         )
-        operator_side = authorities or any(isinstance(e, OPERATOR_EVENTS) for e in events)
         if not snapshot_due and not operator_side:
             # Nothing here reads the engine any more: commit it on the writer thread.
             now = engine.now
 
-            def commit() -> None:
-                with store.transaction():
-                    self._write_plain_tick_rows(tick, now, events, state_hash, prices)
-
-            self._writer.put(commit)
+            self._writer.put(
+                lambda: self._write_plain_tick_rows(tick, now, events, state_hash, prices)
+            )
             return
         self.flush()
         with store.transaction():
@@ -607,12 +611,7 @@ class Session:
         """A write of the caller's, committed on the writer thread in order with the ticks."""
         store, writer = self.store, self._writer
         assert store is not None and writer is not None
-
-        def commit() -> None:
-            with store.transaction():
-                write(store)
-
-        writer.put(commit)
+        writer.put(lambda: write(store))
 
     def flush(self) -> None:
         """Wait until every tick stepped so far is committed to the store."""

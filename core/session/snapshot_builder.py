@@ -58,6 +58,10 @@ class SnapshotBuilder:
         self._stress_at = -math.inf
         self._stress_cost = 0.0
         self._stress: tuple[StressRow, ...] = ()
+        self._order_at = -math.inf
+        self._order_cost = 0.0
+        self._order: tuple[TableSpec, int, np.ndarray] | None = None
+        self._ladder_rows: dict[str, tuple[np.ndarray, ...]] = {}
         self._watch_ratio: list[tuple[int, float]] = []
         self.watched: str | None = None
         self.reset()
@@ -222,6 +226,8 @@ class SnapshotBuilder:
                 "bankruptcy": read_only(prices.bankruptcy),
                 "adl": read_only(adl_lights(book, valuation).astype(np.int8)),
             }
+            # The ladder bins the liquidation prices: it is as fresh as they are.
+            self._ladder_rows = self._ladder(book.contracts, self._heavy["liquidation"])
             self._heavy_at = wallclock.perf_counter()
             self._heavy_cost = self._heavy_at - now
         return self._heavy
@@ -277,7 +283,7 @@ class SnapshotBuilder:
             spec,
             tuple(i.convention_text for i in engine.instruments),
         )
-        table = replace(table, order=read_only(table_order(table, spec)))
+        table = replace(table, order=self._table_order(table, spec, fresh))
         overview = self._overview(columns)
         t = engine.tick
         open_rows = contracts > 0
@@ -311,7 +317,7 @@ class SnapshotBuilder:
             liquidations=self.liqs.view(),
             events=self.events.view(),
             ratio_histogram=read_only(histogram),
-            ladder=MappingProxyType(self._ladder(columns)),
+            ladder=MappingProxyType(self._ladder_rows),
             watched=self.watched,
             watched_ratio=watched_ratio,
             feed=feed,
@@ -377,13 +383,26 @@ class SnapshotBuilder:
             )
         return tuple(out)
 
-    def _ladder(self, columns: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, ...]]:
+    def _table_order(self, table: PositionTable, spec: TableSpec, force: bool) -> np.ndarray:
+        """The table's rows in `spec`'s order. Sorting a million rows costs more than a frame, so
+        while playing it is redone at most as often as keeps it under a tenth of the engine
+        thread's time (about once a second at 1M rows); between, the rows keep their places and
+        show their current values. A new spec, a step or a seek sorts at once."""
+        now = wallclock.perf_counter()
+        kept = self._order
+        due = now - self._order_at >= 9 * self._order_cost
+        if force or due or kept is None or kept[0] != spec or kept[1] != len(table):
+            kept = self._order = (spec, len(table), read_only(table_order(table, spec)))
+            self._order_at = wallclock.perf_counter()
+            self._order_cost = self._order_at - now
+        return kept[2]
+
+    def _ladder(self, contracts: np.ndarray, liq: np.ndarray) -> dict[str, tuple[np.ndarray, ...]]:
         """Per instrument: price bin centres around the mark, and the long and short contracts
         whose liquidation price falls in each bin."""
         engine, book = self.session.engine, self.session.engine.book
         out = {}
-        liq = columns["liquidation"]
-        live = (columns["contracts"] > 0) & np.isfinite(liq)
+        live = (contracts > 0) & np.isfinite(liq)
         for k, inst in enumerate(engine.instruments):
             mark = float(engine.marks[k])
             edges = np.linspace(mark * (1 - LADDER_SPAN), mark * (1 + LADDER_SPAN), LADDER_BINS + 1)
@@ -391,9 +410,7 @@ class SnapshotBuilder:
             sides = []
             for side in (1, -1):
                 chosen = rows & (book.side == side)
-                counts = np.histogram(
-                    liq[chosen], bins=edges, weights=columns["contracts"][chosen]
-                )[0]
+                counts = np.histogram(liq[chosen], bins=edges, weights=contracts[chosen])[0]
                 sides.append(read_only(counts))
             out[inst.symbol] = (read_only((edges[:-1] + edges[1:]) / 2), sides[0], sides[1])
         return out

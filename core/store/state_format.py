@@ -26,6 +26,7 @@ from core.store.state_classes import (
     Kind,
     kind_by_tag,
 )
+from core.store.state_rows import are_records, read_rows, write_rows
 
 FORMAT_VERSION = 2
 MAGIC = b"RCSNAP\x00" + bytes([FORMAT_VERSION])
@@ -68,6 +69,8 @@ class _Writer:
             if known is not None:
                 return ["r", known]
             n = self.memo[id(value)]
+            if kind is list and are_records(value):
+                return ["L", n, *write_rows(self, value)]
             if kind is list or kind is tuple:
                 return ["l" if kind is list else "t", n, *self.items(value)]
             if kind is set or kind is frozenset:
@@ -159,6 +162,7 @@ class _Reader:
         self.handlers: dict[str, Callable[[list[Any]], Any]] = {
             "r": self.ref,
             "l": self.list_,
+            "L": lambda n: read_rows(self, n),
             "t": self.tuple_,
             "s": self.set_,
             "fs": self.set_,
@@ -239,7 +243,13 @@ class _Reader:
         return out
 
     def array(self, value: list[Any]) -> np.ndarray:
-        index = _int(value, 2)
+        out = self.take_array(_int(value, 2))
+        self.remember(_at(value, 1), out)
+        return out
+
+    def take_array(self, index: Any) -> np.ndarray:
+        if type(index) is not int:
+            raise SnapshotFormatError(f"holds {_brief(index)} where a count belongs")
         if not 0 <= index < len(self.arrays) or index in self.used:
             raise SnapshotFormatError(f"names array {index}, which it does not hold once")
         self.used.add(index)
@@ -249,7 +259,6 @@ class _Reader:
             raise SnapshotFormatError(f"holds an unreadable array ({error})") from None
         if not isinstance(out, np.ndarray) or out.dtype.kind not in ARRAY_KINDS:
             raise SnapshotFormatError(f"holds an array of {getattr(out, 'dtype', out)}")
-        self.remember(_at(value, 1), out)
         return out
 
     def kind(self, tag: Any, shape: str) -> Kind:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,6 +94,8 @@ class Store:
         self.path = path
         self.conn = db.conn
         self._seq: dict[str, int] = {}
+        self._held: dict[str, list[tuple[Any, ...]]] | None = None
+        self._holder = 0  # the thread whose grouped transaction holds `_held`
         self._creating: Path | None = None
         self.read_only = False
         # Temporary files of stores at this path whose creation was killed, removed on creating.
@@ -186,8 +188,18 @@ class Store:
     def settings(self) -> dict[str, Any]:
         return json.loads(self.meta("settings") or "{}")
 
-    def transaction(self) -> _Transaction:
-        return _Transaction(self)
+    def transaction(self, *, grouped: bool = False) -> _Transaction:
+        """BEGIN ... COMMIT around a block. `grouped` holds the appended rows of the tables
+        written only by appending (journal, events, prices, feed messages) and inserts each
+        table's rows in one statement at COMMIT: the writer thread's group of ticks then costs
+        a few SQLite calls, not a few per tick. Rows held so are not readable before COMMIT."""
+        return _Transaction(self, grouped=grouped)
+
+    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if self._held is None or self._holder != threading.get_ident():
+            self.conn.executemany(sql, rows)
+        else:
+            self._held.setdefault(sql, []).extend(rows)
 
     # ----- writing ------------------------------------------------------------------------
 
@@ -225,7 +237,7 @@ class Store:
             for c in commands
         ]
         journal.append((self._next("journal"), tick, when, "tick", None, state_hash))
-        self.conn.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", journal)
+        self._many("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", journal)
         if events:
             self._write_events(tick, events)
 
@@ -352,9 +364,9 @@ class Store:
         first = self._next(table)
         self._seq[table] = first + len(rows) - 1
         marks = ", ".join("?" * (len(rows[0]) + 1))
-        self.conn.executemany(
+        self._many(
             f"INSERT INTO {table} VALUES ({marks})",
-            ((first + n, *row) for n, row in enumerate(rows)),
+            [(first + n, *row) for n, row in enumerate(rows)],
         )
 
     def _write_clawback(self, tick: int, event: ClawbackComputed) -> None:
@@ -381,9 +393,9 @@ class Store:
 
     def write_prices(self, tick: int, now: datetime, prices: list[tuple[str, str, float]]) -> None:
         when = iso(now)
-        self.conn.executemany(
+        self._many(
             "INSERT OR REPLACE INTO prices VALUES (?, ?, ?, ?, ?)",
-            ((tick, when, kind, name, price) for kind, name, price in prices),
+            [(tick, when, kind, name, price) for kind, name, price in prices],
         )
 
     def write_snapshot(self, tick: int, now: datetime, blob: bytes) -> None:
@@ -403,7 +415,7 @@ class Store:
 
     def write_feed_messages(self, rows: list[tuple[int, str, str | None]]) -> None:
         """Messages applied from a feed: (sequence number, the message's text, the refusal)."""
-        self.conn.executemany("INSERT OR REPLACE INTO feed_messages VALUES (?, ?, ?)", rows)
+        self._many("INSERT OR REPLACE INTO feed_messages VALUES (?, ?, ?)", rows)
 
     def write_feed_state(self, tick: int, last_seq: int, state: dict[str, Any]) -> None:
         """The feed run's state beside the snapshot at `tick`, after message `last_seq`."""
@@ -551,19 +563,25 @@ class _Transaction:
     """BEGIN ... COMMIT around a block; ROLLBACK when it raises, and the row numbers the store
     handed out inside it are forgotten (they were never written)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, grouped: bool) -> None:
         self.store = store
+        self.grouped = grouped
 
     def __enter__(self) -> None:
         self.store.conn.execute("BEGIN IMMEDIATE")
+        if self.grouped:
+            self.store._held, self.store._holder = {}, threading.get_ident()
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        conn = self.store.conn
+        store, conn = self.store, self.store.conn
+        held, store._held = store._held, None
         try:
             if kind is None:
+                for sql, rows in (held or {}).items():
+                    conn.executemany(sql, rows)
                 conn.execute("COMMIT")
                 return
-        except sqlite3.Error:
+        except BaseException:
             # A COMMIT the disk refused (full, I/O) may leave the transaction open.
             self._rollback()
             raise
