@@ -274,8 +274,8 @@ def _profile(book: PositionBook, ticks: list[np.ndarray]) -> None:
     except ImportError:
         print("--profile needs line_profiler: pip install line_profiler")
         return
-    profiler = LineProfiler(PositionBook.revalue, PositionBook._update_tiers)
-    revalue = profiler(book.revalue)
+    profiler = LineProfiler(PositionBook.revalue_numpy, PositionBook._update_tiers)
+    revalue = profiler(book.revalue_numpy)
     for marks in ticks:
         revalue(marks)
     print(f"\nline profile over {len(ticks)} ticks (Time and Per Hit in ms):")
@@ -340,8 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         "engine tick (PositionBook.revalue)": (lambda i: book.revalue(ticks[i]), args.repeats),
         "numpy streaming floor": (numpy_floor(book), args.repeats),
         "Python loop": (lambda i: loop.tick(ticks[i]), args.loop_repeats),
+        "numpy reference (revalue_numpy)": (lambda i: book.revalue_numpy(ticks[i]), args.repeats),
     }
-    notes = {"Python loop": f"timed on {rows:,} positions ({args.loop_repeats} runs), x{scale:.1f}"}
+    notes_reference = "the same valuation in numpy passes, which the compiled pass must equal"
+    notes = {
+        "Python loop": f"timed on {rows:,} positions ({args.loop_repeats} runs), x{scale:.1f}",
+        "numpy reference (revalue_numpy)": notes_reference,
+    }
     polars = polars_tick(book)
     if polars is not None:
         import polars as pl

@@ -75,6 +75,7 @@ class EngineWorker(FeedSide, QObject):
         self._dirty = False
         self._fresh = False
         self._last_publish = 0.0
+        self._build_seconds = 0.0  # what the last snapshot took to build
         self._play_origin = (0.0, 0)
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
@@ -374,9 +375,13 @@ class EngineWorker(FeedSide, QObject):
     ) -> Iterator[None]:
         """Stop the run when a store write fails inside the block, say in one line what failed
         and that the store is kept at its last committed tick, and go on (or re-raise, for a
-        caller that also answers the command)."""
+        caller that also answers the command). The ticks stepped inside commit at its end
+        (together: one group commit per burst of stepping)."""
         try:
             yield
+            chosen = session or self.session
+            if chosen is not None:
+                chosen.flush()
         except (WriteError, sqlite3.Error) as error:
             self._write_failed(error, session or self.session)
             if reraise:
@@ -467,7 +472,10 @@ class EngineWorker(FeedSide, QObject):
         if self.builder is None:
             return
         now = time.perf_counter()
-        if not force and (self.awaiting_ui or now - self._last_publish < PUBLISH_SECONDS):
+        # A snapshot of a million positions costs a tenth of a second or more to build: space
+        # them so that building takes at most a quarter of the engine thread's time.
+        interval = max(PUBLISH_SECONDS, 3 * self._build_seconds)
+        if not force and (self.awaiting_ui or now - self._last_publish < interval):
             return
         self._fresh = self._fresh or fresh
         snap = self.builder.build(
@@ -482,6 +490,7 @@ class EngineWorker(FeedSide, QObject):
         self._fresh = False
         self._dirty = False
         self._last_publish = now
+        self._build_seconds = time.perf_counter() - now
         self.awaiting_ui = True
         self.snapshot.emit(snap)
         if force or now - self._last_operations >= OPERATIONS_SECONDS:

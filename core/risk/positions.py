@@ -14,6 +14,7 @@ import numpy as np
 
 from core.model.instruments import Instrument
 from core.model.units import Currency
+from core.risk import kernels
 
 _VALUATION_FIELDS = (
     "notional",
@@ -108,6 +109,20 @@ class Valuation:
         """equity / maintenance margin: liquidation at 1 or below (inf when nothing is required)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.requirement > 0, self.equity / self.requirement, np.inf)
+
+
+# What core/risk/kernels.value_rows returns, in its order.
+_KERNEL_FIELDS = (
+    "notional",
+    "upnl",
+    "maintenance",
+    "equity",
+    "requirement",
+    "liquidatable",
+    "group_equity",
+    "group_maintenance",
+    "group_notional_over_leverage",
+)
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -360,7 +375,39 @@ class PositionBook:
         self.tier[rows] = level
 
     def revalue(self, marks: np.ndarray) -> Valuation:
-        """Value every position and cross group at `marks` (one price per instrument)."""
+        """Value every position and cross group at `marks` (one price per instrument): the
+        compiled pass of core/risk/kernels.py, equal to the bit to `revalue_numpy`."""
+        if not kernels.ENABLED:
+            return self.revalue_numpy(marks)
+        x, stale = kernels.stale_rows(
+            self.x_of_marks(marks), self.instrument, self._tier_lo, self._tier_hi
+        )
+        if stale.size:
+            self._update_tiers(x[stale], stale)
+        cash = (self.balances / self.currency_scale).ravel()
+        computed = kernels.value_rows(
+            x,
+            self.upnl_a,
+            self.upnl_b,
+            self.mm_c,
+            self.mm_d,
+            self.size_per_x,
+            self.leverage,
+            self.isolated,
+            self.group,
+            cash,
+            self.iso_margin_major,
+            self.contracts,
+        )
+        values = dict(zip(_KERNEL_FIELDS, computed, strict=True))
+        values["tier"] = self.tier.copy()
+        return Valuation(
+            _readonly(np.array(marks, dtype=np.float64)),
+            {name: _readonly(values[name]) for name in _VALUATION_FIELDS},
+        )
+
+    def revalue_numpy(self, marks: np.ndarray) -> Valuation:
+        """`revalue` in numpy passes: the reference the compiled pass is tested against."""
         x_inst = self.x_of_marks(marks)
         x = x_inst[self.instrument]
         self._update_tiers(x)

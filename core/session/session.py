@@ -44,8 +44,8 @@ from core.store.schema import os_error, store_write_error
 from core.store.store import Store, StoredCommand, dump_state
 from core.store.writer import StoreWriter
 
-# Events whose store rows read the engine (requests, clawback previews): their tick is written on
-# the engine thread, after the writer has caught up.
+# Events whose store rows read the engine (requests, clawback previews): their tick is written at
+# once, after the ticks held for a group commit.
 OPERATOR_EVENTS = (ActionRecorded, ActionRefused, ClawbackComputed)
 # Above this many positions a snapshot is a second's work: fewer of them, no compression, and the
 # per-account table written at the end rather than with each snapshot.
@@ -245,16 +245,19 @@ class Session:
 
     def close(self) -> None:
         """Close the store; a big book's per-account table (written only at snapshots of small
-        books) is brought up to the live tick first, unless a tick failed to commit (the store
-        then ends at its last committed tick, and the failure is raised)."""
+        books) is brought up to the live tick first, and the live tick's state hash recorded,
+        unless a tick failed to commit (the store then ends at its last committed tick, and the
+        failure is raised)."""
         try:
             self._writer_close()
-            stale = self.live and self._account_state_tick != self.engine.tick
+            stale = self._account_state_tick != self.engine.tick
             writable = self.store is not None and not self.store.read_only
-            if writable and not self._broken and stale:
+            if writable and not self._broken and self.live:
                 assert self.store is not None
                 with self.store.transaction():
-                    self._write_account_state()
+                    self.store.record_hash(self.engine.tick, self.engine.state_hash())
+                    if stale:
+                        self._write_account_state()
         finally:
             if self.store is not None:
                 self.store.close()
@@ -553,7 +556,7 @@ class Session:
             self._price_points() if tick % settings.price_every == 0 or engine.finished else None
         )
         if not snapshot_due and not operator_side:
-            # Nothing here reads the engine any more: commit it on the writer thread.
+            # Nothing here reads the engine any more: held, to commit with the ticks after it.
             now = engine.now
 
             self._writer.put(
@@ -602,19 +605,21 @@ class Session:
         again = self.engine.tick == self._last_snapshot
         with self.store.transaction():
             if not again:
+                # Its tick's row is written already, maybe without a hash: a restart checks it.
+                self.store.record_hash(self.engine.tick, self.engine.state_hash())
                 self._write_snapshot()
             beside(self.store)
         if self.on_snapshot is not None and not again:
             self.on_snapshot(self.engine.tick)
 
     def write_later(self, write: Callable[[Store], None]) -> None:
-        """A write of the caller's, committed on the writer thread in order with the ticks."""
+        """A write of the caller's, committed in order with the ticks (held with them)."""
         store, writer = self.store, self._writer
         assert store is not None and writer is not None
         writer.put(lambda: write(store))
 
     def flush(self) -> None:
-        """Wait until every tick stepped so far is committed to the store."""
+        """Commit every tick stepped so far (those held for a group commit)."""
         if self._writer is not None:
             self._writer.flush()
 

@@ -5,11 +5,11 @@ core/session/snapshot_builder.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -169,21 +169,57 @@ class Log:
     Python strings (shared lists that only grow, so the first `n` never change)."""
 
     columns: Mapping[str, np.ndarray]
-    text: Mapping[str, list[str]]
+    text: Mapping[str, Sequence[str]]
     n: int
 
     def __len__(self) -> int:
         return self.n
 
 
-class Columns:
-    """An append-only columnar log that grows by doubling; views stay valid while it grows."""
+class Written(Sequence[str]):
+    """A text column kept as the values it is written from and written on first read: a
+    cascade tick brings thousands of events, and describing each on the engine thread cost more
+    than the tick itself; the event log reads the few rows it shows."""
 
-    def __init__(self, dtypes: Mapping[str, Any], text: Iterable[str] = ()) -> None:
+    def __init__(self, values: list[Any], write: Callable[[Any], str], n: int) -> None:
+        self._values, self._write, self._n = values, write, n
+        self._texts: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, row: int) -> str: ...
+    @overload
+    def __getitem__(self, row: slice) -> list[str]: ...
+    def __getitem__(self, row: int | slice) -> str | list[str]:
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(self._n))]
+        if row < 0:
+            row += self._n
+        if not 0 <= row < self._n:
+            raise IndexError(row)
+        text = self._texts.get(row)
+        if text is None:
+            text = self._texts[row] = self._write(self._values[row])
+        return text
+
+
+class Columns:
+    """An append-only columnar log that grows by doubling; views stay valid while it grows.
+    `written` text columns hold what their text is written from (see `Written`)."""
+
+    def __init__(
+        self,
+        dtypes: Mapping[str, Any],
+        text: Iterable[str] = (),
+        written: Mapping[str, Callable[[Any], str]] | None = None,
+    ) -> None:
         self.dtypes = dict(dtypes)
         self.n = 0
         self.arrays = {k: np.zeros(256, dtype=d) for k, d in self.dtypes.items()}
-        self.text: dict[str, list[str]] = {k: [] for k in text}
+        self.written = dict(written or {})
+        self.text: dict[str, list[Any]] = {k: [] for k in (*text, *self.written)}
 
     def append(self, values: Mapping[str, Any], text: Mapping[str, str] | None = None) -> None:
         if self.n == len(next(iter(self.arrays.values()))):
@@ -206,7 +242,11 @@ class Columns:
 
     def view(self) -> Log:
         columns = {k: read_only(a[: self.n]) for k, a in self.arrays.items()}
-        return Log(MappingProxyType(columns), MappingProxyType(dict(self.text)), self.n)
+        text: dict[str, Sequence[str]] = {
+            k: Written(v, self.written[k], self.n) if k in self.written else v
+            for k, v in self.text.items()
+        }
+        return Log(MappingProxyType(columns), MappingProxyType(text), self.n)
 
 
 @dataclass(frozen=True, slots=True)

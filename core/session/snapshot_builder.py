@@ -112,7 +112,12 @@ class SnapshotBuilder:
                 "currency": np.int64,
             }
         )
-        self.events = Columns({"tick": np.int64, "account": np.int64}, ("kind", "text"))
+        decimals = self.decimals
+        self.events = Columns(
+            {"tick": np.int64, "account": np.int64},
+            ("kind",),
+            {"text": lambda event: describe(event, decimals)[2]},
+        )
         self.money = {
             c: {
                 "injected": 0,
@@ -174,9 +179,9 @@ class SnapshotBuilder:
                 self.series[f"last:{inst.symbol}"][t] = last
         symbols = {i.symbol: k for k, i in enumerate(engine.instruments)}
         for event in events:
-            kind, account, text = describe(event, self.decimals)
+            kind, account = type(event).__name__, getattr(event, "account", None)
             index = book.account_index.get(account, -1) if account else -1
-            self.events.append({"tick": t, "account": index}, {"kind": kind, "text": text})
+            self.events.append({"tick": t, "account": index}, {"kind": kind, "text": event})
             if isinstance(event, LiquidationFilled):
                 self._money(t, event.currency, "liqs", 1)
                 self.liqs.append(
@@ -346,10 +351,11 @@ class SnapshotBuilder:
             in_currency = book.position_currency == c
             # Cross groups count their equity once; isolated positions count their own.
             risky = at_risk & in_currency
-            cross_groups = np.unique(book.group[risky & ~book.isolated])
+            # Marked, not np.unique'd: a sort of a million rows is most of a frame.
+            cross_groups = _marked(book.group[risky & ~book.isolated], book.n_groups)
             equity = float(engine.valuation.group_equity[cross_groups].sum())
             equity += float(columns["equity"][risky & book.isolated].sum())
-            accounts = np.unique(book.account[at_risk & in_currency]).size
+            accounts = int(np.count_nonzero(_marked(book.account[risky], len(book.account_ids))))
             # The engine holds the other side of what it took over: count the larger side.
             side = max(
                 (longs & in_currency, shorts & in_currency),
@@ -429,3 +435,10 @@ class SnapshotBuilder:
             if not self._watch_ratio or self._watch_ratio[-1][0] < tick:
                 self._watch_ratio.append((tick, ratio))
         return read_only(np.array(self._watch_ratio, dtype=np.float64).reshape(-1, 2))
+
+
+def _marked(rows: np.ndarray, size: int) -> np.ndarray:
+    """A mask of `size` with the values of `rows` set."""
+    mask = np.zeros(size, dtype=bool)
+    mask[rows] = True
+    return mask

@@ -1,2 +1,2 @@
-"""The run store in SQLite: schema, journal and events, the snapshot format, the writer thread,
+"""The run store in SQLite: schema, journal and events, the snapshot format, group commits,
 and what readers ask of a store."""

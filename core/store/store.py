@@ -398,6 +398,14 @@ class Store:
             [(tick, when, kind, name, price) for kind, name, price in prices],
         )
 
+    def record_hash(self, tick: int, state_hash: str) -> None:
+        """The state hash of a tick journaled without one (a snapshot taken after it)."""
+        self.conn.execute(
+            "UPDATE journal SET state_hash = ? WHERE kind = 'tick' AND tick = ? "
+            "AND state_hash IS NULL",
+            (state_hash, tick),
+        )
+
     def write_snapshot(self, tick: int, now: datetime, blob: bytes) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",

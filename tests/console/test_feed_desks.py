@@ -191,7 +191,7 @@ def test_a_producer_far_faster_than_the_console_is_caught_up_showing_how_far_beh
     messages = list(scenario_feed(doc))
     _, behind = _catch_up(qtbot, settings, url, tmp_path / "desk.db")
     assert max(behind) > len(messages) // 2 and behind[-1] == 0
-    assert len(behind) > 10
+    assert sum(b > 0 for b in behind) >= 4  # the views kept updating on the way
     plain = consume(messages)
     assert plain.engine is not None
     assert _store_rows(tmp_path / "desk.db")["hash"] == plain.engine.state_hash()

@@ -1,5 +1,6 @@
 """The event loop stays responsive while a 1,000,000-position book plays flat out: the longest
-stall of the UI thread is measured with a 5 ms timer and must stay under 250 ms (target 50 ms)."""
+stall of the UI thread is measured with a 5 ms timer and must stay under 100 ms (target 50 ms);
+it reports the 99th percentile and the ticks played a second beside it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PySide6.QtCore import QElapsedTimer, QTimer
 
 from core.scenario.builtin import resolve_scenario
 
-STALL_LIMIT_MS = 250.0
+STALL_LIMIT_MS = 100.0
 TARGET_MS = 50.0
 PLAY_SECONDS = 12.0
 
@@ -71,6 +72,7 @@ def test_event_loop_never_stalls_at_a_million_positions(qtbot: Any, settings: An
     assert len(first.table) == 1_000_000
     meter = StallMeter()
     shown_before = window.updates
+    tick_before = first.tick
     meter.start()
     window.bridge.play()
     began = time.perf_counter()
@@ -84,7 +86,8 @@ def test_event_loop_never_stalls_at_a_million_positions(qtbot: Any, settings: An
     gaps = sorted(meter.gaps)
     p99 = gaps[int(len(gaps) * 0.99)] if gaps else 0.0
     print(
-        f"\n1M positions: {last.tick} ticks played, {len(last.liquidations):,} liquidations, "
+        f"\n1M positions: {last.tick - tick_before} ticks played "
+        f"({(last.tick - tick_before) / elapsed:.1f}/s), {len(last.liquidations):,} liquidations, "
         f"{updates} snapshots shown in {elapsed:.1f} s ({updates / elapsed:.1f}/s); "
         f"longest event-loop stall {worst:.1f} ms (99th percentile {p99:.1f} ms; "
         f"target {TARGET_MS:.0f} ms, fails above {STALL_LIMIT_MS:.0f} ms)"
