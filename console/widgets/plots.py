@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
+from PySide6.QtWidgets import QFileDialog, QGraphicsItem, QMenu, QWidget
 
 THEMES = {
     "light": {
@@ -74,6 +74,10 @@ class Plot(pg.PlotWidget):
         item.setDownsampling(auto=True, mode="peak")
         item.getAxis("left").enableAutoSIPrefix(False)
         item.getAxis("left").setWidth(64)
+        for name in ("left", "bottom"):
+            # The axes draw the grid and the labels: two thirds of a redraw at 1M points. Kept
+            # as a pixmap, they are drawn again only when their ticks move.
+            item.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.setMinimumHeight(160)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._menu)
