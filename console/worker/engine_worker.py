@@ -6,6 +6,7 @@ disk refuses stops the run and is said in one line (`store_failed`); the store s
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import tempfile
 import threading
@@ -23,6 +24,7 @@ from console.worker.feed_driver import FeedDriver
 from console.worker.feed_side import FeedSide
 from console.worker.operations import Outcome, engine_outcomes, failure, operations_state
 from console.worker.pacing import (
+    FREEZE_SECONDS,
     OPERATIONS_SECONDS,
     PUBLISH_SECONDS,
     SILENT_SECONDS,
@@ -76,6 +78,7 @@ class EngineWorker(FeedSide, QObject):
         self._fresh = False
         self._last_publish = 0.0
         self._build_seconds = 0.0  # what the last snapshot took to build
+        self._frozen_at = 0.0
         self._play_origin = (0.0, 0)
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
@@ -493,6 +496,12 @@ class EngineWorker(FeedSide, QObject):
         self._build_seconds = time.perf_counter() - now
         self.awaiting_ui = True
         self.snapshot.emit(snap)
+        if now - self._frozen_at >= FREEZE_SECONDS:
+            # A full collection walks every object the run made (a million positions' events):
+            # 80-160 ms with the interpreter lock held, a frozen screen. What lives this long
+            # lives on; frozen, the collector no longer walks it.
+            gc.freeze()
+            self._frozen_at = now
         if force or now - self._last_operations >= OPERATIONS_SECONDS:
             self._send_operations()
 

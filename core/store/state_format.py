@@ -45,7 +45,7 @@ class _Writer:
     def __init__(self) -> None:
         self.memo: dict[int, int] = {}
         self.keep: list[object] = []  # ids stay unique while the objects live
-        self.arrays: list[bytes] = []
+        self.arrays: list[memoryview] = []
 
     def ref(self, value: object) -> int | None:
         known = self.memo.get(id(value))
@@ -108,7 +108,7 @@ class _Writer:
             raise TypeError(f"a snapshot holds numeric arrays only, found dtype {value.dtype}")
         out = io.BytesIO()
         np.save(out, value, allow_pickle=False)
-        self.arrays.append(out.getvalue())
+        self.arrays.append(out.getbuffer())  # no copy: the blob is joined from these once
         return len(self.arrays) - 1
 
     def instance(self, kind: Kind, n: int, value: Any) -> Any:
@@ -138,6 +138,12 @@ def _order(value: object) -> tuple[str, str]:
 def dump(state: object, *, compress: bool) -> bytes:
     """A snapshot blob of `state`: the magic and format version, then the JSON tree and the
     arrays as .npy files one after the other (zlib level 1 when `compress`)."""
+    return b"".join(dump_parts(state, compress=compress))
+
+
+def dump_parts(state: object, *, compress: bool) -> list[bytes | memoryview]:
+    """`dump`'s blob in the parts it is made of, to be written one after the other: joining
+    a big book's ~120 MB holds the interpreter lock (and freezes the console) throughout."""
     writer = _Writer()
     root = writer.node(state)
     offsets, at = [], 0
@@ -145,10 +151,10 @@ def dump(state: object, *, compress: bool) -> bytes:
         offsets.append([at, len(data)])
         at += len(data)
     tree = orjson.dumps({"arrays": offsets, "root": root})
-    body = b"".join((tree, *writer.arrays))
     if compress:
-        return MAGIC + _HEADER.pack(b"Z", len(tree)) + zlib.compress(body, 1)
-    return MAGIC + _HEADER.pack(b"R", len(tree)) + body
+        body = zlib.compress(b"".join((tree, *writer.arrays)), 1)
+        return [MAGIC + _HEADER.pack(b"Z", len(tree)) + body]
+    return [MAGIC + _HEADER.pack(b"R", len(tree)), tree, *writer.arrays]
 
 
 # ----- reading -----------------------------------------------------------------------------
