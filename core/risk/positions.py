@@ -111,18 +111,8 @@ class Valuation:
             return np.where(self.requirement > 0, self.equity / self.requirement, np.inf)
 
 
-# What core/risk/kernels.value_rows returns, in its order.
-_KERNEL_FIELDS = (
-    "notional",
-    "upnl",
-    "maintenance",
-    "equity",
-    "requirement",
-    "liquidatable",
-    "group_equity",
-    "group_maintenance",
-    "group_notional_over_leverage",
-)
+# What core/risk/kernels.value_rows returns, in its order: the valuation's fields but the tier.
+_KERNEL_FIELDS = tuple(name for name in _VALUATION_FIELDS if name != "tier")
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
