@@ -476,7 +476,7 @@ class EngineWorker(FeedSide, QObject):
             return
         now = time.perf_counter()
         # A snapshot of a million positions costs a tenth of a second or more to build: space
-        # them so that building takes at most a quarter of the engine thread's time.
+        # them so that building takes at most a third of the engine thread's time.
         interval = max(PUBLISH_SECONDS, 3 * self._build_seconds)
         if not force and (self.awaiting_ui or now - self._last_publish < interval):
             return

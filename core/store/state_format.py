@@ -26,7 +26,7 @@ from core.store.state_classes import (
     Kind,
     kind_by_tag,
 )
-from core.store.state_rows import are_records, read_rows, write_rows
+from core.store.state_rows import INT_JSON, are_records, read_rows, write_rows
 
 FORMAT_VERSION = 2
 MAGIC = b"RCSNAP\x00" + bytes([FORMAT_VERSION])
@@ -34,7 +34,6 @@ _HEADER = struct.Struct("<cQ")  # b"Z" (zlib) or b"R" (raw), then the JSON part'
 # A zlib body can claim any size: what a snapshot of the biggest supported book can need.
 MAX_RAW_BYTES = 8 << 30
 ARRAY_KINDS = frozenset("biuf")  # bool, signed, unsigned, float: no objects, no strings
-INT_JSON = range(-(2**63), 2**63)
 _AS_IS = frozenset({str, bool, type(None)})  # values that are the same in JSON and in Python
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,8 +94,7 @@ class Store:
         self.path = path
         self.conn = db.conn
         self._seq: dict[str, int] = {}
-        self._held: dict[str, list[tuple[Any, ...]]] | None = None
-        self._holder = 0  # the thread whose grouped transaction holds `_held`
+        self._held: dict[str, list[tuple[Any, ...]]] | None = None  # see `transaction`
         self._creating: Path | None = None
         self.read_only = False
         # Temporary files of stores at this path whose creation was killed, removed on creating.
@@ -192,12 +190,13 @@ class Store:
     def transaction(self, *, grouped: bool = False) -> _Transaction:
         """BEGIN ... COMMIT around a block. `grouped` holds the appended rows of the tables
         written only by appending (journal, events, prices, feed messages) and inserts each
-        table's rows in one statement at COMMIT: the writer thread's group of ticks then costs
-        a few SQLite calls, not a few per tick. Rows held so are not readable before COMMIT."""
+        table's rows in one statement at COMMIT: a group of ticks (core/store/writer.py) then
+        costs a few SQLite calls, not a few per tick. Rows held so are not readable before
+        COMMIT."""
         return _Transaction(self, grouped=grouped)
 
     def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        if self._held is None or self._holder != threading.get_ident():
+        if self._held is None:
             self.conn.executemany(sql, rows)
         else:
             self._held.setdefault(sql, []).extend(rows)
@@ -593,7 +592,7 @@ class _Transaction:
     def __enter__(self) -> None:
         self.store.conn.execute("BEGIN IMMEDIATE")
         if self.grouped:
-            self.store._held, self.store._holder = {}, threading.get_ident()
+            self.store._held = {}
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
         store, conn = self.store, self.store.conn
