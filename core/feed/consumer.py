@@ -205,6 +205,13 @@ class FeedRun:
         self.last_time = time
         return events
 
+    def step_to(self, tick: int) -> list[Event]:
+        """Step to `tick` with the prices held, as the next `tick` or `end` message would on its
+        way to its own time (a what-if branch forks between the ticks of one message)."""
+        engine = self._engine()
+        scenario = engine.scenario
+        return self._step_until(scenario.start + timedelta(seconds=tick * scenario.tick_seconds))
+
     def _tick(self, fields: _Fields, time: datetime) -> list[Event]:
         engine = self.engine
         assert engine is not None

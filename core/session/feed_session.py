@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,19 +63,34 @@ class FeedSession:
         store = session.store
         assert store is not None
         url = store.feed_url
-        if url is None:
+        if url is None or store.branch_of is not None:
             session.close()
-            raise InputError("STORE", f"{store_path} is a scenario's store, not a feed's")
+            if url is None:
+                raise InputError("STORE", f"{store_path} is a scenario's store, not a feed's")
+            raise InputError(
+                "STORE",
+                f"{store_path} is a what-if branch of a feed's store: it holds the original's "
+                "messages, replayed, and never follows the feed",
+            )
         feed = cls(url, store_path)
         feed._adopt(session)
         try:
             last_seq, state = store.feed_state(session.engine.tick)
             feed.run.restore(session.engine, state)
             for seq, text in list(store.feed_messages(last_seq)):
-                feed.run.apply(seq, _message(text))
+                feed.run.apply(seq, decoded_message(text))
         except BaseException:
             session.close()
             raise
+        return feed
+
+    @classmethod
+    def continuing(cls, session: Session, url: str, state: dict[str, Any]) -> FeedSession:
+        """The feed run of `url` going on in `session` (a what-if branch's, at its fork) from the
+        run's state `state`: the messages applied next are recorded in its store."""
+        feed = cls(url, session.store.path if session.store is not None else None)
+        feed._adopt(session)
+        feed.run.restore(session.engine, state)
         return feed
 
     def _adopt(self, session: Session) -> None:
@@ -190,6 +206,72 @@ class FeedSession:
         raise InputError("feed", f"the feed stopped at message {self.run.last_seq} before its end")
 
 
+def replay(
+    store_path: str | Path,
+    *,
+    start: int | None = None,
+    until: int | None = None,
+    events: bool = True,
+    on_step: Callable[[Engine, list[Event]], None] | None = None,
+) -> tuple[Session, FeedRun]:
+    """A feed's store read-only, writing nothing: its snapshot at or before tick `start` (or
+    `until`, or its last), then its recorded messages replayed up to the last one that leaves the
+    engine at or before tick `until` (or all of them), then on to `until` itself when the next
+    message steps past it (its ticks before its own time hold the prices). The session (which
+    the caller closes) and the feed run there; `on_step` sees each tick replayed. `events` as in
+    `Session.open`."""
+    session = Session.open(
+        store_path,
+        at=until if start is None else start,
+        step=False,
+        read_only=True,
+        events=events,
+    )
+    store = session.store
+    assert store is not None
+
+    def step() -> list[Event]:
+        stepped = session.step()
+        if on_step is not None:
+            on_step(session.engine, stepped)
+        return stepped
+
+    run = FeedRun(step=step)
+    try:
+        if store.feed_url is None:
+            raise InputError("STORE", f"{store_path} is a scenario's store, not a feed's")
+        last_seq, state = store.feed_state(session.engine.tick)
+        run.restore(session.engine, state)
+        # Never past the last committed tick: a message recorded beyond it would step live.
+        limit = session.head if until is None else min(until, session.head)
+        for seq, text in list(store.feed_messages(last_seq)):
+            message = decoded_message(text)
+            if (_tick_of(message, session.engine) or 0) > limit:
+                if until is not None and session.engine.tick < limit:
+                    run.step_to(limit)
+                break
+            run.apply(seq, message)
+    except BaseException:
+        session.close()
+        raise
+    return session, run
+
+
+def _tick_of(message: Any, engine: Engine) -> int | None:
+    """The tick a `tick` or `end` message steps the engine to (None for a message that steps
+    none, or one the run will refuse)."""
+    if not isinstance(message, dict) or message.get("type") not in ("tick", "end"):
+        return None
+    try:
+        moment = datetime.fromisoformat(str(message.get("time")))
+    except ValueError:
+        return None
+    if moment.utcoffset() != timedelta(0):
+        return None
+    seconds = (moment.replace(tzinfo=UTC) - engine.scenario.start).total_seconds()
+    return int(seconds // engine.scenario.tick_seconds)
+
+
 def _settings(engine: Engine) -> StoreSettings:
     big = len(engine.book) > BIG_BOOK
     return StoreSettings(
@@ -209,6 +291,7 @@ def _text(message: Any) -> str:
         return repr(message)[:80]
 
 
-def _message(text: str) -> Any:
+def decoded_message(text: str) -> Any:
+    """A recorded message as the run applies it (one that is not JSON as the text it was)."""
     message = decoded(text)
     return f"not JSON: {message.text}" if isinstance(message, Unreadable) else message

@@ -153,25 +153,28 @@ class Session:
         store_path: str | Path,
         settings: StoreSettings,
         meta: dict[str, str],
-        chunks: tuple[list[tuple[int, bytes]], int] = ([], 0),
+        parent: Path,
+        snapshot_tick: int,
+        beside: Callable[[Store], None] | None = None,
     ) -> Session:
         """A new store that begins at `engine`'s tick (a what-if branch, core/whatif/): the
-        header with `meta`, the reference data, the state as given and the events so far as its
-        first snapshot; the run goes on live from there. Nothing is left at the path on failure.
+        header with `meta`, the state as given and the collector's events as its first snapshot;
+        the run goes on live from there. Nothing is left at the path on failure.
 
-        `chunks`: the parent's event chunks (tick, stored bytes) that hold the collector's
-        first events, and how many: copied as they are rather than written again."""
+        The reference data and the event chunks up to `snapshot_tick` (the parent's snapshot the
+        engine was loaded from, with the collector holding only the events after it) are copied
+        from the store at `parent` as stored, never read into Python. `beside` writes in the
+        same first transaction, the parent attached (a feed's branch: its messages)."""
         store = Store.create(store_path, doc, asdict(settings), publish=False)
         session = cls(engine, collector, doc, store, settings)
-        rows, held = chunks
-        # The first snapshot's event chunk holds the events the copied chunks do not.
-        session._events_saved = held
+        session._events_saved = 0
 
-        def copy_chunks(store: Store) -> None:
-            for tick, blob in rows:
-                store.write_event_chunk(tick, blob)
+        def first(store: Store) -> None:
+            store.copy_event_chunks(snapshot_tick)
+            if beside is not None:
+                beside(store)
 
-        session._begin_store(meta, copy_chunks)
+        session._begin_store(meta, first, parent=parent)
         return session
 
     @property
@@ -181,26 +184,37 @@ class Session:
         return self._last_snapshot, self._events_saved
 
     def _begin_store(
-        self, meta: dict[str, str], first: Callable[[Store], None] | None = None
+        self,
+        meta: dict[str, str],
+        first: Callable[[Store], None] | None = None,
+        parent: Path | None = None,
     ) -> None:
         """The first transaction of a new store (reference data, the first tick's row and
-        snapshot, what `first` writes), then the store published at its path."""
+        snapshot, what `first` writes), then the store published at its path. With `parent`,
+        the reference data is the store's there, copied, and `first` may read it (`parent.`)."""
         store, engine = self.store, self.engine
         assert store is not None
         try:
+            if parent is not None:
+                store.attach_parent(parent)
             with store.transaction():
                 for key, value in meta.items():
                     store.set_meta(key, value)
-                store.write_reference(
-                    (_instrument_row(i) for i in engine.instruments),
-                    engine.book.account_ids,
-                    len(engine.scenario.accounts),
-                )
+                if parent is not None:
+                    store.copy_reference()
+                else:
+                    store.write_reference(
+                        (_instrument_row(i) for i in engine.instruments),
+                        engine.book.account_ids,
+                        len(engine.scenario.accounts),
+                    )
                 store.write_tick(engine.tick, engine.now, [], [], engine.state_hash())
                 store.write_prices(engine.tick, engine.now, self._price_points())
                 self._write_snapshot()
                 if first is not None:
                     first(store)
+            if parent is not None:
+                store.detach_parent()
             store.publish()
         except BaseException as error:
             self._writer_close()
@@ -217,15 +231,17 @@ class Session:
         at: int | None = None,
         step: bool = True,
         read_only: bool = False,
+        events: bool = True,
     ) -> Session:
         """Reopen a store at its last committed tick (or at tick `at`): the last snapshot plus the
         journal after it. Commands journaled after the head wait for the next tick. With `step`
         off the session stays at the snapshot, behind the head (a feed's store replays its
         messages from there). `read_only` opens the file so that nothing can write it (a
-        what-if's parent)."""
+        what-if's parent). With `events` off the collector holds only the events after the
+        snapshot: a what-if branch copies the chunks before it as stored, unread."""
         store = Store.open(store_path, read_only=read_only)
         settings = StoreSettings(**store.settings)
-        snapshot_tick, engine, collector = _load(store, at)
+        snapshot_tick, engine, collector = _load(store, at, events)
         session = cls(engine, collector, store.scenario_doc, store, settings)
         session._events_saved = len(collector.events)
         session.head = store.head_tick() or 0
@@ -672,9 +688,9 @@ def _instrument_row(inst: Any) -> dict[str, Any]:
     }
 
 
-def _load(store: Store, at: int | None) -> tuple[int, Engine, ResultCollector]:
+def _load(store: Store, at: int | None, events: bool = True) -> tuple[int, Engine, ResultCollector]:
     """The engine and result collector of the last snapshot at or before `at`, with the
-    collector's events gathered from the event chunks written up to it."""
+    collector's events gathered from the event chunks written up to it (or none)."""
     tick, (engine, collector) = store.load_snapshot(at)
-    collector.events = store.load_event_chunks(tick)
+    collector.events = store.load_event_chunks(tick) if events else []
     return tick, engine, collector

@@ -404,7 +404,10 @@ def new_store(path: Path) -> tuple[Path, sqlite_utils.Database]:
     is complete on its own; `publish_store` renames it into place, `files.discard` drops it."""
     check_new(path)
     temp = files.temp_beside(path)
-    conn = sqlite3.connect(str(temp), isolation_level=None, check_same_thread=False)
+    # By URI, so that the connection may ATTACH another store read-only (a what-if's parent).
+    conn = sqlite3.connect(
+        store_uri(temp, "rwc"), uri=True, isolation_level=None, check_same_thread=False
+    )
     try:
         conn.execute("PRAGMA journal_mode=DELETE")
         db = sqlite_utils.Database(conn)

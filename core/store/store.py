@@ -41,7 +41,11 @@ from core.store.schema import (
     create_account_state_indexes,
     new_store,
     publish_store,
+    store_uri,
 )
+
+# The meta row that makes a store a what-if branch of another (what it changed, from where).
+BRANCH_META = "whatif"
 
 
 def software_version() -> str:
@@ -214,6 +218,37 @@ class Store:
             ((i, name, int(i < named)) for i, name in enumerate(account_ids)),
         )
         self.conn.execute(f"CREATE UNIQUE INDEX {ACCOUNTS_INDEX[0]} ON {ACCOUNTS_INDEX[1]}")
+
+    def attach_parent(self, path: Path) -> None:
+        """The store at `path`, read-only, as the schema `parent` of this connection (a what-if
+        branch copies from its original); outside a transaction."""
+        self.conn.execute("ATTACH DATABASE ? AS parent", (store_uri(path, "ro"),))
+
+    def detach_parent(self) -> None:
+        self.conn.execute("DETACH DATABASE parent")
+
+    def copy_reference(self) -> None:
+        """The attached parent's reference data, as `write_reference` writes it. The accounts'
+        index exists before the copy so that SQLite copies the table's pages whole rather than
+        inserting a million rows (its transfer optimisation wants the same indexes on both)."""
+        self.conn.execute(f"CREATE UNIQUE INDEX {ACCOUNTS_INDEX[0]} ON {ACCOUNTS_INDEX[1]}")
+        for table in ("instruments", "accounts"):
+            self.conn.execute(f"INSERT INTO main.{table} SELECT * FROM parent.{table}")
+
+    def copy_feed_messages(self, until: int) -> None:
+        """The attached parent's recorded feed messages up to sequence number `until`."""
+        self.conn.execute(
+            "INSERT INTO main.feed_messages SELECT * FROM parent.feed_messages WHERE seq <= ?",
+            (until,),
+        )
+
+    def copy_event_chunks(self, until: int) -> None:
+        """The attached parent's event chunks up to tick `until`, as stored (digests included)."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO main.event_chunks SELECT * FROM parent.event_chunks "
+            "WHERE tick <= ?",
+            (until,),
+        )
 
     def _next(self, table: str) -> int:
         if table not in self._seq:
@@ -445,6 +480,11 @@ class Store:
         )
 
     # ----- reading ------------------------------------------------------------------------
+
+    @property
+    def branch_of(self) -> str | None:
+        """The meta row of a what-if branch (core/whatif/branch.py), None for any other store."""
+        return self.meta(BRANCH_META)
 
     @property
     def feed_url(self) -> str | None:

@@ -18,11 +18,13 @@ from core.model.errors import InputError
 from core.model.events import Event, iso
 from core.model.scenario_values import ActionSpec
 from core.scenario.parse import parse_command, parse_scenario
+from core.session.feed_session import FeedSession, decoded_message, replay
 from core.session.session import Session, StoreSettings
-from core.store.store import Store
+from core.store.schema import create_feed_tables
+from core.store.store import BRANCH_META, Store
 from core.whatif.adl_cost import AdlTape
 
-WHATIF_META = "whatif"
+WHATIF_META = BRANCH_META
 FORMAT = "risk-whatif-branch/1"
 # The policy fields a branch may change (shared spec/scenario.md `policy`), with their values.
 POLICY_CHOICES: dict[str, tuple[str, ...]] = {
@@ -202,6 +204,43 @@ def check_name(parent: Path, name: str | None, taken: set[str] | None = None) ->
 # ----- a branch -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class FeedFork:
+    """Where a branch of a feed's store leaves its parent's messages: the feed run's state after
+    message `seq`; the branch replays the parent's messages after it, up to `last_seq` (the
+    last the parent had recorded when the branch was made)."""
+
+    url: str
+    tick: int
+    state: dict[str, Any]
+    seq: int
+    last_seq: int
+    action_ids: list[str]
+
+    def write_first(self, store: Store) -> None:
+        """In the branch store's first transaction: its feed tables, the parent's messages up
+        to the fork and the run's state beside the first snapshot (the parent is attached)."""
+        create_feed_tables(store.db)
+        store.set_meta("feed", self.url)
+        store.copy_feed_messages(self.seq)
+        store.write_feed_state(self.tick, self.seq, self.state)
+
+    def run(self, parent: Path, session: Session, on_step: Callable[[list[Event]], None]) -> None:
+        """The parent's messages after the fork applied in the branch, each recorded there."""
+        feed = FeedSession.continuing(session, self.url, self.state)
+        feed.on_step = on_step
+        store = Store.open(parent, read_only=True)
+        try:
+            for seq, text in store.feed_messages(self.seq):
+                if seq > self.last_seq:
+                    break
+                feed.apply(seq, decoded_message(text))
+                if feed.ended:
+                    break
+        finally:
+            store.close()
+
+
 class Fork:
     """The parent's state at the branch tick, with the branch's changes checked against it; the
     branch store is written only by `run`, once everything here has been validated."""
@@ -210,41 +249,49 @@ class Fork:
         self.parent = Path(parent)
         store = Store.open(self.parent, read_only=True)
         try:
-            if store.feed_url is not None:
-                # Its ticks follow the feed's messages, which a branch would have to replay.
-                raise InputError(
-                    "STORE",
-                    f"{parent} was written from a feed: a what-if branches a "
-                    "scenario's store (branches of a feed's store are not built yet)",
-                )
             self.settings = StoreSettings(**store.settings)
             head = store.head_tick() or 0
             scenario = parse_scenario(store.scenario_doc)
+            url = store.feed_url
+            last_seq = store.last_feed_seq() if url is not None else 0
         finally:
             store.close()
-        last = int((scenario.end - scenario.start).total_seconds()) // scenario.tick_seconds
+        if url is None:
+            last = int((scenario.end - scenario.start).total_seconds()) // scenario.tick_seconds
+        else:
+            last = head  # a feed's store ends where its recorded messages do
         self.tick = parse_at(at, scenario.start, scenario.tick_seconds, last, head)
+        self.end_tick = last
         self.name = check_name(self.parent, name)
-        session = Session.open(self.parent, at=self.tick, read_only=True)
+        self.feed: FeedFork | None = None
+        self.carried: dict[int, list[tuple[dict[str, Any], dict[str, Any] | None]]] = {}
+        # The events up to the parent's snapshot are not read: the branch copies their chunks
+        # as stored, and only a comparison reads them (`events`).
+        if url is None:
+            session = Session.open(self.parent, at=self.tick, read_only=True, events=False)
+        else:
+            # The fork may fall between the ticks of one message: the branch applies that
+            # message again, whole, from the fork on.
+            session, run = replay(self.parent, until=self.tick, events=False)
+            self.feed = FeedFork(
+                url, self.tick, run.state_doc(), run.last_seq, last_seq, list(run.action_ids)
+            )
         try:
             self.engine: Engine = session.engine
             self.collector: ResultCollector = session.collector
             self.doc: dict[str, Any] = session.scenario_doc
-            assert session.store is not None
-            # The chunks of the events up to the parent's snapshot, copied as stored.
-            snapshot_tick, held = session.stored_events
-            rows = session.store.conn.execute(
-                "SELECT tick, events FROM event_chunks WHERE tick <= ? ORDER BY tick",
-                (snapshot_tick,),
-            ).fetchall()
-            self.chunks: tuple[list[tuple[int, bytes]], int] = (rows, held)
-            # The parent's journaled commands after the fork, by the tick they applied at: the
-            # branch applies them too (it differs only by what it is asked to).
-            self.carried: dict[int, list[tuple[dict[str, Any], dict[str, Any] | None]]] = {}
-            for stored in session.store.journal(self.tick):
-                for command in stored.commands:
-                    authority = stored.authorities.get(command.seq)
-                    self.carried.setdefault(stored.tick, []).append((command.command, authority))
+            self.snapshot_tick = session.stored_events[0]
+            # A scenario's store: the parent's journaled commands after the fork, by the tick
+            # they applied at: the branch applies them too (it differs only by what it is asked
+            # to). A feed's brought its commands as messages, which the branch replays.
+            if url is None:
+                assert session.store is not None
+                for stored in session.store.journal(self.tick):
+                    for command in stored.commands:
+                        authority = stored.authorities.get(command.seq)
+                        self.carried.setdefault(stored.tick, []).append(
+                            (command.command, authority)
+                        )
         finally:
             session.close()
         self.parent_hash = self.engine.state_hash()
@@ -253,17 +300,29 @@ class Fork:
         self.policy: dict[str, Any] = {}
         self._ids = [a.id for a in self.engine.scenario.actions if a.id]
         self._ids += [c.get("id") for cs in self.carried.values() for c, _ in cs if c.get("id")]
+        if self.feed is not None:
+            self._ids += self.feed.action_ids
 
     @property
     def time(self) -> datetime:
         return self.engine.now
+
+    def events(self) -> list[Event]:
+        """Every event of the branch's run so far: the parent's up to its snapshot before the
+        fork (read from its chunks now), then those the collector gathered since."""
+        store = Store.open(self.parent, read_only=True)
+        try:
+            before = store.load_event_chunks(self.snapshot_tick)
+        finally:
+            store.close()
+        return before + self.collector.events
 
     def add_actions(self, actions: list[dict[str, Any]]) -> None:
         """Operator actions at times after the fork (an action without `at` applies at the next
         tick), parsed against the scenario as its own actions are; InputError names the field."""
         engine = self.engine
         scenario = engine.scenario
-        end = scenario.start + timedelta(seconds=(engine.ticks_total - 1) * scenario.tick_seconds)
+        end = scenario.start + timedelta(seconds=self.end_tick * scenario.tick_seconds)
         operators = {o.name for o in scenario.operators}
         for i, raw in enumerate(actions, start=len(self.actions)):
             field = f"--action[{i}]"
@@ -324,6 +383,8 @@ class Fork:
         )
         meta = {k: v for k, v in asdict(self.info).items() if k != "path"}
         path.parent.mkdir(exist_ok=True)
+        if self.feed is not None:
+            meta["feed"] = {"seq": self.feed.seq, "until": self.feed.last_seq}
         return Session.fork(
             engine,
             self.collector,
@@ -331,7 +392,9 @@ class Fork:
             path,
             self.settings,
             {WHATIF_META: json.dumps({"format": FORMAT, **meta}, sort_keys=True)},
-            self.chunks,
+            self.parent,
+            self.snapshot_tick,
+            beside=self.feed.write_first if self.feed is not None else None,
         )
 
     def finish(
@@ -340,14 +403,19 @@ class Fork:
         """Run the branch to the end. A branch is all or nothing: one whose run fails (or is
         interrupted) removes its store, so that only finished branches are listed."""
         tape = AdlTape()
+
+        def observe(events: list[Event]) -> None:
+            tape.observe(session.engine, events)
+            if on_step is not None:
+                on_step(session.engine, events)
+
         try:
-            while not session.finished:
+            if self.feed is not None:
+                self.feed.run(self.parent, session, observe)
+            while not session.finished and self.feed is None:
                 for command, authority in self.carried.get(session.tick + 1, ()):
                     session.carry(command, authority)
-                events = session.step()
-                tape.observe(session.engine, events)
-                if on_step is not None:
-                    on_step(session.engine, events)
+                observe(session.step())
             state_hash = session.engine.state_hash()
             self.engine, self.collector = session.engine, session.collector
         except BaseException:

@@ -14,6 +14,7 @@ from core.engine.facade import Engine
 from core.model.errors import InputError
 from core.model.events import AdlFill, Event, iso
 from core.model.units import format_minor
+from core.session.feed_session import replay
 from core.session.session import Session
 from core.store.store import Store
 from core.whatif.adl_cost import AdlTape
@@ -44,14 +45,19 @@ def stored_adl_cost(path: Path, events: list[Event], until: int | None = None) -
             "SELECT min(tick) FROM adl WHERE (? IS NULL OR tick <= ?)", (until, until)
         ).fetchone()[0]
         head = store.head_tick() or 0
+        feed = store.feed_url is not None
     finally:
         store.close()
     if first is None:
         return {}
-    session = Session.open(path, at=first - 1, read_only=True)
     tape = AdlTape()
+    target = head if until is None else min(until, head)
+    if feed:
+        session, _ = replay(path, start=first - 1, until=target, on_step=tape.observe)
+        session.close()
+        return dict(tape.cost)
+    session = Session.open(path, at=first - 1, read_only=True)
     try:
-        target = head if until is None else min(until, head)
         while session.tick < target:
             tape.observe(session.engine, session.step())
     finally:
@@ -59,23 +65,33 @@ def stored_adl_cost(path: Path, events: list[Event], until: int | None = None) -
     return dict(tape.cost)
 
 
-def original_outcome(parent: Path) -> RunOutcome:
-    """The original as its store holds it, at its last committed tick."""
-    session = Session.open(parent, read_only=True)
+def at_end(path: Path) -> tuple[Engine, list[Event]]:
+    """A stored run, read-only, at its last committed tick (a feed's store: after the last of
+    its recorded messages): the engine and every event."""
+    store = Store.open(path, read_only=True)
     try:
-        engine, events = session.engine, list(session.collector.events)
+        feed = store.feed_url is not None
+    finally:
+        store.close()
+    session = replay(path)[0] if feed else Session.open(path, read_only=True)
+    try:
+        return session.engine, list(session.collector.events)
     finally:
         session.close()
+
+
+def original_outcome(parent: Path) -> RunOutcome:
+    """The original as its store holds it, at its last committed tick."""
+    engine, events = at_end(parent)
     cost = stored_adl_cost(parent, events)
     return outcome_of("original", str(parent), engine, events, cost, {})
 
 
 def branch_outcome(fork: Fork, run: BranchRun) -> RunOutcome:
     cost: dict[Any, int] = defaultdict(int)
-    if any(type(e) is AdlFill for e in fork.collector.events):
-        for key, amount in stored_adl_cost(
-            fork.parent, fork.collector.events, until=fork.tick
-        ).items():
+    events = fork.events()
+    if any(type(e) is AdlFill for e in events):
+        for key, amount in stored_adl_cost(fork.parent, events, until=fork.tick).items():
             cost[key] += amount
     for key, amount in run.adl_cost.items():
         cost[key] += amount
@@ -84,7 +100,7 @@ def branch_outcome(fork: Fork, run: BranchRun) -> RunOutcome:
         run.info.name,
         str(run.info.path),
         fork.engine,
-        fork.collector.events,
+        events,
         dict(cost),
         _changes(run.info),
     )
@@ -104,11 +120,7 @@ def stored_branch_outcome(parent: Path, name: str) -> RunOutcome:
         }
     finally:
         store.close()
-    session = Session.open(path, read_only=True)
-    try:
-        engine, events = session.engine, list(session.collector.events)
-    finally:
-        session.close()
+    engine, events = at_end(path)
     return outcome_of(info.name, str(path), engine, events, cost, _changes(info))
 
 

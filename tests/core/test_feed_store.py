@@ -188,17 +188,3 @@ def test_a_gap_in_the_stream_stops_the_run_with_the_gap_named(
         assert not out.exists()
     finally:
         broker.kill()
-
-
-def test_a_feed_store_is_refused_by_whatif_with_the_reason(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    feed = tmp_path / "feed.jsonl"
-    _write_jsonl(feed, list(scenario_feed(two_traders_with_actions())))
-    store = tmp_path / "desk.db"
-    assert main(["run", str(feed), "--out", str(tmp_path / "r.json"), "--db", str(store)]) == 0
-    before = store.read_bytes()
-    capsys.readouterr()
-    assert main(["whatif", str(store), "--at", "1", "--out", str(tmp_path / "w.json")]) == 2
-    assert "written from a feed" in capsys.readouterr().err
-    assert store.read_bytes() == before and not (tmp_path / "w.json").exists()
