@@ -3,9 +3,9 @@ and as one CSV table, amounts as exact decimal strings; accounts with the larges
 
 from __future__ import annotations
 
-import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from core.model import files
 from core.model.errors import InputError
+from core.model.text import csv_row, csv_writer
 from core.model.units import format_minor
 from core.whatif.outcome import CurrencyOutcome, RunOutcome
 
@@ -144,49 +145,53 @@ def _accounts(runs: list[RunOutcome], top: int) -> list[dict[str, Any]]:
     return out
 
 
-def csv_text(doc: dict[str, Any]) -> str:
-    """One table: a row per run and currency (totals, `account` empty), then a row per run and
-    account of the comparison's accounts."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+def csv_rows(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The comparison's CSV rows, keyed by `CSV_COLUMNS` (a column a row does not use is left
+    out): a row per run and currency (totals, `account` empty), then a row per run and account
+    of the comparison's accounts. The comparison's own CSV and the incident report's both
+    write these."""
     for run in doc["runs"]:
         for code, c in run["currencies"].items():
             last = c["clawbacks"][-1] if c["clawbacks"] else {}
-            writer.writerow(
-                {
-                    "run": run["name"],
-                    "currency": code,
-                    "account": "",
-                    "liquidations": c["liquidations"]["count"],
-                    "contracts": c["liquidations"]["contracts"],
-                    "notional": c["liquidations"]["notional"],
-                    "fund_start": c["fund"]["start"],
-                    "fund_end": c["fund"]["end"],
-                    "fund_min": c["fund"]["min"],
-                    "deficit": c["deficit"]["total"],
-                    **{k: c["deficit"][k] for k in ("fund", "injection", "clawback", "adl")},
-                    "uncovered": c["deficit"]["uncovered"],
-                    "adl_contracts": c["adl_contracts"],
-                    "clawback_ratio": last.get("ratio", ""),
-                    "clawback_status": last.get("status", ""),
-                }
-            )
+            yield {
+                "run": run["name"],
+                "currency": code,
+                "account": "",
+                "liquidations": c["liquidations"]["count"],
+                "contracts": c["liquidations"]["contracts"],
+                "notional": c["liquidations"]["notional"],
+                "fund_start": c["fund"]["start"],
+                "fund_end": c["fund"]["end"],
+                "fund_min": c["fund"]["min"],
+                "deficit": c["deficit"]["total"],
+                **{k: c["deficit"][k] for k in ("fund", "injection", "clawback", "adl")},
+                "uncovered": c["deficit"]["uncovered"],
+                "adl_contracts": c["adl_contracts"],
+                "clawback_ratio": last.get("ratio", ""),
+                "clawback_status": last.get("status", ""),
+            }
     for row in doc["accounts"]:
         for name, values in row["runs"].items():
-            writer.writerow(
-                {
-                    "run": name,
-                    "currency": row["currency"],
-                    "account": row["account"],
-                    "clawback": values["clawback"],
-                    "adl": values["adl"],
-                    "paid": values["paid"],
-                    "adl_contracts": values["adl_contracts"],
-                    "equity_end": values["equity_end"],
-                    "difference": values["difference"] or "",
-                }
-            )
+            yield {
+                "run": name,
+                "currency": row["currency"],
+                "account": row["account"],
+                "clawback": values["clawback"],
+                "adl": values["adl"],
+                "paid": values["paid"],
+                "adl_contracts": values["adl_contracts"],
+                "equity_end": values["equity_end"],
+                "difference": values["difference"] or "",
+            }
+
+
+def csv_text(doc: dict[str, Any]) -> str:
+    """One table, `CSV_COLUMNS` as its header, then `csv_rows`."""
+    buffer = io.StringIO()
+    writer = csv_writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for row in csv_rows(doc):
+        writer.writerow(csv_row(row.get(name, "") for name in CSV_COLUMNS))
     return buffer.getvalue()
 
 

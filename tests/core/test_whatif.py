@@ -16,7 +16,7 @@ import pytest
 from console.cli.main import main
 from core.session.session import Session
 from core.store.store import Store
-from core.whatif import runs
+from core.whatif import compare, runs
 from core.whatif.branch import branch_dir, branch_path, list_branches
 from tests.core.conftest import log_in
 
@@ -204,3 +204,25 @@ def test_whatif_a_branch_records_where_it_came_from(parent: Path) -> None:
     parent_session = Session.open(parent, at=1200, read_only=True)
     assert meta["parent_hash"] == parent_session.engine.state_hash()
     parent_session.close()
+
+
+def test_whatif_csv_writes_text_a_spreadsheet_would_run_as_text() -> None:
+    """An account id is the scenario's text: one that starts a formula is escaped in the
+    comparison's CSV as in every CSV of the project, while signed amounts stay numbers."""
+    paid = {"clawback": "0", "adl": "-1.5", "paid": "0", "adl_contracts": 0, "equity_end": "2"}
+    doc = {
+        "runs": [],
+        "accounts": [
+            {
+                "account": "=HYPERLINK(1)",
+                "currency": "BTC",
+                "runs": {
+                    "original": {**paid, "difference": None},
+                    "b": {**paid, "difference": "-2"},
+                },
+            }
+        ],
+    }
+    rows = list(csv.DictReader(compare.csv_text(doc).splitlines()))
+    assert [r["account"] for r in rows] == ["'=HYPERLINK(1)"] * 2
+    assert [(r["adl"], r["difference"]) for r in rows] == [("-1.5", ""), ("-1.5", "-2")]
