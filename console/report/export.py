@@ -46,11 +46,13 @@ def export(
     progress: Any = None,
 ) -> str:
     """Build the report and write it to `out` in `fmt` (under a temporary name, renamed when
-    complete: a failure leaves no half report); returns a one-line description of it."""
+    complete: a failure leaves no half report), with the comparison of the what-if branches
+    beside the store in any format when there are some; returns a one-line description of it."""
     from core.model import files
     from core.report import output as report_io
     from core.report.report import build_report
     from core.store.store import Store
+    from core.whatif import compare
 
     if fmt not in FORMATS:
         raise InputError("--format", f"expected one of {', '.join(FORMATS)}, found {fmt!r}")
@@ -69,21 +71,27 @@ def export(
             distributions=distributions and fmt != "csv",
             progress=progress,
         )
+        # Once for every format: each carries the same comparison of the branches.
+        whatif = branches_comparison(store_path)
         if fmt == "json":
-            report_io.write_json(report, target)
+            report_io.write_json(report, target, whatif)
             what = f"{len(report.timeline)} timeline entries"
         elif fmt == "csv":
+            extra = None
+            if whatif is not None:
+                extra = report_io.ExtraRecords(
+                    "whatif", compare.CSV_COLUMNS, compare.csv_rows(whatif)
+                )
             with files.replacing(target) as handle:
-                rows = report_io.write_csv(report, store.db, handle)
+                rows = report_io.write_csv(report, store.db, handle, extra)
             what = f"{rows} rows"
         else:
             from console.report.pdf import write_pdf
 
             ensure_gui_app()
-            whatif = branches_comparison(store_path)
             what = f"{write_pdf(report, target, whatif=whatif)} pages"
-            if whatif is not None:
-                what += f" (with {len(whatif['runs']) - 1} what-if branches)"
+        if whatif is not None:
+            what += f" (with {len(whatif['runs']) - 1} what-if branches)"
     finally:
         store.close()
     return f"incident report of {report.scope.start} to {report.scope.end}: {what} -> {target}"

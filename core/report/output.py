@@ -1,6 +1,7 @@
 """The incident report's output: the integrity footer identifying the evidence, and a report
 written as JSON (all of it, round-trips with `from_dict`) or CSV (every liquidation and clawback
-allocation in the range)."""
+allocation in the range), either with the what-if comparison of the store's branches when it has
+some (given by the caller: core.whatif sits above the report)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -181,25 +183,57 @@ def _convert(kind: Any, raw: Any, decimals: dict[str, int]) -> Any:
     return raw
 
 
-def dumps(report: Any) -> str:
+def dumps(report: Any, whatif: dict[str, Any] | None = None) -> str:
+    """The report's JSON; `whatif`, the risk-whatif/1 comparison of the store's branches, is its
+    `whatif` member when given (absent otherwise, so a store without branches writes what it
+    always did). `from_dict` reads the report's own members and leaves `whatif` aside."""
     doc = to_dict(report, dict(report.currencies))
+    if whatif is not None:
+        doc["whatif"] = whatif
     return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def write_json(report: Any, path: str | Path) -> None:
-    files.write_text(path, dumps(report))
+def write_json(report: Any, path: str | Path, whatif: dict[str, Any] | None = None) -> None:
+    files.write_text(path, dumps(report, whatif))
 
 
 # ----- CSV ----------------------------------------------------------------------------------
 
 
-def write_csv(report: Any, db: sqlite_utils.Database, out: TextIO) -> int:
+@dataclass(frozen=True, slots=True)
+class ExtraRecords:
+    """Rows of another table written into the report's CSV after its own, each a `record` row
+    (the what-if comparison's, `whatif`): the rows are keyed by `columns`."""
+
+    record: str
+    columns: tuple[str, ...]
+    rows: Iterable[Mapping[str, Any]]
+
+
+def csv_columns(extra: ExtraRecords | None = None) -> tuple[str, ...]:
+    """The report CSV's header: its own columns, then those of `extra` it does not have. The
+    existing columns keep their names and places (tools read them), and an extra row read by its
+    own table's names is the row that table's CSV holds."""
+    if extra is None:
+        return CSV_COLUMNS
+    return CSV_COLUMNS + tuple(c for c in extra.columns if c not in CSV_COLUMNS)
+
+
+def write_csv(
+    report: Any,
+    db: sqlite_utils.Database,
+    out: TextIO,
+    extra: ExtraRecords | None = None,
+) -> int:
     """Every liquidation and every clawback allocation of the report's range and filters, one
-    table with a `record` column; amounts are exact decimal strings. Returns the rows written."""
+    table with a `record` column; amounts are exact decimal strings. `extra` rows (the what-if
+    comparison's) follow as records of their own, their columns added. Returns the rows
+    written."""
     scope: Scope = report.scope
     decimals = dict(report.currencies)
+    columns = csv_columns(extra)
     writer = csv_writer(out)
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(columns)
     count = 0
     where, args = liquidation_where(scope)
     for r in db.execute(
@@ -209,6 +243,7 @@ def write_csv(report: Any, db: sqlite_utils.Database, out: TextIO) -> int:
         places = decimals.get(row.currency, 0)
         writer.writerow(
             _csv_row(
+                columns,
                 record="liquidation",
                 seq=row.seq,
                 time=row.time,
@@ -238,6 +273,7 @@ def write_csv(report: Any, db: sqlite_utils.Database, out: TextIO) -> int:
         ):
             writer.writerow(
                 _csv_row(
+                    columns,
                     record="allocation",
                     seq=claw.seq,
                     time=claw.time,
@@ -251,8 +287,12 @@ def write_csv(report: Any, db: sqlite_utils.Database, out: TextIO) -> int:
                 )
             )
             count += 1
+    if extra is not None:
+        for row in extra.rows:
+            writer.writerow(_csv_row(columns, **{**row, "record": extra.record}))
+            count += 1
     return count
 
 
-def _csv_row(**values: Any) -> list[Any]:
-    return csv_row(values.get(name, "") for name in CSV_COLUMNS)
+def _csv_row(columns: tuple[str, ...], /, **values: Any) -> list[Any]:
+    return csv_row(values.get(name, "") for name in columns)
