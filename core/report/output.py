@@ -294,5 +294,5 @@ def write_csv(
     return count
 
 
-def _csv_row(columns: tuple[str, ...], /, **values: Any) -> list[Any]:
+def _csv_row(columns: tuple[str, ...] = CSV_COLUMNS, /, **values: Any) -> list[Any]:
     return csv_row(values.get(name, "") for name in columns)
