@@ -24,7 +24,6 @@ from core.store.schema import create_feed_tables
 from core.store.store import BRANCH_META, Store
 from core.whatif.adl_cost import AdlTape
 
-WHATIF_META = BRANCH_META
 FORMAT = "risk-whatif-branch/1"
 # The policy fields a branch may change (shared spec/scenario.md `policy`), with their values.
 POLICY_CHOICES: dict[str, tuple[str, ...]] = {
@@ -82,7 +81,7 @@ def list_branches(parent: Path) -> list[BranchInfo]:
 def read_info(path: Path) -> BranchInfo:
     store = Store.open(path, read_only=True)
     try:
-        text = store.meta(WHATIF_META)
+        text = store.branch_of
     finally:
         store.close()
     if text is None:
@@ -391,7 +390,7 @@ class Fork:
             doc,
             path,
             self.settings,
-            {WHATIF_META: json.dumps({"format": FORMAT, **meta}, sort_keys=True)},
+            {BRANCH_META: json.dumps({"format": FORMAT, **meta}, sort_keys=True)},
             self.parent,
             self.snapshot_tick,
             beside=self.feed.write_first if self.feed is not None else None,
@@ -412,10 +411,11 @@ class Fork:
         try:
             if self.feed is not None:
                 self.feed.run(self.parent, session, observe)
-            while not session.finished and self.feed is None:
-                for command, authority in self.carried.get(session.tick + 1, ()):
-                    session.carry(command, authority)
-                observe(session.step())
+            else:
+                while not session.finished:
+                    for command, authority in self.carried.get(session.tick + 1, ()):
+                        session.carry(command, authority)
+                    observe(session.step())
             state_hash = session.engine.state_hash()
             self.engine, self.collector = session.engine, session.collector
         except BaseException:
