@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.engine.facade import Engine
+from core.model import files
 from core.model.errors import InputError
 from core.model.events import AdlFill, Event, iso
 from core.model.units import format_minor
@@ -31,9 +32,27 @@ from core.whatif.outcome import RunOutcome, outcome_of
 
 ADL_COST_META = "whatif_adl_cost"
 Progress = Callable[[str], None]
+CancelCheck = Callable[[], bool]  # true once the operator asked to stop
 
 
-def stored_adl_cost(path: Path, events: list[Event], until: int | None = None) -> dict[Any, int]:
+class Cancelled(Exception):
+    """A branch stopped because its `cancelled` check turned true; its store was removed."""
+
+
+def check(cancelled: CancelCheck | None) -> None:
+    """Raise Cancelled when `cancelled` says so: called between the steps of a branch that take
+    long at a million accounts (each tick, each outcome, each tick of a replay)."""
+    if cancelled is not None and cancelled():
+        raise Cancelled
+
+
+def stored_adl_cost(
+    path: Path,
+    events: list[Event],
+    until: int | None = None,
+    *,
+    cancelled: CancelCheck | None = None,
+) -> dict[Any, int]:
     """What ADL cost its counterparties in a stored run up to tick `until`: replayed (read-only)
     from the tick before its first ADL fill, where the marks of each fill's tick are known."""
     fills = [e for e in events if type(e) is AdlFill]
@@ -53,45 +72,60 @@ def stored_adl_cost(path: Path, events: list[Event], until: int | None = None) -
     tape = AdlTape()
     target = head if until is None else min(until, head)
     if feed:
-        session, _ = replay(path, start=first - 1, until=target, on_step=tape.observe)
+
+        def observe(engine: Engine, events: list[Event]) -> None:
+            check(cancelled)
+            tape.observe(engine, events)
+
+        session, _ = replay(path, start=first - 1, until=target, on_step=observe)
         session.close()
         return dict(tape.cost)
     session = Session.open(path, at=first - 1, read_only=True)
     try:
         while session.tick < target:
+            check(cancelled)
             tape.observe(session.engine, session.step())
     finally:
         session.close()
     return dict(tape.cost)
 
 
-def at_end(path: Path) -> tuple[Engine, list[Event]]:
+def at_end(path: Path, *, cancelled: CancelCheck | None = None) -> tuple[Engine, list[Event]]:
     """A stored run, read-only, at its last committed tick (a feed's store: after the last of
-    its recorded messages): the engine and every event."""
+    its recorded messages, `cancelled` asked at each tick replayed): the engine and every event."""
     store = Store.open(path, read_only=True)
     try:
         feed = store.feed_url is not None
     finally:
         store.close()
-    session = replay(path)[0] if feed else Session.open(path, read_only=True)
+
+    def step(_engine: Engine, _events: list[Event]) -> None:
+        check(cancelled)
+
+    session = replay(path, on_step=step)[0] if feed else Session.open(path, read_only=True)
     try:
         return session.engine, list(session.collector.events)
     finally:
         session.close()
 
 
-def original_outcome(parent: Path) -> RunOutcome:
+def original_outcome(parent: Path, *, cancelled: CancelCheck | None = None) -> RunOutcome:
     """The original as its store holds it, at its last committed tick."""
-    engine, events = at_end(parent)
-    cost = stored_adl_cost(parent, events)
+    engine, events = at_end(parent, cancelled=cancelled)
+    check(cancelled)
+    cost = stored_adl_cost(parent, events, cancelled=cancelled)
     return outcome_of("original", str(parent), engine, events, cost, {})
 
 
-def branch_outcome(fork: Fork, run: BranchRun) -> RunOutcome:
+def branch_outcome(
+    fork: Fork, run: BranchRun, *, cancelled: CancelCheck | None = None
+) -> RunOutcome:
     cost: dict[Any, int] = defaultdict(int)
     events = fork.events()
     if any(type(e) is AdlFill for e in events):
-        for key, amount in stored_adl_cost(fork.parent, events, until=fork.tick).items():
+        for key, amount in stored_adl_cost(
+            fork.parent, events, until=fork.tick, cancelled=cancelled
+        ).items():
             cost[key] += amount
     for key, amount in run.adl_cost.items():
         cost[key] += amount
@@ -106,7 +140,9 @@ def branch_outcome(fork: Fork, run: BranchRun) -> RunOutcome:
     )
 
 
-def stored_branch_outcome(parent: Path, name: str) -> RunOutcome:
+def stored_branch_outcome(
+    parent: Path, name: str, *, cancelled: CancelCheck | None = None
+) -> RunOutcome:
     """An earlier branch beside `parent`, from its store (its ADL cost as recorded when it ran)."""
     path = branch_path(parent, name)
     if not path.exists():
@@ -120,7 +156,7 @@ def stored_branch_outcome(parent: Path, name: str) -> RunOutcome:
         }
     finally:
         store.close()
-    engine, events = at_end(path)
+    engine, events = at_end(path, cancelled=cancelled)
     return outcome_of(info.name, str(path), engine, events, cost, _changes(info))
 
 
@@ -153,11 +189,14 @@ def branch(
     progress: Progress | None = None,
     on_step: Callable[[Engine, list[Event]], None] | None = None,
     checked: Callable[[Fork], None] | None = None,
+    cancelled: CancelCheck | None = None,
 ) -> dict[str, Any]:
     """Make one branch, run it to the end and compare it with the original and the branches
     `with_names`. Every input is checked before the branch store is written. `checked` sees the
     fork once its input passed; `on_step` sees each tick of the branch's run (the console's
-    progress bar), and an exception it raises stops the run and removes the branch's store."""
+    progress bar), and an exception it raises stops the run and removes the branch's store.
+    `cancelled` (the console's Cancel) is asked before the fork is read, at each tick and
+    through the comparison; once true, Cancelled is raised and no branch store is left."""
     parent = Path(parent)
     if len(with_names) + 1 > MAX_RUNS - 1:
         raise InputError(
@@ -166,17 +205,37 @@ def branch(
     for other in with_names:
         if not branch_path(parent, other).exists():
             raise InputError("--with", f"no branch named {other!r} beside {parent}")
+    check(cancelled)
     fork = Fork(parent, at, name)
     fork.add_actions(actions)
     fork.set_policy(policy)
     if checked is not None:
         checked(fork)
+    check(cancelled)
     if progress:
         progress(f"branch {fork.name}: from tick {fork.tick} ({iso(fork.time)}) to the end")
-    run = fork.run(on_step)
-    outcomes = [original_outcome(parent), branch_outcome(fork, run)]
-    outcomes += [stored_branch_outcome(parent, other) for other in with_names]
-    return comparison(outcomes, top=top)
+
+    def step(engine: Engine, events: list[Event]) -> None:
+        check(cancelled)
+        if on_step is not None:
+            on_step(engine, events)
+
+    run = fork.run(step)
+    try:
+        # The comparison takes seconds at a million accounts: Cancel is heard through it too.
+        outcomes = [original_outcome(parent, cancelled=cancelled)]
+        check(cancelled)
+        outcomes.append(branch_outcome(fork, run, cancelled=cancelled))
+        for other in with_names:
+            check(cancelled)
+            outcomes.append(stored_branch_outcome(parent, other, cancelled=cancelled))
+        doc = comparison(outcomes, top=top)
+        check(cancelled)
+    except Cancelled:
+        # A branch is all or nothing: cancelled after its run, it is removed as during it.
+        files.discard(run.info.path)
+        raise
+    return doc
 
 
 def policies(

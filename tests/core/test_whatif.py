@@ -226,3 +226,48 @@ def test_whatif_csv_writes_text_a_spreadsheet_would_run_as_text() -> None:
     rows = list(csv.DictReader(compare.csv_text(doc).splitlines()))
     assert [r["account"] for r in rows] == ["'=HYPERLINK(1)"] * 2
     assert [(r["adl"], r["difference"]) for r in rows] == [("-1.5", ""), ("-1.5", "-2")]
+
+
+def test_whatif_cancel_during_the_comparison_removes_the_finished_branch(parent: Path) -> None:
+    """Cancel heard once the branch's run is over (while the original's outcome is read) stops
+    the comparison and removes the branch's store, as a cancel during the run does."""
+    runs.branch(parent, "3500", [], {}, name="early")
+    early = _digest(branch_path(parent, "early"))
+    before = _digest(parent)
+    ran = {"to_end": False, "store_whole": False}
+
+    def on_step(engine: Any, _events: list[Any]) -> None:
+        ran["to_end"] = engine.tick == engine.ticks_total - 1
+
+    def cancelled() -> bool:
+        if ran["to_end"]:
+            ran["store_whole"] = branch_path(parent, "cut").exists()
+        return ran["to_end"]
+
+    with pytest.raises(runs.Cancelled):
+        runs.branch(
+            parent, "3000", [], {}, name="cut", with_names=("early",), on_step=on_step,
+            cancelled=cancelled,
+        )  # fmt: skip
+    assert ran["store_whole"]  # the branch had run to its end when Cancel was heard
+    assert sorted(p.name for p in branch_dir(parent).glob("cut*")) == []
+    assert [b.name for b in list_branches(parent)] == ["early"]
+    assert _digest(branch_path(parent, "early")) == early and _digest(parent) == before
+
+
+def test_whatif_cancel_is_heard_inside_the_adl_replay(parent: Path) -> None:
+    """The replay that prices an original's ADL fills asks at every tick, not only once."""
+    runs.branch(parent, "0", [], {"deficit": "adl"}, name="adl")
+    path = branch_path(parent, "adl")
+    session = Session.open(path, read_only=True)
+    events = list(session.collector.events)
+    session.close()
+    asked: list[int] = []
+
+    def third_time() -> bool:
+        asked.append(1)
+        return len(asked) == 3
+
+    with pytest.raises(runs.Cancelled):
+        runs.stored_adl_cost(path, events, cancelled=third_time)
+    assert len(asked) == 3  # asked before each tick: the third stopped the replay

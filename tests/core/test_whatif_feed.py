@@ -129,3 +129,27 @@ def test_a_feed_stores_branch_never_follows_the_feed(
     assert main(["resume", str(path), "--out", str(path.with_suffix(".json"))]) == 2
     assert "never follows the feed" in capsys.readouterr().err
     assert _digest(path) == before
+
+
+def test_cancel_is_heard_inside_the_replay_of_a_feed_store(
+    made: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Pricing a feed store's ADL fills replays its recorded messages: the comparison's cancel
+    check is asked at every tick of that replay, not only before it."""
+    parent = tmp_path / "S.db"
+    parent.write_bytes(made[0].read_bytes())
+    runs.branch(parent, "0", [], {"deficit": "adl"}, name="adl", top=0)
+    path = branch_path(parent, "adl")
+    with sqlite3.connect(path) as db:  # a feed's store: its ticks are replayed from messages
+        assert db.execute("SELECT count(*) FROM feed_messages").fetchone()[0] > 0
+    before = _digest(path)
+    events = runs.at_end(path)[1]
+    asked: list[int] = []
+
+    def third_time() -> bool:
+        asked.append(1)
+        return len(asked) == 3
+
+    with pytest.raises(runs.Cancelled):
+        runs.stored_adl_cost(path, events, cancelled=third_time)
+    assert len(asked) == 3 and _digest(path) == before
