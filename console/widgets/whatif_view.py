@@ -359,7 +359,10 @@ class WhatIfView(QWidget):
     def set_progress(self, name: str, done: int, total: int) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
-        self.status.setText(f"{name}: {done:,} of {total:,} ticks")
+        if done >= total:  # the run is over; comparing it takes seconds at a million accounts
+            self.status.setText(f"{name}: {total:,} ticks run, comparing with the original…")
+        else:
+            self.status.setText(f"{name}: {done:,} of {total:,} ticks")
 
     def show_comparison(self, doc: dict[str, Any]) -> None:
         self.doc = doc

@@ -41,10 +41,6 @@ class BranchProgress:
     total: int  # ticks from the branch point to the end
 
 
-class Cancelled(Exception):
-    """Raised inside the branch's run when the operator cancels it."""
-
-
 def field_name(option: str) -> str:
     """The core's option names (`--action[0].account`) as the dock's fields (`action[0].account`)."""
     return option.removeprefix("--")
@@ -113,18 +109,15 @@ class WhatIfRunner(QObject):
             name = fork.name
             state["start"] = fork.tick
             state["total"] = max(1, fork.engine.ticks_total - 1 - fork.tick)
-            if self._cancel.is_set():
-                raise Cancelled
             self.started.emit(name)
             self.progress.emit(BranchProgress(name, 0, state["total"]))
 
         def on_step(engine: Any, _events: list[Any]) -> None:
-            if self._cancel.is_set():
-                raise Cancelled
+            done = min(state["total"], engine.tick - state["start"])
             now = time.perf_counter()
-            if now - state["last"] >= PROGRESS_SECONDS:
+            # The last tick always: the comparison follows, and the dock says it is under way.
+            if done == state["total"] or now - state["last"] >= PROGRESS_SECONDS:
                 state["last"] = now
-                done = min(state["total"], engine.tick - state["start"])
                 self.progress.emit(BranchProgress(name, done, state["total"]))
 
         try:
@@ -142,8 +135,9 @@ class WhatIfRunner(QObject):
                 with_names=others,
                 on_step=on_step,
                 checked=checked,
+                cancelled=self._cancel.is_set,
             )
-        except Cancelled:
+        except runs.Cancelled:
             self.cancelled.emit(name)
         except InputError as error:
             self.failed.emit(field_name(error.field), error.message)

@@ -134,3 +134,35 @@ def test_whatif_action_templates_fill_from_the_snapshot(qtbot: Any, bridge: Any)
         "symbol": "DEMO-USD-180731", "contracts": 5, "reason": "what-if: force reduce",
     }  # fmt: skip
     assert action_template("inject", "carol", None, snap)["currency"] == "BTC"
+
+
+def test_whatif_cancel_during_the_comparison_keeps_no_branch(
+    qtbot: Any, finished_window: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancel pressed once the branch has run to its end, while the original's outcome is read:
+    the comparison stops, the dock says no branch is kept, and the branch's store is gone."""
+    from core.whatif import runs
+
+    w = finished_window
+    dock, view = w.whatif, w.whatif.view
+    store = Path(w.snapshot.store_path)
+    read = runs.original_outcome
+    ran_to_end: list[bool] = []
+
+    def original_then_cancel(parent: Path, **kw: Any) -> Any:
+        ran_to_end.append((branch_dir(store) / "late.db").exists())
+        dock.runner.cancel()  # the Cancel button's effect (an Event: safe off the UI thread)
+        return read(parent, **kw)
+
+    monkeypatch.setattr(runs, "original_outcome", original_then_cancel)
+    finished: list[Any] = []
+    dock.runner.finished.connect(finished.append)
+    view.at.setText("3000")
+    view.name.setText("late")
+    with qtbot.waitSignal(dock.runner.cancelled, timeout=RUN_SECONDS) as cancelled:
+        view.run_button.click()
+    assert cancelled.args == ["late"] and ran_to_end == [True]
+    qtbot.waitUntil(lambda: not dock.runner.running)
+    assert finished == []
+    assert list(branch_dir(store).iterdir()) == []
+    assert view.status.text() == "late cancelled: no branch kept" and view.run_button.isEnabled()
