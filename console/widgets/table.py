@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -86,11 +86,15 @@ class DataTable(QTableView):
     def export_csv(self, path: str | Path) -> int:
         return self.table_model().export_csv(path)
 
-    def _menu(self, pos: object) -> None:
+    def context_menu(self) -> QMenu:
+        """Copy and Export CSV: what every table's context menu starts with."""
         menu = QMenu(self)
         menu.addAction("Copy", self.copy_selection)
         menu.addAction("Export CSV…", self.export_dialog)
-        menu.exec(self.viewport().mapToGlobal(pos))
+        return menu
+
+    def _menu(self, pos: QPoint) -> None:
+        self.context_menu().exec(self.viewport().mapToGlobal(pos))
 
     def export_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(

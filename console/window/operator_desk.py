@@ -172,9 +172,7 @@ class OperatorDesk(QObject):
     def table_menu(
         self, table: DataTable, pos: QPoint, account_at: Callable[[QPoint], str | None]
     ) -> QMenu:
-        menu = QMenu(table)
-        menu.addAction("Copy", table.copy_selection)
-        menu.addAction("Export CSV…", table.export_dialog)
+        menu = table.context_menu()
         menu.addSeparator()
         account = account_at(pos)
         act = menu.addAction(
