@@ -1,7 +1,8 @@
 """The alerts view: the alert queue filtered by state, with acknowledge, resolve, dismiss and
-reopen, an owner and notes per alert; and the surveillance thresholds editor. It works through an
-`AlertsBackend` whose answers arrive later (console.worker.operations.DeskAlerts: the engine thread reads
-the store and audits every change)."""
+reopen, an owner and notes per alert, and "Branch here…" on a row (a what-if at the alert's tick,
+asked of whoever listens to `branch_requested`); and the surveillance thresholds editor. It works
+through an `AlertsBackend` whose answers arrive later (console.worker.operations.DeskAlerts: the
+engine thread reads the store and audits every change)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, Protocol
 
+from PySide6.QtCore import QPoint, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -17,6 +19,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPlainTextEdit,
     QPushButton,
     QTabWidget,
@@ -88,7 +91,10 @@ class AlertsBackend(Protocol):
 
 class AlertsView(QWidget):
     """Call `refresh()` when new alerts may have been recorded (after each snapshot, say).
-    `read_only` (a viewer) shows everything and disables every change."""
+    `read_only` (a viewer) shows everything and disables every change; a branch writes only a
+    store of its own, so "Branch here…" stays open to a viewer."""
+
+    branch_requested = Signal(object)  # an Alert: a what-if from its tick, freezing its account
 
     def __init__(
         self, backend: AlertsBackend, parent: QWidget | None = None, *, read_only: bool = False
@@ -121,6 +127,10 @@ class AlertsView(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
+        self.table.customContextMenuRequested.disconnect()
+        self.table.customContextMenuRequested.connect(
+            lambda pos: self.alert_menu(pos).exec(self.table.viewport().mapToGlobal(pos))
+        )
         self.notes_view = QPlainTextEdit()
         self.notes_view.setObjectName("alerts-notes")
         self.notes_view.setReadOnly(True)
@@ -191,6 +201,30 @@ class AlertsView(QWidget):
         if not rows or rows[0].row() >= len(self.shown):
             return None
         return self.shown[rows[0].row()]
+
+    def alert_menu(self, pos: QPoint) -> QMenu:
+        """The table's menu with "Branch here…" for the alert of the row under `pos`."""
+        menu = self.table.context_menu()
+        menu.addSeparator()
+        index = self.table.indexAt(pos)
+        alert = self.shown[index.row()] if index.isValid() else None
+        if alert is None or alert.tick is None:
+            branch = menu.addAction("Branch here…")
+            branch.setEnabled(False)
+        else:
+            freeze = f", freeze {alert.account}" if alert.account else ""
+            branch = menu.addAction(
+                f"Branch here (tick {alert.tick:,}{freeze})…", lambda: self._branch(alert)
+            )
+        branch.setObjectName("alert-branch-here")
+        return menu
+
+    def _branch(self, alert: Alert) -> None:
+        # The row becomes the selection, so the dock's "From selected alert" agrees with it
+        # (unless a refresh took it off the page while the menu was open).
+        if alert.id in (a.id for a in self.shown):
+            self.select(alert.id)
+        self.branch_requested.emit(alert)
 
     def _on_selection(self) -> None:
         alert = self.selected()

@@ -1,13 +1,24 @@
 """The charts: index, mark and last price with liquidation markers; the insurance fund over time;
 the distribution of margin ratios; the liquidation ladder around the mark. Items are made once
-and fed with setData."""
+and fed with setData. Right-click on the price or fund timeline offers "Branch here at <time>"
+(`branch_requested` with the tick under the cursor: a what-if from there)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QVBoxLayout,
+    QWidget,
+)
 
 from console.widgets.plots import Plot, colours, finite_xy
 from core.session.snapshot import HISTOGRAM_EDGES, Snapshot
@@ -15,7 +26,18 @@ from core.session.snapshot import HISTOGRAM_EDGES, Snapshot
 MAX_MARKERS = 1000  # liquidation markers drawn at most (the largest by contracts)
 
 
+def branch_tick(snap: Snapshot, epoch: float) -> int | None:
+    """The tick nearest `epoch` that a branch may leave from: one the store holds and not the
+    run's last (nothing would be left to run). None when the run keeps no store."""
+    last = min(snap.head, snap.ticks_total - 2)
+    if snap.store_path is None or last < 0:
+        return None
+    return max(0, min(last, round((epoch - snap.start_epoch) / snap.tick_seconds)))
+
+
 class ChartsPanel(QWidget):
+    branch_requested = Signal(int)  # a tick: "Branch here" on a timeline
+
     def __init__(self, theme: str = "light", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("charts")
@@ -89,6 +111,8 @@ class ChartsPanel(QWidget):
         layout.addLayout(bar)
         layout.addLayout(grid, 1)
         self.snapshot: Snapshot | None = None
+        for timeline in (self.prices, self.fund):
+            timeline.menu_extensions.append(self._branch_menu)
         self.apply_theme(theme)
 
     @property
@@ -112,6 +136,22 @@ class ChartsPanel(QWidget):
             line.label.setColor(c["foreground"])
         if self.snapshot is not None:
             self.update_snapshot(self.snapshot)
+
+    def _branch_menu(self, menu: QMenu, epoch: float) -> None:
+        snap = self.snapshot
+        tick = branch_tick(snap, epoch) if snap is not None else None
+        menu.addSeparator()
+        if snap is None or tick is None:
+            why = "no run is open" if snap is None else "the run keeps no store"
+            branch = menu.addAction(f"Branch here ({why})")
+            branch.setEnabled(False)
+        else:
+            when = datetime.fromtimestamp(float(snap.epoch(tick)), UTC)
+            branch = menu.addAction(
+                f"Branch here at {when:%Y-%m-%d %H:%M:%S} UTC (tick {tick:,})…",
+                lambda: self.branch_requested.emit(tick),
+            )
+        branch.setObjectName("branch-here")
 
     def _choose(self, symbol: str) -> None:
         if symbol:

@@ -1,13 +1,15 @@
 """Plot helpers: themed pyqtgraph plots with unit-labelled axes, UTC time axes, curves made once
-with downsampling and clip-to-view, and PNG export from a context menu."""
+with downsampling and clip-to-view, and a context menu with PNG export that the plot's owner may
+extend with actions at the x under the cursor."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QFileDialog, QGraphicsItem, QMenu, QWidget
 
 THEMES = {
@@ -48,8 +50,13 @@ def colours(theme: str) -> dict[str, object]:
     return THEMES.get(theme, THEMES["light"])
 
 
+# Adds actions to a plot's context menu, given the x under the cursor in the plot's units.
+MenuExtension = Callable[[QMenu, float], None]
+
+
 class Plot(pg.PlotWidget):
-    """A plot with a title, unit-labelled axes, optional UTC time axis, and 'Save as PNG'."""
+    """A plot with a title, unit-labelled axes, optional UTC time axis, and 'Save as PNG'; each of
+    `menu_extensions` adds its actions to the context menu."""
 
     def __init__(
         self,
@@ -82,6 +89,7 @@ class Plot(pg.PlotWidget):
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._menu)
         self.getPlotItem().setMenuEnabled(False)
+        self.menu_extensions: list[MenuExtension] = []
 
     def curve(self, colour_key: str, theme: str, name: str, **kw: object) -> pg.PlotDataItem:
         item = self.getPlotItem().plot([], [], name=name, **kw)
@@ -120,11 +128,23 @@ class Plot(pg.PlotWidget):
     def save_png(self, path: str | Path) -> bool:
         return self.grab().save(str(path), "PNG")
 
-    def _menu(self, pos: object) -> None:
+    def x_at(self, pos: QPoint) -> float:
+        """The x in the plot's units (epoch seconds on a time axis) at widget position `pos`."""
+        scene = self.mapToScene(pos)
+        return float(self.getPlotItem().getViewBox().mapSceneToView(QPointF(scene)).x())
+
+    def context_menu(self, pos: QPoint) -> QMenu:
         menu = QMenu(self)
         menu.addAction("Save chart as PNG…", self._save_dialog)
         menu.addAction("Auto-range", lambda: self.getPlotItem().enableAutoRange())
-        menu.exec(self.mapToGlobal(pos))
+        if self.menu_extensions:
+            x = self.x_at(pos)
+            for extend in self.menu_extensions:
+                extend(menu, x)
+        return menu
+
+    def _menu(self, pos: QPoint) -> None:
+        self.context_menu(pos).exec(self.mapToGlobal(pos))
 
     def _save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from PySide6.QtCore import QObject, QPoint, Qt, QTimer
+from PySide6.QtCore import QObject, QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFrame, QLabel, QMenu, QScrollArea, QWidget
 
@@ -81,6 +81,10 @@ class OperatorDesk(QObject):
     """Owns the logged-in operator and the views that act for them; their store queries are
     answered by the engine thread (Bridge.ask), and an answer that arrives after a logout or a
     change of store is dropped."""
+
+    # An Alert: "Branch here…" on the Alerts dock (the alerts view is made again at each login;
+    # this signal stays, for the What-if dock to listen to once).
+    branch_requested = Signal(object)
 
     def __init__(self, window: DeskHost) -> None:
         super().__init__(window)
@@ -279,6 +283,7 @@ class OperatorDesk(QObject):
             DeskAlerts(self.ask, operator, self._send_thresholds, self._thresholds),
             read_only=role not in ACTING_ROLES,
         )
+        self.alerts.branch_requested.connect(self.branch_requested)
         self.audit = AuditView(self.ask)
         self._audit_head = -1
         # The review is tall (summary, chart, checks, allocations): in a short dock it scrolls

@@ -1,6 +1,7 @@
 """The main window's What-if dock: the view (console/widgets/whatif_view.py) wired to a runner
 of branches on a thread of its own, against the store of the run the window shows (its path is
-in the snapshot). The original is only read; a branch goes to STORE.whatif/NAME.db."""
+in the snapshot), and filled by "Branch here" on an alert or a timeline. The original is only
+read; a branch goes to STORE.whatif/NAME.db."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PySide6.QtCore import Qt
 
 from console.widgets.whatif_view import WhatIfForm, WhatIfView
 from console.worker.whatif_runner import BranchProgress, BranchRequest, WhatIfRunner
+from core.desk.alerts import Alert
 from core.session.snapshot import Snapshot
 from core.whatif.branch import POLICY_CHOICES
 
@@ -59,6 +61,8 @@ class WhatIfDock:
         view.current_requested.connect(self.at_current_tick)
         view.alert_requested.connect(self.at_selected_alert)
         view.template_requested.connect(self.add_template)
+        window.desk.branch_requested.connect(self.at_alert)
+        window.charts.branch_requested.connect(self.at_tick)
         runner.started.connect(lambda name: view.set_running(True, f"{name}: running"))
         runner.progress.connect(self._progress)
         runner.finished.connect(self._finished)
@@ -93,16 +97,25 @@ class WhatIfDock:
             self.view.at.setText(str(snap.tick))
 
     def at_selected_alert(self) -> None:
-        """Branch here: the selected alert's tick, and a freeze of its account."""
+        """The dock's "From selected alert": as "Branch here…" on that alert."""
         alerts = getattr(self.window.desk, "alerts", None)
-        alert = alerts.selected() if alerts is not None else None
+        self.at_alert(alerts.selected() if alerts is not None else None)
+
+    def at_alert(self, alert: Alert | None) -> None:
+        """Branch here: the alert's tick, and a freeze of its account; the dock brought forward."""
         if alert is None or alert.tick is None:
             self.view.show_error("at", "select an alert in the Alerts dock first")
             return
-        self.view.show_error("", "")
-        self.view.at.setText(str(alert.tick))
+        self.at_tick(alert.tick)
         if alert.account:
             self.view.add_action(self._template("freeze", alert.account))
+
+    def at_tick(self, tick: int) -> None:
+        """Branch here on a timeline: the moment set to `tick`, the actions left as typed."""
+        self.view.show_error("", "")
+        self.view.at.setText(str(tick))
+        self.dock.show()
+        self.dock.raise_()
 
     def add_template(self, kind: str) -> None:
         self.view.add_action(self._template(kind, self.window.detail.account))

@@ -1,6 +1,7 @@
 """The What-if dock on the two-traders scenario: a branch run on its own thread with progress,
 its comparison beside the original (deficit = fund + injection + clawback + ADL + uncovered),
-cancel leaving no branch store, and bad input shown inline naming the field."""
+cancel leaving no branch store (during the run or the comparison after it), bad input shown
+inline naming the field, and "Branch here" on an alert and on the timeline filling the dock."""
 
 from __future__ import annotations
 
@@ -166,3 +167,66 @@ def test_whatif_cancel_during_the_comparison_keeps_no_branch(
     assert finished == []
     assert list(branch_dir(store).iterdir()) == []
     assert view.status.text() == "late cancelled: no branch kept" and view.run_button.isEnabled()
+
+
+def test_branch_here_on_an_alert_fills_the_whatif_dock_and_brings_it_forward(
+    qtbot: Any, finished_window: Any
+) -> None:
+    from PySide6.QtGui import QAction
+
+    w = finished_window
+    desk, dock = w.desk, w.whatif
+    desk.log_in("carol", "carol-demo")
+    qtbot.waitUntil(lambda: desk.alerts is not None)
+    desk.show_dock("Alerts")
+    alerts = desk.alerts
+    qtbot.waitUntil(lambda: any(a.account and a.tick for a in alerts.shown), timeout=10_000)
+    row, alert = next((i, a) for i, a in enumerate(alerts.shown) if a.account and a.tick)
+    assert dock.dock.visibleRegion().isEmpty()  # behind the Alerts tab
+    pos = alerts.table.visualRect(alerts.model.index(row, 1)).center()
+    branch = alerts.alert_menu(pos).findChild(QAction, "alert-branch-here")
+    assert branch.isEnabled()
+    assert branch.text() == f"Branch here (tick {alert.tick:,}, freeze {alert.account})…"
+    branch.trigger()
+    assert dock.view.at.text() == str(alert.tick)
+    assert json.loads(dock.view.actions.toPlainText()) == {
+        "operator": "carol", "action": "freeze", "account": alert.account,
+        "reason": "what-if: freeze",
+    }  # fmt: skip
+    assert alerts.selected() == alert
+    qtbot.waitUntil(lambda: not dock.dock.visibleRegion().isEmpty())
+    # Off the rows there is no alert to branch at.
+    below = alerts.table.viewport().rect().bottomLeft()
+    assert not alerts.alert_menu(below).findChild(QAction, "alert-branch-here").isEnabled()
+
+
+def test_branch_here_on_the_timeline_sets_the_moment_to_the_tick_under_the_cursor(
+    qtbot: Any, finished_window: Any
+) -> None:
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QAction
+
+    from console.widgets.charts import branch_tick
+
+    w = finished_window
+    snap, dock = w.snapshot, w.whatif
+    # Snapped to the nearest tick; never past the last tick the store holds nor the run's last.
+    assert branch_tick(snap, snap.epoch(1234) + 0.4) == 1234
+    assert branch_tick(snap, snap.epoch(1234) + 0.6) == 1235
+    assert branch_tick(snap, snap.start_epoch - 60) == 0
+    assert branch_tick(snap, snap.epoch(99_999)) == snap.ticks_total - 2 == 3600
+    typed = '{"operator": "carol", "action": "warn", "account": "A", "reason": "r"}'
+    dock.view.actions.setPlainText(typed)
+    fund = w.charts.fund
+    box = fund.getPlotItem().getViewBox()
+    pos = fund.mapFromScene(box.mapViewToScene(QPointF(float(snap.epoch(1800)), 0.0)))
+    branch = fund.context_menu(pos).findChild(QAction, "branch-here")
+    tick = branch_tick(snap, fund.x_at(pos))
+    seconds_per_pixel = box.viewPixelSize()[0] / snap.tick_seconds
+    assert tick is not None and abs(tick - 1800) <= seconds_per_pixel + 1
+    assert branch.text().endswith(f"UTC (tick {tick:,})…") and branch.isEnabled()
+    branch.trigger()
+    assert dock.view.at.text() == str(tick)
+    assert dock.view.actions.toPlainText() == typed  # the actions are left as typed
+    qtbot.waitUntil(lambda: not dock.dock.visibleRegion().isEmpty())
+    assert w.charts.prices.context_menu(pos).findChild(QAction, "branch-here") is not None
