@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QModelRoleDataSpan,
+    QPersistentModelIndex,
+    Qt,
+)
 from PySide6.QtGui import QColor
 
 from core.model import files
@@ -109,6 +115,13 @@ class ExportableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return self.align(index.column())
         return self.extra(index, role)
+
+    def multiData(self, index: Index, roleDataSpan: QModelRoleDataSpan) -> None:
+        """Every role a delegate asks of a cell, in one call: painting a page of cells enters
+        Python once a cell, not seven times, and each entry waits for the interpreter lock
+        while the engine thread runs."""
+        for role_data in roleDataSpan:
+            role_data.setData(self.data(index, role_data.role()))
 
     def extra(self, index: Index, role: int) -> Any:
         return None

@@ -98,13 +98,20 @@ class PositionsModel(ExportableModel):
 
     def _set_order(self, order: np.ndarray) -> None:
         """Values only: dataChanged. Same rows rearranged: a layout change. Rows come or go:
-        a reset (rows of a re-sorted table cannot be described as inserts or removals)."""
-        if len(order) != len(self.order):
-            self.beginResetModel()
+        the rows past the shorter length inserted or removed at the end, then every row's values
+        changed (a reset would lay out the view and paint its 1M-row viewport twice)."""
+        count, before = len(order), len(self.order)
+        if count < before:
+            self.beginRemoveRows(QModelIndex(), count, before - 1)
+            self.order = self.order[:count]
+            self.endRemoveRows()
+        elif count > before:
+            self.beginInsertRows(QModelIndex(), before, count - 1)
+            self.order = np.concatenate([self.order, order[before:]])
+            self.endInsertRows()
+        if count != before:
             self.order = order
-            self.endResetModel()
-            return
-        if not np.array_equal(order, self.order):
+        elif not np.array_equal(order, self.order):
             self.layoutAboutToBeChanged.emit()
             self.order = order
             self.layoutChanged.emit()

@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from console.worker.engine_worker import EngineWorker
-from console.worker.pacing import SWITCH_INTERVAL
+from console.worker.pacing import PAINT_TURNS, SWITCH_INTERVAL
 from core.session.snapshot import Snapshot, TableSpec
 
 
@@ -21,6 +21,7 @@ class Bridge(QObject):
     keeping only the latest when several arrive before the UI gets to them."""
 
     snapshot_ready = Signal(object)
+    painted = Signal()  # the views have shown the last snapshot delivered
     failed = Signal(str, str)
     accepted = Signal(str)
     refused = Signal(str, str)
@@ -45,7 +46,6 @@ class Bridge(QObject):
     _context = Signal(str, str, object, str)
     _preview = Signal(str, str, str)
     _ask = Signal(int, object)
-    _ready = Signal()
     _shutdown = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -75,7 +75,7 @@ class Bridge(QObject):
             (self._context, self.worker.request_context),
             (self._preview, self.worker.request_preview),
             (self._ask, self.worker.answer),
-            (self._ready, self.worker.ui_ready),
+            (self.painted, self.worker.ui_ready),
             (self._shutdown, self.worker.shutdown),
         ):
             signal.connect(slot)
@@ -213,6 +213,11 @@ class Bridge(QObject):
             # After the repaints the views posted: they run before this zero-time timer.
             QTimer.singleShot(0, self, self._painted)
 
-    def _painted(self) -> None:
+    def _painted(self, turns: int = PAINT_TURNS) -> None:
+        # A view's repaint can post another (a plot whose range moved): a few turns of the event
+        # loop see them done before the engine thread runs again.
+        if turns > 1:
+            QTimer.singleShot(0, self, lambda: self._painted(turns - 1))
+            return
         self.worker.ui_idle.set()
-        self._ready.emit()
+        self.painted.emit()

@@ -495,6 +495,10 @@ class EngineWorker(FeedSide, QObject):
         self._last_publish = now
         self._build_seconds = time.perf_counter() - now
         self.awaiting_ui = True
+        # Cleared here, not when the UI thread gets to it: the next tick would otherwise start
+        # first and contend with the UI's paint for the interpreter lock (each of the paint's
+        # entries into Python waits out one of the engine's numpy calls).
+        self.ui_idle.clear()
         self.snapshot.emit(snap)
         if now - self._frozen_at >= FREEZE_SECONDS:
             # A full collection walks every object the run made (a million positions' events):

@@ -4,6 +4,7 @@ before it looks for commands, how long it waits for the UI, and how it watches a
 PUBLISH_SECONDS = 0.1  # at most ten snapshots a second
 STEP_BUDGET_SECONDS = 0.04  # the worker yields to its event loop this often to take commands
 UI_WAIT_SECONDS = 0.25  # the longest the engine waits for the UI to finish a snapshot
+PAINT_TURNS = 3  # event-loop turns after a snapshot before the UI counts as done painting it
 SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL before it is asked to pass it on
 SPEEDS = (1.0, 10.0, 60.0, 100.0, 300.0, 1000.0, 0.0)  # simulated s per real s; 0: flat out
 OPERATIONS_SECONDS = 1.0  # while playing, the operations docks' state at most once a second
