@@ -33,6 +33,10 @@ class AccountDetailPanel(QWidget):
         self.summary = QLabel("No account chosen")
         self.summary.setObjectName("account-summary")
         self.summary.setWordWrap(True)
+        # Four lines always: a summary that wrapped to another count of lines would resize the
+        # dock and with it every view in the window, a whole-window repaint while playing.
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.summary.setFixedHeight(4 * self.summary.fontMetrics().lineSpacing() + 4)
         self.positions = PositionsModel(self, account=-1)
         self.positions_table = DataTable(self.positions, "account-positions")
         self.events = EventsModel(self, account=-1)

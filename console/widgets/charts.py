@@ -168,6 +168,11 @@ class ChartsPanel(QWidget):
         return snap.instruments[int(np.argmax(weights))] if weights.size else snap.instruments[0]
 
     def update_snapshot(self, snap: Snapshot) -> None:
+        self.update_timelines(snap)
+        self.update_distributions(snap)
+
+    def update_timelines(self, snap: Snapshot) -> None:
+        """The price and fund charts (and the instrument's units on every axis)."""
         self.snapshot = snap
         if self.instrument.count() != len(snap.instruments) or self.symbol not in snap.instruments:
             self.instrument.blockSignals(True)
@@ -192,6 +197,11 @@ class ChartsPanel(QWidget):
         scale = 10.0 ** next(o.decimals for o in snap.overview if o.code == currency)
         self.fund_curve.setData(*finite_xy(times, snap.series[f"fund:{currency}"] / scale))
         self.reserved_curve.setData(*finite_xy(times, snap.series[f"reserved:{currency}"] / scale))
+
+    def update_distributions(self, snap: Snapshot) -> None:
+        """The margin-ratio histogram and the liquidation ladder, after update_timelines."""
+        symbol = self.symbol or snap.instruments[0]
+        k = snap.instruments.index(symbol)
         self.histogram_bars.setOpts(height=snap.ratio_histogram.astype(np.float64))
         prices, longs, shorts = snap.ladder[symbol]
         width = float(prices[1] - prices[0]) * 0.9 if prices.size > 1 else 1.0

@@ -7,6 +7,8 @@ One module past 500 lines: the menus, docks and status bar are wired to each oth
 from __future__ import annotations
 
 import itertools
+from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ from console.window.operator_desk import COLOURS, OperatorDesk
 from console.window.whatif_dock import WhatIfDock
 from console.worker.bridge import Bridge
 from console.worker.operations import Outcome
-from console.worker.pacing import SPEEDS
+from console.worker.pacing import SPEEDS, STAGE_MS, STAGED_ROWS
 from core.session.snapshot import Snapshot
 
 LAYOUT_VERSION = 3  # 2: the operations docks; 3: the what-if dock
@@ -71,6 +73,7 @@ class MainWindow(QMainWindow):
         self.theme = theme
         self.snapshot: Snapshot | None = None
         self.updates = 0
+        self._stages: deque[Callable[[], object]] = deque()
 
         self.charts = ChartsPanel(theme)
         self.setCentralWidget(self.charts)
@@ -103,6 +106,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
 
         self.bridge.snapshot_ready.connect(self.apply_snapshot)
+        self.bridge.ui_busy = self.showing
         self.bridge.failed.connect(self._failed)
         self.bridge.store_failed.connect(self._store_failed)
         self.store_failure_box: QMessageBox | None = None
@@ -404,15 +408,40 @@ class MainWindow(QMainWindow):
     # ----- snapshots ----------------------------------------------------------------------
 
     def apply_snapshot(self, snap: Snapshot) -> None:
-        """Show a snapshot: every view takes what it needs; nothing here waits on the engine."""
+        """Show a snapshot: every view takes what it needs; nothing here waits on the engine.
+        A book of STAGED_ROWS positions or more is shown a group of views per event-loop turn,
+        each group painted before the next is fed, so that input and timers run in between."""
         self.snapshot = snap
         self.updates += 1
-        self.desk.on_snapshot(snap)
-        self.overview.update_snapshot(snap)
-        self.accounts.update_snapshot(snap)
-        self.charts.update_snapshot(snap)
-        self.liquidations.update_snapshot(snap)
-        self.events.update_snapshot(snap)
+        stages = [
+            lambda: (self.desk.on_snapshot(snap), self.overview.update_snapshot(snap)),
+            lambda: self.accounts.update_snapshot(snap),
+            lambda: self.charts.update_timelines(snap),
+            lambda: self.charts.update_distributions(snap),
+            lambda: (self.liquidations.update_snapshot(snap), self.events.update_snapshot(snap)),
+            lambda: self._detail_and_status(snap),
+        ]
+        if len(snap.table) < STAGED_ROWS:
+            self._stages.clear()
+            for stage in stages:
+                stage()
+            return
+        self._stages = deque(stages)  # a newer snapshot replaces what an older one left
+        self._next_stage()
+
+    def showing(self) -> bool:
+        """True while a snapshot's views are still being fed, a group per turn."""
+        return bool(self._stages)
+
+    def _next_stage(self) -> None:
+        if self._stages:
+            self._stages.popleft()()
+        if self._stages:
+            # A timer, not a zero-time call (a posted event, run in the same batch as what came
+            # before it), and past the 5 ms after which Qt paints what this stage changed.
+            QTimer.singleShot(STAGE_MS, self, self._next_stage)
+
+    def _detail_and_status(self, snap: Snapshot) -> None:
         if self.detail.account is None and len(snap.table):
             self.detail.show_account(_largest_account(snap))
         self.detail.update_snapshot(snap)

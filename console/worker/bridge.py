@@ -90,6 +90,8 @@ class Bridge(QObject):
         self.worker.answered.connect(self._on_answer)
         self.worker.store_failed.connect(self.store_failed)
         self._pending: Snapshot | None = None
+        # The window's answer to "still showing the last snapshot?" (it may take several turns).
+        self.ui_busy: Callable[[], bool] = lambda: False
         # The engine thread runs Python between numpy calls; at the default 5 ms switch interval
         # the UI thread waits up to 5 ms for the GIL after every Qt call that released it.
         sys.setswitchinterval(SWITCH_INTERVAL)
@@ -216,8 +218,8 @@ class Bridge(QObject):
     def _painted(self, turns: int = PAINT_TURNS) -> None:
         # A view's repaint can post another (a plot whose range moved): a few turns of the event
         # loop see them done before the engine thread runs again.
-        if turns > 1:
-            QTimer.singleShot(0, self, lambda: self._painted(turns - 1))
+        if turns > 1 or self.ui_busy():
+            QTimer.singleShot(0, self, lambda: self._painted(max(1, turns - 1)))
             return
         self.worker.ui_idle.set()
         self.painted.emit()

@@ -4,6 +4,8 @@ before it looks for commands, how long it waits for the UI, and how it watches a
 PUBLISH_SECONDS = 0.1  # at most ten snapshots a second
 STEP_BUDGET_SECONDS = 0.04  # the worker yields to its event loop this often to take commands
 UI_WAIT_SECONDS = 0.25  # the longest the engine waits for the UI to finish a snapshot
+STAGED_ROWS = 100_000  # a book this large is shown a group of views per event-loop turn
+STAGE_MS = 8  # between those groups: Qt paints a change 5 ms after it (QT_QPA_UPDATE_IDLE_TIME)
 PAINT_TURNS = 3  # event-loop turns after a snapshot before the UI counts as done painting it
 SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL before it is asked to pass it on
 SPEEDS = (1.0, 10.0, 60.0, 100.0, 300.0, 1000.0, 0.0)  # simulated s per real s; 0: flat out
