@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,11 @@ from core.desk.requests import action_subject, audit_kind
 from core.engine.facade import Engine
 from core.feed.consumer import FeedRun
 from core.feed.run import feed_result
-from core.feed.wire import Unreadable, decoded
+from core.feed.wire import Unreadable
 from core.model.errors import InputError
 from core.model.events import Event
 from core.session import commands
+from core.session.recorded_feed import decoded_message, tick_of
 from core.session.session import BIG_BOOK, HASH_EVERY, Session, StoreSettings
 from core.store.schema import create_feed_tables
 from core.store.store import Store
@@ -246,7 +246,7 @@ def replay(
         limit = session.head if until is None else min(until, session.head)
         for seq, text in list(store.feed_messages(last_seq)):
             message = decoded_message(text)
-            if (_tick_of(message, session.engine) or 0) > limit:
+            if (tick_of(message, session.engine) or 0) > limit:
                 if until is not None and session.engine.tick < limit:
                     run.step_to(limit)
                 break
@@ -255,21 +255,6 @@ def replay(
         session.close()
         raise
     return session, run
-
-
-def _tick_of(message: Any, engine: Engine) -> int | None:
-    """The tick a `tick` or `end` message steps the engine to (None for a message that steps
-    none, or one the run will refuse)."""
-    if not isinstance(message, dict) or message.get("type") not in ("tick", "end"):
-        return None
-    try:
-        moment = datetime.fromisoformat(str(message.get("time")))
-    except ValueError:
-        return None
-    if moment.utcoffset() != timedelta(0):
-        return None
-    seconds = (moment.replace(tzinfo=UTC) - engine.scenario.start).total_seconds()
-    return int(seconds // engine.scenario.tick_seconds)
 
 
 def _settings(engine: Engine) -> StoreSettings:
@@ -289,9 +274,3 @@ def _text(message: Any) -> str:
         return orjson.dumps(message).decode()
     except TypeError:
         return repr(message)[:80]
-
-
-def decoded_message(text: str) -> Any:
-    """A recorded message as the run applies it (one that is not JSON as the text it was)."""
-    message = decoded(text)
-    return f"not JSON: {message.text}" if isinstance(message, Unreadable) else message

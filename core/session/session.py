@@ -40,6 +40,7 @@ from core.model.scenario_values import ActionSpec, Authority
 from core.scenario.parse import parse_command, parse_scenario, read_scenario_doc
 from core.session import commands
 from core.session.commands import Queued
+from core.session.recorded_feed import RecordedFeed
 from core.store.schema import os_error, store_write_error
 from core.store.store import Store, StoredCommand, dump_state
 from core.store.writer import StoreWriter
@@ -111,6 +112,8 @@ class Session:
         self._broken = False
         self._replay: list[tuple[int, tuple[StoredCommand, ...], dict[int, Any], str | None]] = []
         self.queued: list[Queued] = []
+        # A feed's store opened to look at: behind its head, ticks come from its messages.
+        self._recorded: RecordedFeed | None = None
         self.on_snapshot: Callable[[int], None] | None = None
         # A caller that takes the snapshots itself (a feed's, between whole messages).
         self.snapshots_by_caller = False
@@ -251,10 +254,12 @@ class Session:
         session._load_replay(snapshot_tick)
         if not step:
             return session
+        if store.feed_url is not None:
+            session._recorded = RecordedFeed(store, engine, session._replay_step)
         target = session.head if at is None else min(at, session.head)
         while session.engine.tick < target:
             session.step()
-        if at is None:
+        if at is None and session._recorded is None:
             for stored in store.pending_commands(session.head):
                 session._queue(stored.seq, stored.command)
         return session
@@ -296,15 +301,20 @@ class Session:
 
     @property
     def finished(self) -> bool:
-        return self.engine.finished
+        """At the run's end; a feed's store opened to look at ends at its head (what comes
+        after is the feed's to bring, not the engine's to make up)."""
+        return self.engine.finished or (self._recorded is not None and self.live)
 
     @property
     def live(self) -> bool:
         return self.engine.tick >= self.head
 
     def step(self) -> list[Event]:
-        """One tick: replayed from the journal behind the head, journaled past it."""
+        """One tick: replayed from the journal behind the head (a feed's store: from its
+        recorded messages), journaled past it."""
         if not self.live:
+            if self._recorded is not None:
+                return self._recorded.advance()
             return self._replay_step()
         if self._broken and self.store is not None:
             raise WriteError(
@@ -353,6 +363,7 @@ class Session:
             self._last_snapshot = snapshot_tick
             self._events_saved = len(self.collector.events)
             self._load_replay(snapshot_tick)
+            self._reload_recorded()
         while self.engine.tick < tick:
             self.step()
 
@@ -470,6 +481,7 @@ class Session:
         stated = self.store.conn.execute("SELECT max(tick) FROM account_state").fetchone()[0]
         self._account_state_tick = -1 if stated is None else stated
         self._load_replay(snapshot_tick)
+        self._reload_recorded()
         while self.engine.tick < head:
             self.step()
         self._action_ids += [q.action.id for q in queued if q.action.id]
@@ -533,6 +545,11 @@ class Session:
             for t in self.store.journal(after, self.head)
         ]
         self._replay.reverse()
+
+    def _reload_recorded(self) -> None:
+        """A feed's store looked at: its messages again from the snapshot just loaded."""
+        if self._recorded is not None and self.store is not None:
+            self._recorded = RecordedFeed(self.store, self.engine, self._replay_step)
 
     def _replay_step(self) -> list[Event]:
         tick, journaled, authorities, recorded = self._replay.pop()

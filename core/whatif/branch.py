@@ -18,7 +18,8 @@ from core.model.errors import InputError
 from core.model.events import Event, iso
 from core.model.scenario_values import ActionSpec
 from core.scenario.parse import parse_command, parse_scenario
-from core.session.feed_session import FeedSession, decoded_message, replay
+from core.session.feed_session import FeedSession, replay
+from core.session.recorded_feed import decoded_message
 from core.session.session import Session, StoreSettings
 from core.store.schema import create_feed_tables
 from core.store.store import BRANCH_META, Store
