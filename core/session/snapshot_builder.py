@@ -130,7 +130,34 @@ class SnapshotBuilder:
         }
         self._money_at: list[tuple[int, str, str, int]] = []
         self._watch_ratio = []
+        self._fill_from_store()
         self.record_tick([])
+
+    def _fill_from_store(self) -> None:
+        """A store opened (or sought to) part-way: the price and fund timelines before the tick
+        from what it recorded (prices every `price_every` ticks, every fund movement), so that
+        the charts show the run so far, not one point."""
+        store, tick = self.session.store, self.session.engine.tick
+        if store is None or tick == 0:
+            return
+        for t, kind, name, price in store.price_points(tick):
+            values = self.series.get(f"{kind}:{name}")
+            if values is not None and t < values.size:
+                values[t] = price
+        movements: dict[str, list[tuple[int, int, int]]] = {}
+        for t, code, amount, after in store.fund_movements(tick):
+            movements.setdefault(code, []).append((t, amount, after))
+        for code, rows in movements.items():
+            values = self.series.get(f"fund:{code}")
+            if values is None:
+                continue
+            ticks = np.array([t for t, _, _ in rows], dtype=np.int64)
+            after = np.array([a for _, _, a in rows], dtype=np.float64)
+            # The balance at each tick: after the last movement at or before it; before the
+            # first, what that movement started from.
+            at = np.searchsorted(ticks, np.arange(tick), side="right") - 1
+            first = float(rows[0][2] - rows[0][1])
+            values[:tick] = np.where(at >= 0, after[np.maximum(at, 0)], first)
 
     def rewind(self) -> None:
         """After a seek back: drop what happened after the engine's tick."""

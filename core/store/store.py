@@ -433,6 +433,21 @@ class Store:
             [(tick, when, kind, name, price) for kind, name, price in prices],
         )
 
+    def price_points(self, until: int) -> list[tuple[int, str, str, float]]:
+        """The recorded index, mark and last prices up to tick `until`: (tick, kind, name, price)."""
+        return self.conn.execute(
+            "SELECT tick, kind, name, price FROM prices WHERE tick <= ? ORDER BY tick", (until,)
+        ).fetchall()
+
+    def fund_movements(self, until: int) -> list[tuple[int, str, int, int]]:
+        """The insurance funds' movements up to tick `until`, in order: (tick, currency, amount,
+        balance after)."""
+        return self.conn.execute(
+            "SELECT tick, currency, amount, balance_after FROM fund_history WHERE tick <= ? "
+            "ORDER BY seq",
+            (until,),
+        ).fetchall()
+
     def record_hash(self, tick: int, state_hash: str) -> None:
         """The state hash of a tick journaled without one (a snapshot taken after it)."""
         self.conn.execute(

@@ -68,3 +68,28 @@ def test_the_event_log_writes_each_text_when_it_is_read_as_describe_does() -> No
     assert texts[10:20] == described[10:20]
     assert list(texts) == described
     assert list(log.text["kind"]) == [type(e).__name__ for e in events[-len(log) :]]
+
+
+def test_a_store_opened_part_way_shows_its_price_and_fund_timelines_so_far(tmp_path: Any) -> None:
+    """The timelines of a store reopened at a tick: its recorded prices and every fund movement
+    before it, as a builder that watched the run from the start recorded them."""
+    doc: dict[str, Any] = json.loads(builtin_scenarios()["cascade-2025"].read_text())
+    doc["crowd"]["accounts"] = 3000
+    session = Session.start(doc, tmp_path / "run.sqlite")
+    watched = SnapshotBuilder(session)
+    for _ in range(400):
+        watched.record_tick(session.step())
+    session.close()
+    reopened = Session.open(tmp_path / "run.sqlite", at=300, read_only=True)
+    try:
+        opened = SnapshotBuilder(reopened).series
+    finally:
+        reopened.close()
+    code, symbol = session.engine.currency_codes[0], session.engine.instruments[0].symbol
+    fund, mark = opened[f"fund:{code}"], opened[f"mark:{symbol}"]
+    assert np.array_equal(fund[:301], watched.series[f"fund:{code}"][:301])
+    assert np.isnan(fund[301:]).all()  # nothing past the tick it was opened at
+    assert len(np.unique(fund[:301])) > 1  # the crash moved the fund before tick 300
+    recorded = np.flatnonzero(np.isfinite(mark[:300]))
+    assert recorded.size > 10 and recorded[0] == 0
+    assert np.array_equal(mark[recorded], watched.series[f"mark:{symbol}"][recorded])
