@@ -72,7 +72,7 @@ def export(
             progress=progress,
         )
         # Once for every format: each carries the same comparison of the branches.
-        whatif = branches_comparison(store_path)
+        whatif = branches_comparison(store_path, top=top)
         if fmt == "json":
             report_io.write_json(report, target, whatif)
             what = f"{len(report.timeline)} timeline entries"
@@ -97,12 +97,13 @@ def export(
     return f"incident report of {report.scope.start} to {report.scope.end}: {what} -> {target}"
 
 
-def branches_comparison(store_path: str | Path) -> dict[str, Any] | None:
-    """The comparison of the branches beside the store (STORE.whatif/), None without any: a
-    branch left by another run at that path (other accounts) is no part of this report."""
+def branches_comparison(store_path: str | Path, *, top: int) -> dict[str, Any] | None:
+    """The comparison of the branches beside the store (STORE.whatif/), the `top` accounts per
+    currency as the report's own tables; None without any. A branch left by another run at that
+    path (other accounts) is no part of this report."""
     from core.whatif.runs import stored_comparison
 
     try:
-        return stored_comparison(store_path, top=20)
+        return stored_comparison(store_path, top=top)
     except InputError:
         return None

@@ -160,3 +160,24 @@ def test_csv_carries_the_comparisons_rows_as_whatif_records(
     b = {r["run"]: r for r in whatif if r["account"] == "B"}
     assert (b["original"]["paid"], b["adl"]["paid"], b["adl"]["difference"]) == ("6", "8", "-2")
     assert b["original"]["difference"] == ""
+
+
+def test_the_reports_top_sets_how_many_accounts_its_whatif_section_lists(tmp_path: Path) -> None:
+    """A crowd's cascade with an empty fund (ADL on) and a branch that claws back instead: over
+    a thousand accounts end differently, and the report's what-if section lists the `top` of
+    them per currency, as its own tables do."""
+    doc = json.loads(builtin_scenarios()["cascade-2025"].read_text())
+    doc["crowd"]["accounts"] = 2000
+    doc["insurance_fund"] = {"USDT": "0"}
+    store = tmp_path / "cascade.sqlite"
+    session = Session.start(doc, store)
+    session.run_to_end()
+    session.close()
+    runs.branch(store, "0", [], {"deficit": "clawback"}, name="clawback")
+    listed = {}
+    for top in (3, 40):
+        out = tmp_path / f"top{top}.json"
+        export(store, out, "json", top=top, generated_at=GENERATED, distributions=False)
+        whatif = json.loads(out.read_text())["whatif"]
+        listed[top] = len(whatif["accounts"])
+    assert listed[3] == 3 and listed[40] > 20
