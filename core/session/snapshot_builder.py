@@ -4,6 +4,7 @@ values of core/session/snapshot.py."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time as wallclock
 from collections.abc import Mapping
@@ -131,7 +132,19 @@ class SnapshotBuilder:
         self._money_at: list[tuple[int, str, str, int]] = []
         self._watch_ratio = []
         self._fill_from_store()
+        self._fill_events()
         self.record_tick([])
+
+    def _fill_events(self) -> None:
+        """A session opened part-way: the logs and counters of the events its collector holds
+        (the liquidations, the money figures), tick by tick as they were recorded."""
+        scenario = self.session.engine.scenario
+        start, seconds = scenario.start, scenario.tick_seconds
+        for t, group in itertools.groupby(
+            self.session.collector.events,
+            key=lambda event: int((event.time - start).total_seconds() // seconds),
+        ):
+            self._record_events(t, list(group))
 
     def _fill_from_store(self) -> None:
         """A store opened (or sought to) part-way: the price and fund timelines before the tick
@@ -195,7 +208,6 @@ class SnapshotBuilder:
     def record_tick(self, events: list[Any]) -> None:
         engine = self.session.engine
         t = engine.tick
-        book = engine.book
         self._grow(t)
         for name, price in engine.index_now.items():
             self.series[f"index:{name}"][t] = price
@@ -204,6 +216,19 @@ class SnapshotBuilder:
             last = engine.liquidity[k].last_price
             if last is not None:
                 self.series[f"last:{inst.symbol}"][t] = last
+        self._record_events(t, events)
+        for code in engine.currency_codes:
+            totals = engine.deficit_totals[code]
+            self.series[f"fund:{code}"][t] = engine.ledger.balance(INSURANCE_FUND, code)
+            self.series[f"reserved:{code}"][t] = engine.desk.reserved[code]
+            self.series[f"covered:{code}"][t] = totals["covered_by_fund"]
+            self.series[f"uncovered:{code}"][t] = totals["uncovered"]
+            self.series[f"liqs:{code}"][t] = self.money[code]["liqs"]
+
+    def _record_events(self, t: int, events: list[Any]) -> None:
+        """The logs and money counters of one tick's events."""
+        engine = self.session.engine
+        book = engine.book
         symbols = {i.symbol: k for k, i in enumerate(engine.instruments)}
         for event in events:
             kind, account = type(event).__name__, getattr(event, "account", None)
@@ -237,13 +262,6 @@ class SnapshotBuilder:
             elif kind == "AdlFill":
                 code = engine.currency_of(symbols.get(getattr(event, "symbol", ""), 0))
                 self._money(t, code, "adl_fills", 1)
-        for code in engine.currency_codes:
-            totals = engine.deficit_totals[code]
-            self.series[f"fund:{code}"][t] = engine.ledger.balance(INSURANCE_FUND, code)
-            self.series[f"reserved:{code}"][t] = engine.desk.reserved[code]
-            self.series[f"covered:{code}"][t] = totals["covered_by_fund"]
-            self.series[f"uncovered:{code}"][t] = totals["uncovered"]
-            self.series[f"liqs:{code}"][t] = self.money[code]["liqs"]
 
     # ----- building -----------------------------------------------------------------------
 

@@ -70,9 +70,9 @@ def test_the_event_log_writes_each_text_when_it_is_read_as_describe_does() -> No
     assert list(log.text["kind"]) == [type(e).__name__ for e in events[-len(log) :]]
 
 
-def test_a_store_opened_part_way_shows_its_price_and_fund_timelines_so_far(tmp_path: Any) -> None:
-    """The timelines of a store reopened at a tick: its recorded prices and every fund movement
-    before it, as a builder that watched the run from the start recorded them."""
+def test_a_store_opened_part_way_shows_its_timelines_and_logs_so_far(tmp_path: Any) -> None:
+    """A store reopened at a tick: its recorded prices and every fund movement before it, and
+    the liquidations and events up to it, as a builder that watched the run from the start."""
     doc: dict[str, Any] = json.loads(builtin_scenarios()["cascade-2025"].read_text())
     doc["crowd"]["accounts"] = 3000
     session = Session.start(doc, tmp_path / "run.sqlite")
@@ -82,7 +82,19 @@ def test_a_store_opened_part_way_shows_its_price_and_fund_timelines_so_far(tmp_p
     session.close()
     reopened = Session.open(tmp_path / "run.sqlite", at=300, read_only=True)
     try:
-        opened = SnapshotBuilder(reopened).series
+        builder = SnapshotBuilder(reopened)
+        opened = builder.series
+        # The logs and counters so far too: the liquidations up to the tick, as they were seen.
+        liqs = {k: a[: builder.liqs.n] for k, a in builder.liqs.arrays.items()}
+        seen = {k: a[: watched.liqs.n] for k, a in watched.liqs.arrays.items()}
+        upto = seen["tick"] <= 300
+        assert 0 < upto.sum() == builder.liqs.n
+        for column in ("tick", "account", "contracts", "deficit"):
+            assert np.array_equal(liqs[column], seen[column][upto]), column
+        code = reopened.engine.currency_codes[0]
+        assert builder.money[code]["liqs"] == int(upto.sum())
+        events_seen = watched.events.arrays["tick"][: watched.events.n]
+        assert builder.events.n == (events_seen <= 300).sum()
     finally:
         reopened.close()
     code, symbol = session.engine.currency_codes[0], session.engine.instruments[0].symbol
