@@ -45,7 +45,12 @@ def register(commands: Any) -> None:
     report.add_argument("--out", required=True, metavar="FILE", help="report.pdf, .json or .csv")
     report.add_argument("--format", choices=FORMATS, help="override the format the suffix gives")
     report.add_argument(
-        "--top", type=int, default=20, metavar="N", help="accounts in the clawback table (20)"
+        "--top",
+        type=int,
+        default=20,
+        metavar="N",
+        help="accounts in the clawback table and per currency in the what-if section, and "
+        "liquidations listed one by one (20)",
     )
     report.add_argument(
         "--no-distributions",

@@ -74,6 +74,12 @@ class MainWindow(QMainWindow):
         self.snapshot: Snapshot | None = None
         self.updates = 0
         self._stages: deque[Callable[[], object]] = deque()
+        # One timer: a timer, not a zero-time call (a posted event, run in the same batch as
+        # what came before it), and past the 5 ms after which Qt paints what a stage changed.
+        self._stage_timer = QTimer(self)
+        self._stage_timer.setSingleShot(True)
+        self._stage_timer.setInterval(STAGE_MS)
+        self._stage_timer.timeout.connect(self._next_stage)
 
         self.charts = ChartsPanel(theme)
         self.setCentralWidget(self.charts)
@@ -427,6 +433,7 @@ class MainWindow(QMainWindow):
                 stage()
             return
         self._stages = deque(stages)  # a newer snapshot replaces what an older one left
+        self._stage_timer.stop()
         self._next_stage()
 
     def showing(self) -> bool:
@@ -434,12 +441,13 @@ class MainWindow(QMainWindow):
         return bool(self._stages)
 
     def _next_stage(self) -> None:
-        if self._stages:
-            self._stages.popleft()()
-        if self._stages:
-            # A timer, not a zero-time call (a posted event, run in the same batch as what came
-            # before it), and past the 5 ms after which Qt paints what this stage changed.
-            QTimer.singleShot(STAGE_MS, self, self._next_stage)
+        try:
+            if self._stages:
+                self._stages.popleft()()
+        finally:
+            # Even after a view failed: the others are shown and the engine is not left waiting.
+            if self._stages:
+                self._stage_timer.start()
 
     def _detail_and_status(self, snap: Snapshot) -> None:
         if self.detail.account is None and len(snap.table):

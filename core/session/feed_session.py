@@ -244,9 +244,11 @@ def replay(
         run.restore(session.engine, state)
         # Never past the last committed tick: a message recorded beyond it would step live.
         limit = session.head if until is None else min(until, session.head)
+        refused = store.refused_feed_seqs(last_seq)
         for seq, text in list(store.feed_messages(last_seq)):
             message = decoded_message(text)
-            if (tick_of(message, session.engine) or 0) > limit:
+            # A message refused live moved nothing, whatever time it names.
+            if seq not in refused and (tick_of(message, session.engine) or 0) > limit:
                 if until is not None and session.engine.tick < limit:
                     run.step_to(limit)
                 break

@@ -47,6 +47,7 @@ class RecordedFeed:
         self.run = FeedRun(step=step)
         self.run.restore(engine, state)
         self._messages: Iterator[tuple[int, str]] = iter(list(store.feed_messages(last_seq)))
+        self._refused = store.refused_feed_seqs(last_seq)
         self._next: tuple[int, Any] | None = None
         self._pull()
 
@@ -54,13 +55,29 @@ class RecordedFeed:
         item = next(self._messages, None)
         self._next = None if item is None else (item[0], decoded_message(item[1]))
 
+    def _steps_to(self) -> int:
+        """The tick the next message leaves the engine at (0: none; a refused one moved
+        nothing when it was applied live, whatever time it names)."""
+        assert self._next is not None
+        seq, message = self._next
+        return 0 if seq in self._refused else tick_of(message, self.engine) or 0
+
+    def drain(self) -> list[Event]:
+        """Apply the messages that leave the engine where it is (trades, commands, transfers
+        recorded after its tick's prices)."""
+        return self._apply_until(self.engine.tick)
+
     def advance(self) -> list[Event]:
         target = self.engine.tick + 1
+        events = self._apply_until(target)
+        if self.engine.tick < target:
+            events += self.run.step_to(target)
+        return events
+
+    def _apply_until(self, tick: int) -> list[Event]:
         events: list[Event] = []
-        while self._next is not None and (tick_of(self._next[1], self.engine) or 0) <= target:
+        while self._next is not None and self._steps_to() <= tick:
             seq, message = self._next
             events += self.run.apply(seq, message)
             self._pull()
-        if self.engine.tick < target:
-            events += self.run.step_to(target)
         return events

@@ -259,6 +259,8 @@ class Session:
         target = session.head if at is None else min(at, session.head)
         while session.engine.tick < target:
             session.step()
+        if session._recorded is not None:
+            session._recorded.drain()
         if at is None and session._recorded is None:
             for stored in store.pending_commands(session.head):
                 session._queue(stored.seq, stored.command)
@@ -312,9 +314,15 @@ class Session:
     def step(self) -> list[Event]:
         """One tick: replayed from the journal behind the head (a feed's store: from its
         recorded messages), journaled past it."""
+        if self._recorded is not None:
+            # What comes after the head is the feed's to bring, not the engine's to make up.
+            if self.live:
+                raise Refusal(
+                    "recorded_feed",
+                    "a feed's store opened to look at ends at its head: commands go through the feed",
+                )
+            return self._recorded.advance()
         if not self.live:
-            if self._recorded is not None:
-                return self._recorded.advance()
             return self._replay_step()
         if self._broken and self.store is not None:
             raise WriteError(
@@ -352,7 +360,9 @@ class Session:
     def seek(self, tick: int) -> None:
         """Jump to `tick`: back from the nearest snapshot (replaying the journal, writing nothing),
         or forward by stepping."""
-        last = max(self.engine.ticks_total - 1, self.head)
+        last = (
+            self.head if self._recorded is not None else max(self.engine.ticks_total - 1, self.head)
+        )
         if tick < 0 or tick > last:
             raise InputError("tick", f"expected a tick from 0 to {last}, found {tick}")
         if tick < self.engine.tick:
@@ -366,6 +376,8 @@ class Session:
             self._reload_recorded()
         while self.engine.tick < tick:
             self.step()
+        if self._recorded is not None:
+            self._recorded.drain()
 
     def result(self) -> dict[str, Any]:
         return self.collector.result()
@@ -381,6 +393,11 @@ class Session:
         is none) and `role` is only recorded: the role that counts is the one the store's
         operators table holds when the command applies. Without a store the caller's `role` is
         trusted."""
+        if self._recorded is not None:
+            raise Refusal(
+                "recorded_feed",
+                "a feed's store opened to look at ends at its head: commands go through the feed",
+            )
         if not self.live:
             raise Refusal(
                 "not_live", "the view is behind the live end of the run; jump to the end to act"
@@ -490,6 +507,11 @@ class Session:
         """Change surveillance thresholds from the next tick on: validated (InputError names the
         threshold, nothing changes), journaled so a replay makes the same change at the same
         tick. Returns (before, after); the caller audits it (core/desk/alerts.py)."""
+        if self._recorded is not None:
+            raise Refusal(
+                "recorded_feed",
+                "a feed's store opened to look at ends at its head: commands go through the feed",
+            )
         if not self.live:
             raise Refusal(
                 "not_live", "the view is behind the live end of the run; jump to the end to act"

@@ -153,6 +153,10 @@ class SnapshotBuilder:
         store, tick = self.session.store, self.session.engine.tick
         if store is None or tick == 0:
             return
+        self._grow(tick)
+        # A what-if branch holds neither its parent's prices nor its fund movements before its
+        # fork: before the store's first tick the timelines stay empty, not made up.
+        since = store.first_tick()
         for t, kind, name, price in store.price_points(tick):
             values = self.series.get(f"{kind}:{name}")
             if values is not None and t < values.size:
@@ -168,9 +172,9 @@ class SnapshotBuilder:
             after = np.array([a for _, _, a in rows], dtype=np.float64)
             # The balance at each tick: after the last movement at or before it; before the
             # first, what that movement started from.
-            at = np.searchsorted(ticks, np.arange(tick), side="right") - 1
+            at = np.searchsorted(ticks, np.arange(since, tick), side="right") - 1
             first = float(rows[0][2] - rows[0][1])
-            values[:tick] = np.where(at >= 0, after[np.maximum(at, 0)], first)
+            values[since:tick] = np.where(at >= 0, after[np.maximum(at, 0)], first)
 
     def rewind(self) -> None:
         """After a seek back: drop what happened after the engine's tick."""

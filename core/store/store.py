@@ -440,13 +440,18 @@ class Store:
         ).fetchall()
 
     def fund_movements(self, until: int) -> list[tuple[int, str, int, int]]:
-        """The insurance funds' movements up to tick `until`, in order: (tick, currency, amount,
-        balance after)."""
+        """The insurance funds' movements up to tick `until`, in order: (tick, currency, signed
+        amount (a deficit paid out is negative), balance after)."""
         return self.conn.execute(
-            "SELECT tick, currency, amount, balance_after FROM fund_history WHERE tick <= ? "
-            "ORDER BY seq",
+            "SELECT tick, currency, CASE kind WHEN 'deficit_out' THEN -amount ELSE amount END, "
+            "balance_after FROM fund_history WHERE tick <= ? ORDER BY seq",
             (until,),
         ).fetchall()
+
+    def first_tick(self) -> int:
+        """The first tick this store journaled (a what-if branch's: its fork)."""
+        first = self.conn.execute("SELECT min(tick) FROM journal").fetchone()[0]
+        return 0 if first is None else int(first)
 
     def record_hash(self, tick: int, state_hash: str) -> None:
         """The state hash of a tick journaled without one (a snapshot taken after it)."""
@@ -519,6 +524,14 @@ class Store:
         yield from self.conn.execute(
             "SELECT seq, message FROM feed_messages WHERE seq > ? ORDER BY seq", (after,)
         )
+
+    def refused_feed_seqs(self, after: int) -> set[int]:
+        """The messages after `after` that the run refused when it applied them (they moved
+        nothing, whatever time they name)."""
+        rows = self.conn.execute(
+            "SELECT seq FROM feed_messages WHERE seq > ? AND refused IS NOT NULL", (after,)
+        )
+        return {seq for (seq,) in rows}
 
     def last_feed_seq(self) -> int:
         return self.conn.execute("SELECT coalesce(max(seq), 0) FROM feed_messages").fetchone()[0]

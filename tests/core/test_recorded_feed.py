@@ -5,11 +5,14 @@ are the states the live run recorded; stepping ends at the head."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from core.feed.publish import scenario_feed
+from core.model.errors import InputError
+from core.model.operations import Refusal
 from core.session.feed_session import replay
 from core.session.session import Session
 from core.store.store import Store
@@ -69,3 +72,52 @@ def test_a_feed_store_opened_or_sought_to_a_tick_is_the_replay_of_its_messages_t
         assert session.engine.state_hash() == end
     finally:
         session.close()
+
+
+def test_a_message_refused_live_moves_nothing_when_the_store_is_opened(tmp_path: Path) -> None:
+    """A `tick` message the run refused (a mark the header does not pin) names a time past the
+    next one: opened, the store must not hold the prices until then and leave the messages after
+    it unapplied, as the live run did not."""
+    messages = list(scenario_feed(two_traders_with_actions()))
+    ticks = [i for i, m in enumerate(messages) if m["type"] == "tick"]
+    k = ticks[0]  # after the first tick, naming a time past the second: a replay that waited
+    ahead = datetime.fromisoformat(messages[ticks[1]]["time"]) + timedelta(minutes=30)
+    bad = {"type": "tick", "time": ahead.isoformat().replace("+00:00", "Z"), "marks": {"NOPE": "1"}}
+    path = _feed_store(tmp_path, [*messages[: k + 1], bad, *messages[k + 1 :]])
+    end = json.loads((tmp_path / "r.json").read_text())["state_hash"]
+    store = Store.open(path, read_only=True)
+    assert len(store.refused_feed_seqs(0)) == 1
+    snapshots, hashes = store.snapshot_ticks(), store.recorded_hashes()
+    store.close()
+    # Opened at a recorded hash before its second snapshot: every tick from the first is
+    # replayed over the refused message, and each recorded hash on the way is checked.
+    at = max(t for t in hashes if 0 < t < sorted(snapshots)[1])
+    session = Session.open(path, at=at, read_only=True)
+    try:
+        assert session.engine.state_hash() == hashes[at]
+    finally:
+        session.close()
+    replayed, _ = replay(path, start=0)
+    assert replayed.engine.state_hash() == end
+    replayed.close()
+
+
+def test_a_feed_store_looked_at_refuses_to_go_past_its_head_or_take_commands(
+    store: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Opened writable (as the console opens a file), nothing makes up ticks past its head."""
+    path = tmp_path / "copy.db"
+    path.write_bytes(store[0].read_bytes())
+    before = _digest(path)
+    session = Session.open(path)
+    try:
+        with pytest.raises(InputError, match="expected a tick from 0 to"):
+            session.seek(session.head + 3)
+        with pytest.raises(Refusal, match="commands go through the feed"):
+            session.submit({"operator": "alice", "action": "warn", "account": "A", "reason": "r"})
+        with pytest.raises(Refusal, match="ends at its head"):
+            session.step()
+        assert session.tick == session.head
+    finally:
+        session.close()
+    assert _digest(path) == before

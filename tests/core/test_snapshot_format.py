@@ -338,8 +338,8 @@ SPEC_EXAMPLE = Path(__file__).parent / "data" / "scenario_spec_example.json"
 def test_a_dumped_engine_steps_on_exactly_as_the_original(source: str) -> None:
     path = SPEC_EXAMPLE if source == "spec example" else builtin_scenarios()[source]
     session = Session.start(json.loads(path.read_text()))
-    # A third of the run, at most 2,500 ticks: the demo's liquidations are under way by then.
-    for _ in range(min(session.engine.ticks_total // 3, 2500)):
+    # A third of the run, at most 4,500 ticks: past the demo's whale liquidation (tick 4,423).
+    for _ in range(min(session.engine.ticks_total // 3, 4500)):
         session.step()
     blob = dump((session.engine, session.collector), compress=True)
     engine, collector = load(blob)
