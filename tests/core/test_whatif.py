@@ -262,6 +262,12 @@ def test_whatif_cancel_is_heard_inside_the_adl_replay(parent: Path) -> None:
     session = Session.open(path, read_only=True)
     events = list(session.collector.events)
     session.close()
+    assert_cancel_stops_the_adl_replay_at_the_third_ask(path, events)
+
+
+def assert_cancel_stops_the_adl_replay_at_the_third_ask(path: Path, events: list[Any]) -> None:
+    """Cancel turning true at its third ask stops pricing the ADL fills of `path` there: it is
+    asked before each tick replayed, not once."""
     asked: list[int] = []
 
     def third_time() -> bool:
@@ -270,4 +276,4 @@ def test_whatif_cancel_is_heard_inside_the_adl_replay(parent: Path) -> None:
 
     with pytest.raises(runs.Cancelled):
         runs.stored_adl_cost(path, events, cancelled=third_time)
-    assert len(asked) == 3  # asked before each tick: the third stopped the replay
+    assert len(asked) == 3

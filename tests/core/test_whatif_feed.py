@@ -19,7 +19,11 @@ from core.session.session import Session
 from core.whatif import runs
 from core.whatif.branch import branch_path, read_info
 from tests.core.test_feed import two_traders_with_actions
-from tests.core.test_whatif import _digest, assert_covered
+from tests.core.test_whatif import (
+    _digest,
+    assert_cancel_stops_the_adl_replay_at_the_third_ask,
+    assert_covered,
+)
 
 
 def _feed_store(folder: Path, messages: list[dict[str, Any]], name: str = "S.db") -> Path:
@@ -143,13 +147,5 @@ def test_cancel_is_heard_inside_the_replay_of_a_feed_store(
     with sqlite3.connect(path) as db:  # a feed's store: its ticks are replayed from messages
         assert db.execute("SELECT count(*) FROM feed_messages").fetchone()[0] > 0
     before = _digest(path)
-    events = runs.at_end(path)[1]
-    asked: list[int] = []
-
-    def third_time() -> bool:
-        asked.append(1)
-        return len(asked) == 3
-
-    with pytest.raises(runs.Cancelled):
-        runs.stored_adl_cost(path, events, cancelled=third_time)
-    assert len(asked) == 3 and _digest(path) == before
+    assert_cancel_stops_the_adl_replay_at_the_third_ask(path, runs.at_end(path)[1])
+    assert _digest(path) == before
