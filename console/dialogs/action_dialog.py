@@ -365,6 +365,7 @@ class ActionDialog(QDialog):
             self._show_error(f"{error.field}: {error.message}")
             return None
         self.preview_label.setText("\n".join(preview.lines()))
+        self._fit()
         return preview
 
     def review(self) -> bool:
@@ -384,6 +385,7 @@ class ActionDialog(QDialog):
         self.summary_label.setText(text)
         self.error_label.hide()
         self.pages.setCurrentWidget(self.confirm_page)
+        self._fit()
         return True
 
     def confirm(self) -> bool:
@@ -404,4 +406,12 @@ class ActionDialog(QDialog):
     def _show_error(self, text: str) -> bool:
         self.error_label.setText(text)
         self.error_label.show()
+        self._fit()
         return False
+
+    def _fit(self) -> None:
+        """Grow (never shrink) to show every line of a text just set: wrapped labels ask for
+        their height only once laid out at a width."""
+        self.layout().activate()
+        hint = self.sizeHint()
+        self.resize(max(self.width(), hint.width()), max(self.height(), hint.height()))
