@@ -99,26 +99,52 @@ class PositionsModel(ExportableModel):
     def _set_order(self, order: np.ndarray) -> None:
         """Values only: dataChanged. Same rows rearranged: a layout change. Rows come or go:
         the rows past the shorter length inserted or removed at the end, then every row's values
-        changed (a reset would lay out the view and paint its 1M-row viewport twice)."""
+        changed (a reset would lay out the view and paint its 1M-row viewport twice). A selection
+        follows its positions to where they now stand (a layout change then too)."""
         count, before = len(order), len(self.order)
+        old = self.order
+        moved = count != before or not np.array_equal(order, old)
+        follow = moved and (count == before or bool(self.persistentIndexList()))
+        if count > before:
+            self.beginInsertRows(QModelIndex(), before, count - 1)
+            self.order = np.concatenate([old, order[before:]])
+            self.endInsertRows()
+        if follow:
+            # Before rows go: an index in the rows removed would be dropped, not followed.
+            self.layoutAboutToBeChanged.emit()
+            # Read after the signal: a selection model keeps its ranges' cells in answer to it.
+            followed = self.persistentIndexList()
+            self.order = order if count >= before else np.concatenate([order, old[count:]])
+            self._follow(followed, old, order)
+            self.layoutChanged.emit()
         if count < before:
             self.beginRemoveRows(QModelIndex(), count, before - 1)
             self.order = self.order[:count]
             self.endRemoveRows()
-        elif count > before:
-            self.beginInsertRows(QModelIndex(), before, count - 1)
-            self.order = np.concatenate([self.order, order[before:]])
-            self.endInsertRows()
-        if count != before:
-            self.order = order
-        elif not np.array_equal(order, self.order):
-            self.layoutAboutToBeChanged.emit()
-            self.order = order
-            self.layoutChanged.emit()
+        self.order = order
         if len(order):
             self.dataChanged.emit(
                 self.index(0, 0), self.index(len(order) - 1, len(self.columns) - 1)
             )
+
+    def _follow(self, indexes: list[QModelIndex], old: np.ndarray, new: np.ndarray) -> None:
+        """Point the views' kept indexes (selection, current cell) at the rows of `new` that
+        show the positions they showed under `old`; a position `new` lacks drops its index."""
+        places: dict[int, int] = {}
+        for index in indexes:
+            position = int(old[index.row()])
+            if position not in places:
+                hits = np.flatnonzero(new == position)
+                places[position] = int(hits[0]) if hits.size else -1
+        self.changePersistentIndexList(
+            indexes,
+            [
+                self.index(places[int(old[i.row()])], i.column())
+                if places[int(old[i.row()])] >= 0
+                else QModelIndex()
+                for i in indexes
+            ],
+        )
 
     # ----- Qt model -----------------------------------------------------------------------
 

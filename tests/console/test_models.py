@@ -248,3 +248,39 @@ def test_the_instrument_tooltip_names_its_margin_convention() -> None:
 def test_a_table_without_conventions_shows_mark() -> None:
     table = synthetic_table(10, TableSpec())
     assert table.convention_of(0) == "mark"
+
+
+def test_a_selection_follows_its_position_when_rows_move_come_or_go(qtbot: Any, snaps: Any) -> None:
+    from PySide6.QtCore import QItemSelectionModel
+    from PySide6.QtWidgets import QTableView
+
+    model = PositionsModel()
+    model.set_table(snaps[0].table)
+    view = QTableView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    riskiest = np.flatnonzero(shown(model, "margin_ratio") <= 3.0)
+    chosen = int(riskiest[len(riskiest) // 2])
+    position = int(model.order[chosen])
+    name = model.account_name(chosen)
+    flags = (
+        QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+    )
+    view.selectionModel().setCurrentIndex(model.index(chosen, 0), flags)
+
+    def selected() -> list[int]:
+        return sorted({i.row() for i in view.selectionModel().selectedIndexes()})
+
+    model.sort(KEYS.index("notional"), Qt.SortOrder.DescendingOrder)  # rows rearranged
+    row = int(np.flatnonzero(model.order == position)[0])
+    assert row != chosen and selected() == [row]
+    assert view.currentIndex().row() == row and model.account_name(row) == name
+    model.set_spec(replace(model.spec, max_margin_ratio=3.0))  # rows go
+    assert position in model.order
+    row = int(np.flatnonzero(model.order == position)[0])
+    assert selected() == [row] and view.currentIndex().row() == row
+    model.set_spec(replace(model.spec, max_margin_ratio=None))  # rows come
+    row = int(np.flatnonzero(model.order == position)[0])
+    assert selected() == [row]
+    model.set_spec(replace(model.spec, text="no such account"))  # the position goes
+    assert model.rowCount() == 0 and selected() == []
