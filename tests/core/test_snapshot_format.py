@@ -334,7 +334,11 @@ def test_a_store_rebuilt_from_its_snapshots_replays_and_resumes_to_the_same_stat
 SPEC_EXAMPLE = Path(__file__).parent / "data" / "scenario_spec_example.json"
 
 
-@pytest.mark.parametrize("source", ["two-traders", "okx-2018-btc0928", "spec example"])
+@pytest.mark.parametrize(
+    "source",
+    # The demo's third (25 s) in the slow tier keeps the suite within its 10 minutes.
+    ["two-traders", pytest.param("okx-2018-btc0928", marks=pytest.mark.slow), "spec example"],
+)
 def test_a_dumped_engine_steps_on_exactly_as_the_original(source: str) -> None:
     path = SPEC_EXAMPLE if source == "spec example" else builtin_scenarios()[source]
     session = Session.start(json.loads(path.read_text()))
