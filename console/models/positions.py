@@ -129,22 +129,16 @@ class PositionsModel(ExportableModel):
 
     def _follow(self, indexes: list[QModelIndex], old: np.ndarray, new: np.ndarray) -> None:
         """Point the views' kept indexes (selection, current cell) at the rows of `new` that
-        show the positions they showed under `old`; a position `new` lacks drops its index."""
-        places: dict[int, int] = {}
-        for index in indexes:
-            position = int(old[index.row()])
-            if position not in places:
-                hits = np.flatnonzero(new == position)
-                places[position] = int(hits[0]) if hits.size else -1
-        self.changePersistentIndexList(
-            indexes,
-            [
-                self.index(places[int(old[i.row()])], i.column())
-                if places[int(old[i.row()])] >= 0
-                else QModelIndex()
-                for i in indexes
-            ],
-        )
+        show the positions they showed under `old`; a position `new` lacks drops its index.
+        One pass over `new` however many rows are selected."""
+        positions = old[np.array([i.row() for i in indexes], dtype=np.int64)]
+        rows = np.flatnonzero(np.isin(new, positions))
+        place = dict(zip(new[rows].tolist(), rows.tolist(), strict=True))
+        targets = []
+        for index, position in zip(indexes, positions.tolist(), strict=True):
+            row = place.get(position)
+            targets.append(QModelIndex() if row is None else self.index(row, index.column()))
+        self.changePersistentIndexList(indexes, targets)
 
     # ----- Qt model -----------------------------------------------------------------------
 
