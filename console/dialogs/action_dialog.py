@@ -208,6 +208,10 @@ def describe(raw: dict[str, Any]) -> str:
     return text
 
 
+# Wide enough that a fill preview wraps into a few lines, not a column of words.
+MIN_WIDTH = 520
+
+
 class ActionDialog(QDialog):
     """Edit, then confirm; accepted once `submit(raw)` returns without a refusal."""
 
@@ -221,6 +225,7 @@ class ActionDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setObjectName("action-dialog")
+        self.setMinimumWidth(MIN_WIDTH)
         self.context = context
         self.submit = submit
         self.raw: dict[str, Any] | None = None
@@ -410,8 +415,14 @@ class ActionDialog(QDialog):
         return False
 
     def _fit(self) -> None:
-        """Grow (never shrink) to show every line of a text just set: wrapped labels ask for
-        their height only once laid out at a width."""
-        self.layout().activate()
-        hint = self.sizeHint()
-        self.resize(max(self.width(), hint.width()), max(self.height(), hint.height()))
+        """Grow (never shrink) by what the wrapped texts just set lack: a label's height depends
+        on its width, which the dialog's size hint does not ask until it is laid out again."""
+        # The error line was hidden, so not laid out: it will be as wide as the pages above it.
+        wanted = [(self.error_label, self.pages.width())]
+        wanted += [(w, w.width()) for w in (self.preview_label, self.summary_label)]
+        short = max(
+            (w.heightForWidth(width) - w.height() for w, width in wanted if w.isVisibleTo(self)),
+            default=0,
+        )
+        if short > 0:
+            self.resize(self.width(), self.height() + short)

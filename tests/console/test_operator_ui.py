@@ -372,19 +372,19 @@ def test_review_page_shows_every_line_at_the_dialog_s_own_size(
 ) -> None:
     alice = login(qtbot, session, "alice")
     context = action_context(session.engine, alice.name, alice.role, "B")
-    dialog = ActionDialog(context, submitter(session, alice), action="force_reduce")
+    # Opened on its first action (as the menu does), then switched: sized for the shorter form.
+    dialog = ActionDialog(context, submitter(session, alice))
     qtbot.addWidget(dialog)
     dialog.show()
     qtbot.waitExposed(dialog)
+    dialog.set_action("force_reduce")
     dialog.contracts_edit.setText("4")
     dialog.reason_edit.setText("reduce the short before settlement")
     dialog.update_preview()
-    qtbot.wait(20)
     label = dialog.preview_label
-    assert label.height() >= label.heightForWidth(label.width())
+    qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()))
     assert dialog.review()
-    qtbot.wait(20)
     label = dialog.summary_label
     assert label.text().count("\n") >= 4
-    assert label.height() >= label.heightForWidth(label.width())
+    qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()))
     assert label.geometry().bottom() < dialog.confirm_button.geometry().top()
