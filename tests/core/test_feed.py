@@ -262,13 +262,17 @@ def test_a_broker_killed_mid_run_and_restarted_loses_and_doubles_nothing(
     path.write_text(json.dumps(doc))
     url = f"{nats_broker.url}/XRP"
     assert main(["publish", str(path), "--to", url, "--quiet"]) == 0
-    out = tmp_path / "result.json"
+    out, store = tmp_path / "result.json", tmp_path / "desk.sqlite"
     root = Path(__file__).resolve().parents[2]
-    desk = subprocess.Popen(
-        [sys.executable, "-m", "console.cli", "run", url, "--out", str(out), "--quiet"], cwd=root
-    )
-    time.sleep(2.0)
-    assert desk.poll() is None  # the desk is part way through the stream
+    command = ["run", url, "--out", str(out), "--quiet", "--db", str(store)]
+    desk = subprocess.Popen([sys.executable, "-m", "console.cli", *command], cwd=root)
+    # Killed only once the desk is reading: its store is published at its first tick. (A fixed
+    # sleep killed a desk still starting on a loaded machine, which then rightly could not reach
+    # the broker at all.)
+    deadline = time.monotonic() + 120
+    while not store.exists() and desk.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.exists() and desk.poll() is None  # the desk is part way through the stream
     nats_broker.kill(signal.SIGKILL)
     time.sleep(1.5)
     nats_broker.start()
