@@ -9,6 +9,7 @@ import numpy as np
 from PySide6.QtCore import QModelIndex, Qt
 
 from console.models.base import Column, ExportableModel, Index, fmt_float
+from core.model.arrays import distinct
 from core.model.units import format_minor
 from core.session.snapshot import Log
 
@@ -74,7 +75,7 @@ class LogModel(ExportableModel):
         mask = np.zeros(len(self.account_ids) + 1, dtype=bool)
         if self.log is not None and len(self.log):
             needle = text.lower()
-            for a in np.unique(self.log.columns["account"]).tolist():
+            for a in distinct(self.log.columns["account"]).tolist():
                 if a >= 0 and needle in self.account_ids[a].lower():
                     mask[a] = True
         return mask

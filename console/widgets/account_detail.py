@@ -13,6 +13,7 @@ from console.models.logs import EventsModel
 from console.models.positions import PositionsModel, flag_text
 from console.widgets.plots import Plot, colours
 from console.widgets.table import DataTable
+from core.model.arrays import distinct
 from core.session.snapshot import Snapshot
 
 
@@ -122,7 +123,7 @@ class AccountDetailPanel(QWidget):
         # Which convention each of its instruments values margin by: the prices shown follow it.
         conventions = "; ".join(
             f"{table.symbols[k]}: {table.convention_of(k)}"
-            for k in np.unique(cols["symbol"][rows]).tolist()
+            for k in distinct(cols["symbol"][rows]).tolist()
         )
         return (
             f"<b>{self.account}</b> — {open_rows.size} open of {rows.size} positions, notional "

@@ -20,6 +20,7 @@ from core.engine.trading import Trading
 from core.engine.views import position_rows
 from core.market.depth import liquidity_for
 from core.market.prices import MarkPriceEMA, PinnedMark, PricePath, SettlementWindow
+from core.model.arrays import distinct
 from core.model.events import DeficitUncovered, Event, FundPosting
 from core.model.operations import WITHDRAWALS_FROZEN, Refusal
 from core.model.scenario_values import Scenario
@@ -259,7 +260,7 @@ class Engine:
         rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
         amounts = np.broadcast_to(np.asarray(amounts, dtype=np.int64), rows.shape)
         instruments = self.book.instrument[rows]
-        for k in np.unique(instruments).tolist():
+        for k in distinct(instruments).tolist():
             inst, sel = self.instruments[k], instruments == k
             pnl = self.period_pnl[(inst.family, inst.settle_currency)]
             np.add.at(pnl, self.book.account[rows[sel]], amounts[sel])

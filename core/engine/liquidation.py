@@ -27,6 +27,7 @@ from core.engine.liquidation_orders import (
     split_exact,
 )
 from core.market.depth import band_limit
+from core.model.arrays import distinct
 from core.model.events import LiquidationFilled, LiquidationStarted
 from core.risk.margin import bankruptcy_prices
 
@@ -107,9 +108,9 @@ class LiquidationDesk(DeskAdl):
             self._add_reduce(rows[sel], contracts[sel] - target[sel], bankruptcy[sel])
         # A cross account steps its positions above the lowest tier down first; it is taken over
         # as a whole only once none can step.
-        stepping = np.unique(groups[step & ~isolated])
+        stepping = distinct(groups[step & ~isolated])
         free = ~busy & ~step
-        taken = np.unique(groups[free & ~isolated & ~np.isin(groups, stepping)])
+        taken = distinct(groups[free & ~isolated & ~np.isin(groups, stepping)])
         self._take_over_accounts(rows, own_equity, bankruptcy, free & isolated, taken)
 
     def _take_over_accounts(
@@ -161,7 +162,7 @@ class LiquidationDesk(DeskAdl):
         target = np.full(rows.size, -1, dtype=np.int64)
         level = book.tier[rows]
         instruments = book.instrument[rows]
-        for k in np.unique(instruments[level > 0]).tolist():
+        for k in distinct(instruments[level > 0]).tolist():
             inst = book.instruments[k]
             sel = (instruments == k) & (level > 0)
             if inst.tiers.basis == "notional" and inst.margin_convention == "entry_value":
@@ -302,7 +303,7 @@ class LiquidationDesk(DeskAdl):
         active = np.flatnonzero(o.remaining > 0)
         keys = o.instrument[active] * 4 + (o.side[active] > 0) * 2 + o.kind[active]
         # Takeovers go to the book before reductions: they carry the exchange's risk.
-        batches = [active[keys == key] for key in np.unique(keys).tolist()]
+        batches = [active[keys == key] for key in distinct(keys).tolist()]
         for idx in batches:
             if policy.deficit == "adl" and o.kind[idx[0]] == REDUCE:
                 self._execute_solvent(idx)
@@ -368,14 +369,14 @@ class LiquidationDesk(DeskAdl):
         """Take over the accounts (cross) or positions (isolated) of reductions `idx` that cannot
         fill in the book without going below zero, at their bankruptcy prices."""
         book = self.engine.book
-        rows = np.unique(self.o.row[idx])
+        rows = distinct(self.o.row[idx])
         rows = rows[book.contracts[rows] > 0]
         if rows.size == 0:
             return
         equity, upnl = self._equity_of(rows)
         isolated = book.isolated[rows]
         own = np.where(isolated, book.iso_margin_major[rows], equity - upnl)
-        taken = np.unique(book.group[rows[~isolated]])
+        taken = distinct(book.group[rows[~isolated]])
         self._take_over_accounts(rows, own, bankruptcy_prices(book, rows, own), isolated, taken)
 
     def _after_unfilled(self, idx: np.ndarray) -> None:
@@ -418,7 +419,7 @@ class LiquidationDesk(DeskAdl):
         if not done.any():
             return
         idx = np.flatnonzero(done)
-        for k in np.unique(o.instrument[idx]).tolist():
+        for k in distinct(o.instrument[idx]).tolist():
             self.reserved[self._currency[k]] -= int(o.reserved[idx[o.instrument[idx] == k]].sum())
         report = idx[(o.kind[idx] == TAKEOVER) | (o.fills[idx] > 0)]
         k = o.instrument[report]

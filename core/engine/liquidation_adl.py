@@ -12,6 +12,7 @@ import numpy as np
 
 from core.engine.deficit import adl_order, adl_ranking, effective_leverage
 from core.engine.liquidation_money import DeskMoney
+from core.model.arrays import distinct
 from core.model.events import AdlFill
 from core.model.units import Rounding, round_fraction
 
@@ -136,7 +137,7 @@ class DeskAdl(DeskMoney):
         reducing = np.zeros(len(book), dtype=np.int64)
         np.add.at(reducing, rows, o.remaining[idx])
         groups = book.group[rows]
-        members = book.rows_of_groups(np.unique(groups))
+        members = book.rows_of_groups(distinct(groups))
         left = members[~book.isolated[members] & (book.contracts[members] > reducing[members])]
         closing = (reducing[rows] >= book.contracts[rows]) & (
             book.isolated[rows] | ~np.isin(groups, book.group[left])
@@ -181,7 +182,7 @@ class DeskAdl(DeskMoney):
         # Gains are taken whole in the first pass, so a third would find nothing.
         for _ in range(2):
             gained = False
-            for key in np.unique(keys).tolist():
+            for key in distinct(keys).tolist():
                 sel = (keys == key) & (o.remaining[idx] > 0)
                 if sel.any():
                     gained |= self._deleverage_queue(key, idx[sel], units[sel], scores)
@@ -205,7 +206,7 @@ class DeskAdl(DeskMoney):
         rows = queue[at]
         pair_prices = prices[which]
         self.close_positions(rows, take, pair_prices)
-        per_row = np.unique(rows)
+        per_row = distinct(rows)
         by = np.zeros(per_row.size, dtype=np.int64)
         np.add.at(by, np.searchsorted(per_row, rows), take)
         self._cut_reductions(per_row, by)

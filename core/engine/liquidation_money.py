@@ -11,6 +11,7 @@ import numpy as np
 from core.engine.ledger import CLEARING, INSURANCE_FUND, ROUNDING, Reason
 from core.engine.liquidation_orders import TAKEOVER, OrderColumns, cumulative_within
 from core.market.depth import band_limit
+from core.model.arrays import distinct
 from core.risk.pnl import realized_pnl
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class DeskMoney:
         """The deficit of each order if its remainder filled at the band's limit now."""
         engine, o = self.engine, self.o
         limit_units = np.zeros(idx.size, dtype=np.int64)
-        for k in np.unique(o.instrument[idx]).tolist():
+        for k in distinct(o.instrument[idx]).tolist():
             inst = engine.instruments[k]
             sel = o.instrument[idx] == k
             band, mark = float(inst.liquidation_band), engine.marks[k]
@@ -62,7 +63,7 @@ class DeskMoney:
         needed = np.maximum(self._worst_loss(idx) - o.reserved[idx], 0)
         taken = np.zeros(idx.size, dtype=np.int64)
         currencies = self._currency_index[o.instrument[idx]]
-        for c in np.unique(currencies).tolist():
+        for c in distinct(currencies).tolist():
             sel = np.flatnonzero(currencies == c)
             currency = self.engine.currency_codes[c]
             if int(needed[sel].max(initial=0)) * sel.size >= _INT64_SAFE:
@@ -172,7 +173,7 @@ class DeskMoney:
         if short_rows.size:
             self._post_traders(short_rows, short_amounts)
             engine.add_period_pnl(short_rows, short_amounts)
-            for k in np.unique(book.instrument[short_rows]).tolist():
+            for k in distinct(book.instrument[short_rows]).tolist():
                 self._absorb(k, int(short_amounts[book.instrument[short_rows] == k].sum()))
         book.refresh(uniq)
         return pnl
@@ -192,7 +193,7 @@ class DeskMoney:
         and the clearing house, netted per trader, one step per currency."""
         engine, book = self.engine, self.engine.book
         currencies = book.position_currency[rows]
-        for c in np.unique(currencies).tolist():
+        for c in distinct(currencies).tolist():
             sel = currencies == c
             ids, inverse = np.unique(book.account[rows[sel]], return_inverse=True)
             net = np.zeros(ids.size, dtype=np.int64)
@@ -213,7 +214,7 @@ class DeskMoney:
         `realized_pnl_minor` gives it, vectorized per instrument."""
         engine = self.engine
         out = np.zeros(contracts.size, dtype=np.int64)
-        for k in np.unique(instruments).tolist():
+        for k in distinct(instruments).tolist():
             sel = instruments == k
             inst = engine.instruments[k]
             out[sel] = realized_pnl(

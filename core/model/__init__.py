@@ -1,2 +1,3 @@
 """The ground floor: money and units, bounds, errors, events, instruments, the parsed scenario's
-values and text typed by people. Imports nothing of the project above it."""
+values, text typed by people and the array helpers every layer shares. Imports nothing of the
+project above it."""

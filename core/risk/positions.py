@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from core.model.arrays import distinct
 from core.model.instruments import Instrument
 from core.model.units import Currency
 from core.risk import kernels
@@ -304,7 +305,7 @@ class PositionBook:
         if picked.size == 0:
             return
         instruments = self.instrument[picked]
-        for k in np.unique(instruments):
+        for k in distinct(instruments):
             mine = instruments == k
             self._assign_tiers(int(k), picked[mine], x_picked[mine])
 
@@ -488,7 +489,7 @@ class LiquidationWatch:
         self.book = book
         self.n_rows = len(book)
         self.version = np.zeros(self.n_rows + book.n_groups, dtype=np.int64)
-        self.cross_groups = np.unique(book.group[~book.isolated])
+        self.cross_groups = distinct(book.group[~book.isolated])
         self.reset()
 
     def reset(self) -> None:
@@ -521,7 +522,7 @@ class LiquidationWatch:
         else:
             parts = [*self._dirty, self.hot, self._fired(x_inst)]
             self._dirty = []
-            entries = np.unique(np.concatenate(parts))
+            entries = distinct(np.concatenate(parts))
         return self._evaluate(entries, x_inst)
 
     def _fired(self, x_inst: np.ndarray) -> np.ndarray:
@@ -634,7 +635,7 @@ class LiquidationWatch:
         up = np.minimum(np.where(slope < 0, reach, np.inf), hi)
         # No margin left to share out: look again every tick.
         spent = budget <= 0
-        self.hot = np.unique(np.concatenate((self.hot, pair_entry[spent])))
+        self.hot = distinct(np.concatenate((self.hot, pair_entry[spent])))
         self.version[entries] += 1
         versions = self.version[pair_entry]
         t, e, v, key = self._pending

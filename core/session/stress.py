@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.model.arrays import distinct
 from core.session.snapshot import StressRow
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def stress_ladder(engine: Engine, shocks: tuple[float, ...] = SHOCKS) -> tuple[S
             currency = book.position_currency[rows]
             minor = np.rint(np.maximum(0.0, -values) * scale[currency]).astype(np.int64)
             instrument = book.instrument[rows]
-            for k in np.unique(instrument).tolist():
+            for k in distinct(instrument).tolist():
                 sel = instrument == k
                 key = families[k]
                 added[key] = added.get(key, 0) + int(minor[sel].sum())

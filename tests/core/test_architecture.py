@@ -3,6 +3,7 @@ contracts in pyproject.toml are kept, and they fail when a module imports upward
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -119,3 +120,24 @@ def test_an_upward_import_breaks_a_contract(
     broken = run.stdout.split("Broken contracts", 1)[1]
     assert contract in broken
     assert module.removesuffix(".py").replace("/", ".") in broken
+
+
+def plain_unique_calls(source: str) -> list[str]:
+    """Lines that call `np.unique` for its values alone (no inverse, index, counts or axis)."""
+    calls = re.finditer(r"np\.unique\(((?:[^()]|\([^()]*\))*)\)", source)
+    return [m.group(0) for m in calls if not re.search(r"return_|axis=", m.group(1))]
+
+
+def test_distinct_values_are_taken_one_way() -> None:
+    """`core.model.arrays.distinct`, not `np.unique`: its hashing holds the interpreter lock for
+    ~50 ms at 1M keys, a frozen console while the engine runs (docs/architecture.md)."""
+    found = {
+        str(path.relative_to(ROOT)): calls
+        for package in ("core", "console")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != ROOT / "core/model/arrays.py"  # its docstring names what it replaces
+        and (calls := plain_unique_calls(path.read_text()))
+    }
+    assert found == {}
+    assert plain_unique_calls("a = np.unique(x[y > 0])") == ["np.unique(x[y > 0])"]
+    assert plain_unique_calls("a, b = np.unique(np.stack((k, u)), return_inverse=True)") == []
