@@ -60,6 +60,7 @@ class ChartsPanel(QWidget):
         self.mark_curve = self.prices.curve("mark", theme, "mark")
         self.last_curve = self.prices.curve("last", theme, "last", style=Qt.PenStyle.DotLine)
         self._markers_key: tuple[int, int] | None = None
+        self._labels_key: tuple[str, str, str] | None = None
         self.long_marks = pg.ScatterPlotItem(symbol="t", size=8, name="long liquidated")
         self.short_marks = pg.ScatterPlotItem(symbol="t1", size=8, name="short liquidated")
         for item in (self.long_marks, self.short_marks):
@@ -134,6 +135,9 @@ class ChartsPanel(QWidget):
         for line in (self.histogram_line, self.ladder_mark):
             line.setPen(pg.mkPen(c["foreground"], style=Qt.PenStyle.DashLine))
             line.label.setColor(c["foreground"])
+        self._labels_key = (
+            None  # a theme sets the plots' titles again: the ladder's names its symbol
+        )
         if self.snapshot is not None:
             self.update_snapshot(self.snapshot)
 
@@ -168,11 +172,14 @@ class ChartsPanel(QWidget):
         return snap.instruments[int(np.argmax(weights))] if weights.size else snap.instruments[0]
 
     def update_snapshot(self, snap: Snapshot) -> None:
-        self.update_timelines(snap)
+        self.update_prices(snap)
+        self.update_fund(snap)
         self.update_distributions(snap)
 
-    def update_timelines(self, snap: Snapshot) -> None:
-        """The price and fund charts (and the instrument's units on every axis)."""
+    def update_prices(self, snap: Snapshot) -> None:
+        """The price chart (and the instrument's units on every axis). A big book shows it in an
+        event-loop turn of its own: the price chart and the fund chart painted in one turn were
+        the longest wait of the desk at 1M positions."""
         self.snapshot = snap
         if self.instrument.count() != len(snap.instruments) or self.symbol not in snap.instruments:
             self.instrument.blockSignals(True)
@@ -183,23 +190,39 @@ class ChartsPanel(QWidget):
             self.instrument.blockSignals(False)
         symbol = self.symbol or snap.instruments[0]
         k = snap.instruments.index(symbol)
-        quote, currency = snap.quote_units[k], snap.instrument_currency[k]
+        self._label_axes(symbol, snap.quote_units[k], snap.instrument_currency[k])
         times = snap.times
-        self.prices.getPlotItem().setLabel("left", f"Price ({quote})")
-        self.ladder.getPlotItem().setLabel("bottom", f"Liquidation price ({quote})")
-        self.ladder.getPlotItem().setTitle(f"Liquidation ladder — {symbol}")
-        self.fund.getPlotItem().setLabel("left", f"Balance ({currency})")
+        quote = snap.quote_units[k]
         index_name = next((n for n in snap.indices if n.endswith(quote)), snap.indices[0])
         self.index_curve.setData(*finite_xy(times, snap.series[f"index:{index_name}"]))
         self.mark_curve.setData(*finite_xy(times, snap.series[f"mark:{symbol}"]))
         self.last_curve.setData(*finite_xy(times, snap.series[f"last:{symbol}"]))
         self._markers(snap, k)
+
+    def update_fund(self, snap: Snapshot) -> None:
+        """The insurance fund chart of the shown instrument's currency, after update_prices."""
+        symbol = self.symbol or snap.instruments[0]
+        currency = snap.instrument_currency[snap.instruments.index(symbol)]
         scale = 10.0 ** next(o.decimals for o in snap.overview if o.code == currency)
-        self.fund_curve.setData(*finite_xy(times, snap.series[f"fund:{currency}"] / scale))
-        self.reserved_curve.setData(*finite_xy(times, snap.series[f"reserved:{currency}"] / scale))
+        self.fund_curve.setData(*finite_xy(snap.times, snap.series[f"fund:{currency}"] / scale))
+        self.reserved_curve.setData(
+            *finite_xy(snap.times, snap.series[f"reserved:{currency}"] / scale)
+        )
+
+    def _label_axes(self, symbol: str, quote: str, currency: str) -> None:
+        """Axis labels and the ladder's title, set only when they change: setting one lays its
+        plot out again and repaints it (the ladder was repainted with every price update)."""
+        key = (symbol, quote, currency)
+        if self._labels_key == key:
+            return
+        self._labels_key = key
+        self.prices.getPlotItem().setLabel("left", f"Price ({quote})")
+        self.ladder.getPlotItem().setLabel("bottom", f"Liquidation price ({quote})")
+        self.ladder.getPlotItem().setTitle(f"Liquidation ladder — {symbol}")
+        self.fund.getPlotItem().setLabel("left", f"Balance ({currency})")
 
     def update_distributions(self, snap: Snapshot) -> None:
-        """The margin-ratio histogram and the liquidation ladder, after update_timelines."""
+        """The margin-ratio histogram and the liquidation ladder, after update_fund."""
         symbol = self.symbol or snap.instruments[0]
         k = snap.instruments.index(symbol)
         self.histogram_bars.setOpts(height=snap.ratio_histogram.astype(np.float64))

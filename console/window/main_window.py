@@ -422,7 +422,8 @@ class MainWindow(QMainWindow):
         stages = [
             lambda: (self.desk.on_snapshot(snap), self.overview.update_snapshot(snap)),
             lambda: self.accounts.update_snapshot(snap),
-            lambda: self.charts.update_timelines(snap),
+            lambda: self.charts.update_prices(snap),
+            lambda: self.charts.update_fund(snap),
             lambda: self.charts.update_distributions(snap),
             lambda: (self.liquidations.update_snapshot(snap), self.events.update_snapshot(snap)),
             lambda: self._detail_and_status(snap),
