@@ -284,3 +284,53 @@ def test_a_selection_follows_its_position_when_rows_move_come_or_go(qtbot: Any, 
     assert selected() == [row]
     model.set_spec(replace(model.spec, text="no such account"))  # the position goes
     assert model.rowCount() == 0 and selected() == []
+
+
+def test_a_paint_asks_every_role_of_a_cell_at_once_and_gets_what_data_answers(
+    snaps: Any,
+) -> None:
+    """multiData answers from the row's cells made once per row; after a new table, a new order
+    and a new theme it still answers exactly what `data` does, role by role."""
+    from PySide6.QtCore import QModelRoleData, QModelRoleDataSpan
+
+    roles = [
+        Qt.ItemDataRole.DisplayRole,
+        Qt.ItemDataRole.TextAlignmentRole,
+        Qt.ItemDataRole.BackgroundRole,
+        Qt.ItemDataRole.ForegroundRole,
+        Qt.ItemDataRole.ToolTipRole,
+        Qt.ItemDataRole.UserRole,
+        Qt.ItemDataRole.FontRole,
+        Qt.ItemDataRole.DecorationRole,
+        Qt.ItemDataRole.CheckStateRole,
+    ]
+    model = PositionsModel()
+
+    def check() -> int:
+        answered = 0
+        for r in range(0, model.rowCount(), max(1, model.rowCount() // 40)):
+            for c in range(len(COLUMNS)):
+                index = model.index(r, c)
+                for role in roles:
+                    asked = QModelRoleData(int(role))
+                    model.multiData(index, QModelRoleDataSpan(asked))
+                    assert asked.data() == model.data(index, role), (r, c, role)
+                    answered += asked.data() is not None
+        return answered
+
+    model.set_table(snaps[0].table)
+    before = model.cell_text(0, KEYS.index("equity"))
+    assert check() > 0
+    model.set_table(snaps[1].table)  # same rows, later values: the cells are made again
+    check()
+    model.sort(KEYS.index("upnl"), Qt.SortOrder.DescendingOrder)
+    check()
+    model.set_theme("dark")
+    check()
+    backgrounds = (
+        model.data(model.index(r, 0), Qt.ItemDataRole.BackgroundRole)
+        for r in range(model.rowCount())
+    )
+    shown_colours = {None if b is None else b.name() for b in backgrounds}
+    assert len(shown_colours) > 1  # some rows are banded: the colour answer is exercised
+    assert before  # the first table's text was made, not left empty
