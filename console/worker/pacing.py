@@ -12,4 +12,4 @@ SPEEDS = (1.0, 10.0, 60.0, 100.0, 300.0, 1000.0, 0.0)  # simulated s per real s;
 OPERATIONS_SECONDS = 1.0  # while playing, the operations docks' state at most once a second
 FEED_PULL_MS = 20  # how often a live feed's arrivals are looked at
 SILENT_SECONDS = 15.0  # a feed's producer silent this long raises an alert
-FREEZE_SECONDS = 5.0  # what has lived this long is frozen out of the cyclic collector (gc.freeze)
+FREEZE_SECONDS = 1.0  # what has lived this long is frozen out of the cyclic collector (gc.freeze)
