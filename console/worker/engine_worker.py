@@ -30,6 +30,7 @@ from console.worker.pacing import (
     SILENT_SECONDS,
     STEP_BUDGET_SECONDS,
     UI_WAIT_SECONDS,
+    release_frozen,
 )
 from console.worker.readers import action_context
 from core.desk.alerts import AlertDesk
@@ -178,6 +179,8 @@ class EngineWorker(FeedSide, QObject):
             if target < session.tick:
                 session.seek(target)
                 self.builder.rewind()
+                release_frozen()
+                self._frozen_at = time.perf_counter()
             else:
                 while session.tick < target:
                     self._step_once(pause_on_pending=False)
@@ -363,6 +366,10 @@ class EngineWorker(FeedSide, QObject):
             # A failed write is raised again here; the store is closed all the same.
             with self._store_writes(session):
                 session.close()
+        if session is not None or feed is not None:
+            del session, feed
+            release_frozen()
+            self._frozen_at = time.perf_counter()
 
     def _stopped(self) -> bool:
         """A store write failed: say so again rather than step on."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from console.worker.pacing import release_frozen
 from core.model.errors import InputError
 from core.whatif import runs
 from core.whatif.branch import Fork, list_branches, parse_policy, read_actions
@@ -146,3 +147,5 @@ class WhatIfRunner(QObject):
         else:
             self.progress.emit(BranchProgress(name, state["total"], state["total"]))
             self.finished.emit(doc)
+        finally:
+            release_frozen()  # the branch's engines, frozen by the engine thread while they ran

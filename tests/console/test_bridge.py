@@ -44,6 +44,28 @@ def test_step_then_seek_back_and_forward(qtbot: Any, bridge: Any) -> None:
     assert snap.live and snap.head == 30 and len(snap.liquidations) == 1
 
 
+def test_an_engine_dropped_by_a_seek_or_a_new_source_is_freed(qtbot: Any, bridge: Any) -> None:
+    """The worker freezes what lives out of the cyclic collector; an engine a seek back replaced,
+    or the session of a source closed for another, is still reclaimed (an engine's objects refer
+    to each other: frozen, nothing would free a 1M-position book)."""
+    import gc
+    import weakref
+
+    bridge.open(TWO_TRADERS)
+    wait_snapshot(qtbot, bridge)
+    bridge.step(5)
+    wait_snapshot(qtbot, bridge, lambda s: s.tick == 5)
+    assert gc.get_freeze_count() > 0  # the worker froze what lives, the engine with it
+    engine = weakref.ref(bridge.worker.session.engine)
+    bridge.seek(1)
+    wait_snapshot(qtbot, bridge, lambda s: s.tick == 1)
+    assert engine() is None
+    session = weakref.ref(bridge.worker.session)
+    bridge.open(TWO_TRADERS)
+    wait_snapshot(qtbot, bridge, lambda s: s.tick == 0)
+    assert session() is None
+
+
 def test_play_pause_and_the_pending_clawback_stop(qtbot: Any, bridge: Any) -> None:
     bridge.open(two_traders_doc(clawback_approval="required"))
     wait_snapshot(qtbot, bridge)
