@@ -263,6 +263,7 @@ def test_a_stores_positions_export_as_parquet_and_read_back(tmp_path: Path) -> N
     assert back.iso_margin.tolist() == engine.book.iso_margin[held].tolist()
 
 
+@pytest.mark.slow  # 16 s; the same week run through the engine stays in the default tier
 def test_the_real_week_published_as_a_feed_reaches_the_same_state_hash() -> None:
     from core.feed.consumer import FeedRun
     from core.feed.publish import scenario_feed

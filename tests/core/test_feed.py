@@ -253,6 +253,7 @@ def test_transfers_move_cash_and_a_frozen_or_unmargined_withdrawal_is_refused() 
     assert moved == 25_000_000  # 0.25 BTC in satoshis, nothing else
 
 
+@pytest.mark.slow  # 27 s; the console's broker-kill test checks the same hash and sequence numbers by default
 def test_a_broker_killed_mid_run_and_restarted_loses_and_doubles_nothing(
     nats_broker: Broker, tmp_path: Path
 ) -> None:

@@ -198,7 +198,7 @@ FUZZ = settings(
 )
 
 
-@settings(FUZZ, max_examples=120)  # the slow tier draws 3,000
+@settings(FUZZ, max_examples=60)  # the slow tier draws 3,000
 @given(case=mutated())
 def test_mutated_builtin_scenarios_never_traceback(tmp_path: Path, case: tuple[str, Any]) -> None:
     _check(tmp_path, case)

@@ -336,8 +336,13 @@ SPEC_EXAMPLE = Path(__file__).parent / "data" / "scenario_spec_example.json"
 
 @pytest.mark.parametrize(
     "source",
-    # The demo's third (25 s) in the slow tier keeps the suite within its 10 minutes.
-    ["two-traders", pytest.param("okx-2018-btc0928", marks=pytest.mark.slow), "spec example"],
+    # The demo's third (25 s) and the spec example (13 s) in the slow tier keep the suite within
+    # its 10 minutes; two-traders dumps and steps on in the default tier.
+    [
+        "two-traders",
+        pytest.param("okx-2018-btc0928", marks=pytest.mark.slow),
+        pytest.param("spec example", marks=pytest.mark.slow),
+    ],
 )
 def test_a_dumped_engine_steps_on_exactly_as_the_original(source: str) -> None:
     path = SPEC_EXAMPLE if source == "spec example" else builtin_scenarios()[source]
