@@ -135,9 +135,8 @@ class ChartsPanel(QWidget):
         for line in (self.histogram_line, self.ladder_mark):
             line.setPen(pg.mkPen(c["foreground"], style=Qt.PenStyle.DashLine))
             line.label.setColor(c["foreground"])
-        self._labels_key = (
-            None  # a theme sets the plots' titles again: the ladder's names its symbol
-        )
+        # A theme sets the plots' titles again: the ladder's must name its symbol once more.
+        self._labels_key = None
         if self.snapshot is not None:
             self.update_snapshot(self.snapshot)
 

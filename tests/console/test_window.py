@@ -94,9 +94,19 @@ def test_theme_switch_and_layout_persist(qtbot: Any, window: Any, settings: Any)
 
     from console.window.main_window import MainWindow
 
+    def ladder_title() -> str:
+        return str(window.charts.ladder.getPlotItem().titleLabel.text)
+
+    symbol = window.charts.symbol
+    assert symbol and symbol in ladder_title()
     window.set_theme("dark")
     assert "#15181c" in QApplication.instance().styleSheet()
     assert window.accounts.model.palette["critical"].name() == "#6b1f24"
+    # Labels are set only when they change; a theme sets the titles again and keeps the symbol.
+    assert symbol in ladder_title()
+    window.bridge.step(1)
+    wait_snapshot(qtbot, window.bridge, lambda s: s.tick == 1)
+    assert symbol in ladder_title()
     window.docks["Events"].hide()
     window.save_layout()
     assert settings.value("theme") == "dark"
