@@ -114,6 +114,9 @@ class PositionsModel(ExportableModel):
         follows its positions to where they now stand (a layout change then too)."""
         count, before = len(order), len(self.order)
         old = self.order
+        # Made again when next painted; not kept meanwhile (an old 1M-row table held by a model
+        # no longer painted, as the detail's of an account gone, would outlive its snapshot).
+        self._page, self._page_of = {}, (None, None, None)
         moved = count != before or not np.array_equal(order, old)
         follow = moved and (count == before or bool(self.persistentIndexList()))
         if count > before:

@@ -68,6 +68,8 @@ class WhatIfDock:
         runner.finished.connect(self._finished)
         runner.failed.connect(self._failed)
         runner.cancelled.connect(self._cancelled)
+        for ended in (runner.finished, runner.failed, runner.cancelled):
+            ended.connect(lambda *_: window.bridge.release_dropped())
         window.bridge.snapshot_ready.connect(self.on_snapshot)
         window.theme_changed.connect(view.apply_theme)
 

@@ -47,6 +47,7 @@ class Bridge(QObject):
     _preview = Signal(str, str, str)
     _ask = Signal(int, object)
     _shutdown = Signal()
+    _release = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -77,6 +78,7 @@ class Bridge(QObject):
             (self._ask, self.worker.answer),
             (self.painted, self.worker.ui_ready),
             (self._shutdown, self.worker.shutdown),
+            (self._release, self.worker.release_dropped),
         ):
             signal.connect(slot)
         self.worker.snapshot.connect(self._on_snapshot)
@@ -118,6 +120,11 @@ class Bridge(QObject):
 
     def seek(self, tick: int) -> None:
         self._seek.emit(int(tick))
+
+    def release_dropped(self) -> None:
+        """Have the engine thread reclaim what a finished what-if branch dropped (its engines
+        were frozen out of the collector with everything else while they ran)."""
+        self._release.emit()
 
     def set_spec(self, spec: TableSpec) -> None:
         self._spec.emit(spec)

@@ -30,7 +30,6 @@ from console.worker.pacing import (
     SILENT_SECONDS,
     STEP_BUDGET_SECONDS,
     UI_WAIT_SECONDS,
-    release_frozen,
 )
 from console.worker.readers import action_context
 from core.desk.alerts import AlertDesk
@@ -179,8 +178,7 @@ class EngineWorker(FeedSide, QObject):
             if target < session.tick:
                 session.seek(target)
                 self.builder.rewind()
-                release_frozen()
-                self._frozen_at = time.perf_counter()
+                self.release_dropped()
             else:
                 while session.tick < target:
                     self._step_once(pause_on_pending=False)
@@ -198,6 +196,18 @@ class EngineWorker(FeedSide, QObject):
         if self.builder is not None:
             self.builder.watch(account if isinstance(account, str) and account else None)
             self._publish(force=True)
+
+    @Slot()
+    def release_dropped(self) -> None:
+        """Let the collector reclaim what was frozen and has since been dropped: an engine
+        replaced by a seek back, a closed session, a finished what-if branch (an engine's objects
+        refer to each other, so only the collector frees them, and frozen it never looks). One
+        full pass (0.12-0.14 s at 1M positions), then what lives is frozen again. Only this
+        thread freezes, so no freeze can fall between the thaw and the pass."""
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        self._frozen_at = time.perf_counter()
 
     @Slot(object, object, int)
     def submit(self, raw: object, role: object, token: int = 0) -> None:
@@ -368,8 +378,7 @@ class EngineWorker(FeedSide, QObject):
                 session.close()
         if session is not None or feed is not None:
             del session, feed
-            release_frozen()
-            self._frozen_at = time.perf_counter()
+            self.release_dropped()
 
     def _stopped(self) -> bool:
         """A store write failed: say so again rather than step on."""

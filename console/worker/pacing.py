@@ -1,8 +1,5 @@
 """How the engine's worker paces itself against the UI: how often it publishes, how long it steps
-before it looks for commands, how long it waits for the UI, how it watches a live feed, and what
-it keeps out of the cyclic collector."""
-
-import gc
+before it looks for commands, how long it waits for the UI, and how it watches a live feed."""
 
 PUBLISH_SECONDS = 0.1  # at most ten snapshots a second
 STEP_BUDGET_SECONDS = 0.04  # the worker yields to its event loop this often to take commands
@@ -15,14 +12,4 @@ SPEEDS = (1.0, 10.0, 60.0, 100.0, 300.0, 1000.0, 0.0)  # simulated s per real s;
 OPERATIONS_SECONDS = 1.0  # while playing, the operations docks' state at most once a second
 FEED_PULL_MS = 20  # how often a live feed's arrivals are looked at
 SILENT_SECONDS = 15.0  # a feed's producer silent this long raises an alert
-FREEZE_SECONDS = 1.0  # what has lived this long is frozen out of the cyclic collector (gc.freeze)
-
-
-def release_frozen() -> None:
-    """Let the collector reclaim what was frozen and has since been dropped (an engine replaced by
-    a seek back, a closed session, a finished what-if branch: an engine's objects refer to each
-    other, so only the collector frees them, and frozen it never looks). One full pass, after an
-    action the desk waits on anyway; what lives is frozen again."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
+FREEZE_SECONDS = 1.0  # at most this often, every object alive is frozen out of the collector

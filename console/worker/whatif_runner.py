@@ -12,7 +12,6 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from console.worker.pacing import release_frozen
 from core.model.errors import InputError
 from core.whatif import runs
 from core.whatif.branch import Fork, list_branches, parse_policy, read_actions
@@ -147,5 +146,3 @@ class WhatIfRunner(QObject):
         else:
             self.progress.emit(BranchProgress(name, state["total"], state["total"]))
             self.finished.emit(doc)
-        finally:
-            release_frozen()  # the branch's engines, frozen by the engine thread while they ran

@@ -82,6 +82,37 @@ def test_whatif_dock_runs_a_branch_with_progress_and_shows_a_consistent_comparis
     assert len(view.fund_plot.getPlotItem().listDataItems()) == 2
 
 
+def test_a_finished_branch_leaves_no_engine_behind(
+    qtbot: Any, finished_window: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine thread freezes whatever lives, a branch's engines too while they run; when the
+    branch ends the engine thread thaws and collects them, or they would never be freed."""
+    import gc
+    import weakref
+
+    from core.whatif import runs
+
+    w = finished_window
+    engines: list[Any] = []
+    branch = runs.branch
+
+    def spied(*args: Any, checked: Any, **kwargs: Any) -> Any:
+        def check(fork: Any) -> None:
+            engines.append(weakref.ref(fork.engine))
+            gc.freeze()  # as the engine thread's periodic freeze would, mid-branch
+            checked(fork)
+
+        return branch(*args, checked=check, **kwargs)
+
+    monkeypatch.setattr(runs, "branch", spied)
+    w.whatif.view.at.setText("0")
+    w.whatif.view.name.setText("freed")
+    with qtbot.waitSignal(w.whatif.runner.finished, timeout=RUN_SECONDS):
+        w.whatif.view.run_button.click()
+    assert engines
+    qtbot.waitUntil(lambda: all(engine() is None for engine in engines), timeout=10_000)
+
+
 def test_whatif_cancel_stops_the_run_and_leaves_no_branch_store(
     qtbot: Any, finished_window: Any
 ) -> None:

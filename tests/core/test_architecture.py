@@ -123,9 +123,22 @@ def test_an_upward_import_breaks_a_contract(
 
 
 def plain_unique_calls(source: str) -> list[str]:
-    """Lines that call `np.unique` for its values alone (no inverse, index, counts or axis)."""
-    calls = re.finditer(r"np\.unique\(((?:[^()]|\([^()]*\))*)\)", source)
-    return [m.group(0) for m in calls if not re.search(r"return_|axis=", m.group(1))]
+    """Calls of numpy's `unique` for its values alone (no inverse, index, counts or axis)."""
+    found = []
+    for match in re.finditer(
+        r"\b(?:np|numpy)\.unique\(|\bfrom numpy import [^\n]*\bunique\b", source
+    ):
+        if match.group(0).startswith("from"):
+            found.append(match.group(0))
+            continue
+        depth, end = 1, match.end()
+        while depth and end < len(source):
+            depth += {"(": 1, ")": -1}.get(source[end], 0)
+            end += 1
+        call = source[match.start() : end]
+        if not re.search(r"\b(?:return_index|return_inverse|return_counts|axis)\s*=", call):
+            found.append(call)
+    return found
 
 
 def test_distinct_values_are_taken_one_way() -> None:
@@ -140,4 +153,11 @@ def test_distinct_values_are_taken_one_way() -> None:
     }
     assert found == {}
     assert plain_unique_calls("a = np.unique(x[y > 0])") == ["np.unique(x[y > 0])"]
+    assert plain_unique_calls("np.unique(np.concatenate((a, b)))") == [
+        "np.unique(np.concatenate((a, b)))"
+    ]
+    assert plain_unique_calls("numpy.unique(f(g(h)))") == ["numpy.unique(f(g(h)))"]
+    assert plain_unique_calls("from numpy import sort, unique") == [
+        "from numpy import sort, unique"
+    ]
     assert plain_unique_calls("a, b = np.unique(np.stack((k, u)), return_inverse=True)") == []

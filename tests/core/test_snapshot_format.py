@@ -336,13 +336,8 @@ SPEC_EXAMPLE = Path(__file__).parent / "data" / "scenario_spec_example.json"
 
 @pytest.mark.parametrize(
     "source",
-    # The demo's third (25 s) and the spec example (13 s) in the slow tier keep the suite within
-    # its 10 minutes; two-traders dumps and steps on in the default tier.
-    [
-        "two-traders",
-        pytest.param("okx-2018-btc0928", marks=pytest.mark.slow),
-        pytest.param("spec example", marks=pytest.mark.slow),
-    ],
+    # The demo's third (25 s) in the slow tier keeps the suite within its 10 minutes.
+    ["two-traders", pytest.param("okx-2018-btc0928", marks=pytest.mark.slow), "spec example"],
 )
 def test_a_dumped_engine_steps_on_exactly_as_the_original(source: str) -> None:
     path = SPEC_EXAMPLE if source == "spec example" else builtin_scenarios()[source]
@@ -354,9 +349,13 @@ def test_a_dumped_engine_steps_on_exactly_as_the_original(source: str) -> None:
     engine, collector = load(blob)
     assert collector.engine is engine
     assert dump((engine, collector), compress=True) == blob
-    for _ in range(min(200, engine.ticks_total - 1 - engine.tick)):
+    steps = min(200, engine.ticks_total - 1 - engine.tick)
+    for i in range(steps):
         assert engine.step() == session.engine.step()
-        assert engine.state_hash() == session.engine.state_hash()
+        # A hash is a pass over the book: every 20th tick and the last (a state that parted
+        # stays parted; the events are compared at every tick).
+        if i % 20 == 0 or i == steps - 1:
+            assert engine.state_hash() == session.engine.state_hash()
 
 
 def test_random_edits_of_a_snapshot_give_a_refusal_never_a_traceback() -> None:
