@@ -182,8 +182,8 @@ def test_a_producer_far_faster_than_the_console_is_caught_up_showing_how_far_beh
 ) -> None:
     doc = json.loads(builtin_scenarios()["binance-xrp-2021-11"].read_text())
     doc["crowd"]["accounts"] = 100
-    for name, points in doc["market"]["indices"].items():  # the week's first 2,000 ticks
-        doc["market"]["indices"][name] = points[:2000]
+    for name, points in doc["market"]["indices"].items():  # the week's first 1,000 ticks
+        doc["market"]["indices"][name] = points[:1000]
     path = tmp_path / "xrp.json"
     path.write_text(json.dumps(doc))
     url = f"{broker.url}/XRP"
