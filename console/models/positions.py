@@ -73,9 +73,9 @@ class PositionsModel(ExportableModel):
         self.spec = TableSpec()
         self.order = np.zeros(0, dtype=np.int64)
         self.account = account
-        # The painted rows' cells, for the table, order and palette they were made from.
+        # The painted rows' cells, made from the current table, order and palette: dropped
+        # whenever one of them changes (in `_set_order` and `set_theme`).
         self._page: dict[int, tuple[tuple[str, ...], Any, Any]] = {}
-        self._page_of: tuple[object, object, object] = (None, None, None)
 
     # ----- feeding ------------------------------------------------------------------------
 
@@ -91,6 +91,10 @@ class PositionsModel(ExportableModel):
         else:
             order = self.order  # rows never move in the book: the old order still names rows
         self._set_order(order)
+
+    def set_theme(self, theme: str) -> None:
+        self._page = {}  # the rows' colours are the palette's
+        super().set_theme(theme)
 
     def set_account(self, account: int | None) -> None:
         self.account = account
@@ -114,9 +118,7 @@ class PositionsModel(ExportableModel):
         follows its positions to where they now stand (a layout change then too)."""
         count, before = len(order), len(self.order)
         old = self.order
-        # Made again when next painted; not kept meanwhile (an old 1M-row table held by a model
-        # no longer painted, as the detail's of an account gone, would outlive its snapshot).
-        self._page, self._page_of = {}, (None, None, None)
+        self._page = {}  # made again when next painted, from the new table and order
         moved = count != before or not np.array_equal(order, old)
         follow = moved and (count == before or bool(self.persistentIndexList()))
         if count > before:
@@ -222,11 +224,8 @@ class PositionsModel(ExportableModel):
 
     def _row(self, r: int) -> tuple[tuple[str, ...], Any, Any]:
         """Row r's texts, its background and its uPnL colour (what `data` answers for them)."""
-        made_of = (self.table, self.order, self.palette)
-        if any(a is not b for a, b in zip(made_of, self._page_of, strict=True)) or (
-            len(self._page) >= PAGE_ROWS_KEPT
-        ):
-            self._page, self._page_of = {}, made_of
+        if len(self._page) >= PAGE_ROWS_KEPT:
+            self._page = {}
         cells = self._page.get(r)
         if cells is None:
             index = self.index(r, UPNL)
