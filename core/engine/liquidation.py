@@ -29,10 +29,14 @@ from core.engine.liquidation_orders import (
 from core.market.depth import band_limit
 from core.model.arrays import distinct
 from core.model.events import LiquidationFilled, LiquidationStarted
+from core.model.records import maker
 from core.risk.margin import bankruptcy_prices
 
 if TYPE_CHECKING:
     from core.engine.state import EngineState
+
+_started_event = maker(LiquidationStarted)
+_filled_event = maker(LiquidationFilled)
 
 
 class LiquidationDesk(DeskAdl):
@@ -239,7 +243,7 @@ class LiquidationDesk(DeskAdl):
         if policy.fund_reservation or policy.deficit == "adl":
             self._reserve(new)
         events = map(
-            LiquidationStarted,
+            _started_event,
             repeat(engine.now),
             names_at(book.account_ids, book.account[rows]),
             self._per_instrument([i.symbol for i in engine.instruments], o.instrument[new]),
@@ -424,7 +428,7 @@ class LiquidationDesk(DeskAdl):
         report = idx[(o.kind[idx] == TAKEOVER) | (o.fills[idx] > 0)]
         k = o.instrument[report]
         events = map(
-            LiquidationFilled,
+            _filled_event,
             repeat(engine.now),
             self._start_times(o.started[report]),
             names_at(book.account_ids, book.account[o.row[report]]),

@@ -4,15 +4,18 @@ snapshots cost more than its engine. Read back with every check an object of the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import is_dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from operator import attrgetter
 from typing import Any, Protocol
 
 import numpy as np
 
 from core.model.errors import SnapshotFormatError
+from core.model.records import maker
 from core.store.state_classes import FIELDS_SINCE, KINDS, Kind, kind_by_tag
 
 ROWS_FROM = 64  # shorter lists are written as lists
@@ -147,14 +150,12 @@ def _records(reader: _Reader, entry: Any, count: int) -> list[Any]:
                 + " or ".join(sorted({t.__name__ for t in allowed}))
             )
         values.append(column)
-    return [_record(kind, row) for row in zip(*values, strict=True)] if values else []
+    return list(map(_maker(kind), *values)) if values else []
 
 
-def _record(kind: Kind, row: tuple[Any, ...]) -> Any:
-    out = object.__new__(kind.cls)
-    for name, item in zip(kind.fields, row, strict=True):
-        object.__setattr__(out, name, item)
-    return out
+@cache
+def _maker(kind: Kind) -> Callable[..., Any]:
+    return maker(kind.cls)
 
 
 def _read_column(reader: _Reader, column: Any, count: int, kind: Kind, name: str) -> list[Any]:
