@@ -49,7 +49,7 @@ from core.store.writer import StoreWriter
 # once, after the ticks held for a group commit.
 OPERATOR_EVENTS = (ActionRecorded, ActionRefused, ClawbackComputed)
 # Above this many positions a snapshot is a second's work: fewer of them, no compression, and the
-# per-account table written at the end rather than with each snapshot.
+# per-account table written only when asked (its export) rather than with each snapshot.
 BIG_BOOK = 200_000
 # A state hash every tick cost the demo's store run more than the engine's own work (sha256 over
 # the book's columns); one every 100 ticks, and at every snapshot, still pins a replay down.
@@ -267,19 +267,20 @@ class Session:
         return session
 
     def close(self) -> None:
-        """Close the store; a big book's per-account table (written only at snapshots of small
-        books) is brought up to the live tick first, and the live tick's state hash recorded,
-        unless a tick failed to commit (the store then ends at its last committed tick, and the
-        failure is raised)."""
+        """Close the store; a small book's per-account table is brought up to the live tick
+        first (a big book's is written only when asked, `update_account_state`), and the live
+        tick's state hash recorded, unless a tick failed to commit (the store then ends at its
+        last committed tick, and the failure is raised)."""
         try:
             self._writer_close()
             stale = self._account_state_tick != self.engine.tick
+            small = len(self.engine.book) <= BIG_BOOK
             writable = self.store is not None and not self.store.read_only
             if writable and not self._broken and self.live:
                 assert self.store is not None
                 with self.store.transaction():
                     self.store.record_hash(self.engine.tick, self.engine.state_hash())
-                    if stale:
+                    if stale and small:
                         self._write_account_state()
         finally:
             if self.store is not None:
@@ -688,6 +689,17 @@ class Session:
                 points.append(("last", inst.symbol, float(last)))
         return points
 
+    def update_account_state(self) -> bool:
+        """Bring the per-account table to the live tick; returns whether it was written. A big
+        book's table is written only here (its export asks): at 1M accounts it takes seconds,
+        which no snapshot, close or replay should wait for."""
+        if self._account_state_tick == self.engine.tick:
+            return False
+        assert self.store is not None and not self.store.read_only
+        with self.store.transaction():
+            self._write_account_state()
+        return True
+
     def _write_account_state(self) -> None:
         from core.store.queries import account_state_rows
 
@@ -709,7 +721,7 @@ class Session:
         chunk = events[self._events_saved :]
         self.store.write_event_chunk(engine.tick, dump_state(chunk, compress=compress))
         self._events_saved = len(events)
-        if len(engine.book) <= BIG_BOOK or engine.finished:
+        if len(engine.book) <= BIG_BOOK:
             self._write_account_state()
         self._last_snapshot = engine.tick
         self._events_since_snapshot = 0

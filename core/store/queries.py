@@ -40,6 +40,8 @@ EXPORTABLE: dict[str, tuple[str, ...]] = {
 }
 # Not a table of the store: the engine's book at the store's last tick (core/store/positions_export.py).
 POSITIONS = "positions"
+# The per-account table: a big book's is brought to the store's last tick when it is exported.
+ACCOUNT_STATE = "account_state"
 # Each ordering is served by an index on (currency, column); accounts that need no maintenance
 # margin have no margin ratio and are not listed by risk.
 ORDER = {

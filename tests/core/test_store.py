@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import pyarrow.parquet as pq
 import pytest
 import sqlite_utils
 
@@ -25,7 +26,7 @@ from console.cli.main import main
 from core.desk.queries import DeskQueries, ReportRange
 from core.model.errors import InputError
 from core.scenario.builtin import builtin_scenarios, resolve_scenario
-from core.session.session import Session
+from core.session.session import BIG_BOOK, Session
 from core.store import queries
 from core.store.schema import SCHEMA_VERSION, check_new, connect, connect_read_only, store_uri
 from core.store.store import Store
@@ -466,3 +467,27 @@ def test_a_store_deleted_under_its_wal_leaves_nothing_in_the_next_one_at_that_pa
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert db.execute("SELECT max(tick) FROM journal").fetchone() == (100,)
+
+
+def test_a_big_books_account_table_is_written_when_exported(tmp_path: Path) -> None:
+    """Over BIG_BOOK positions no run or close writes the per-account table; its export brings it
+    to the store's last tick."""
+    path = tmp_path / "big.sqlite"
+    session = Session.start(cascade_doc(BIG_BOOK + 1), path)
+    for _ in range(3):
+        session.step()
+    expected = sorted(queries.account_state_rows(session.engine))
+    session.close()
+    store = Store.open(path)
+    assert store.db["account_state"].count == 0
+    store.close()
+
+    out = tmp_path / "accounts.parquet"
+    argv = ["export", str(path), "--table", "account_state", "--format", "parquet"]
+    assert main([*argv, "--out", str(out)]) == 0
+    exported = pq.read_table(out)
+    assert exported.num_rows == len(expected) > BIG_BOOK // 2
+    assert set(exported.column("tick").to_pylist()) == {3}
+    store = Store.open(path)
+    assert sorted(store.db.execute("SELECT * FROM account_state").fetchall()) == expected
+    store.close()
