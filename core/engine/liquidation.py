@@ -29,7 +29,7 @@ from core.engine.liquidation_orders import (
 from core.market.depth import band_limit
 from core.model.arrays import distinct
 from core.model.events import LiquidationFilled, LiquidationStarted
-from core.model.records import maker
+from core.model.records import build, maker
 from core.risk.margin import bankruptcy_prices
 
 if TYPE_CHECKING:
@@ -141,9 +141,12 @@ class LiquidationDesk(DeskAdl):
             # The group's equity from its flagged rows; rows not flagged (being reduced) too.
             where = np.searchsorted(rows, members).clip(max=rows.size - 1)
             flagged = rows[where] == members
-            group_equity = np.zeros(book.n_groups)
-            group_equity[book.group[members[flagged]]] = own_equity[where[flagged]] + upnl[flagged]
-            own = np.where(flagged, own_equity[where], group_equity[book.group[members]] - upnl)
+            # Per taken group (`taken` is sorted and holds every member's group), not per group
+            # of the book: a 1M-account book's column would be 8 MB to clear on every call.
+            local = np.searchsorted(taken, book.group[members])
+            group_equity = np.zeros(taken.size)
+            group_equity[local[flagged]] = own_equity[where[flagged]] + upnl[flagged]
+            own = np.where(flagged, own_equity[where], group_equity[local] - upnl)
             take_rows.append(members)
             collateral.append(self._split_cash(taken, members, x))
             prices.append(
@@ -242,7 +245,7 @@ class LiquidationDesk(DeskAdl):
         policy = engine.scenario.policy
         if policy.fund_reservation or policy.deficit == "adl":
             self._reserve(new)
-        events = map(
+        events = build(
             _started_event,
             repeat(engine.now),
             names_at(book.account_ids, book.account[rows]),
@@ -427,7 +430,7 @@ class LiquidationDesk(DeskAdl):
             self.reserved[self._currency[k]] -= int(o.reserved[idx[o.instrument[idx] == k]].sum())
         report = idx[(o.kind[idx] == TAKEOVER) | (o.fills[idx] > 0)]
         k = o.instrument[report]
-        events = map(
+        events = build(
             _filled_event,
             repeat(engine.now),
             self._start_times(o.started[report]),

@@ -133,19 +133,25 @@ class DeskAdl(DeskMoney):
         spare = self._spare(self._equity_of(rows)[0], k)
         sell = bool(o.side[idx[0]] > 0)
         free = 0.0 if sell else np.inf
-        # Reductions of one row together, against what it and its cross group hold.
-        reducing = np.zeros(len(book), dtype=np.int64)
-        np.add.at(reducing, rows, o.remaining[idx])
+        # Reductions of one row together, against what it and its cross group hold; summed per
+        # distinct row, not in a column of the whole book.
+        reduced, at = np.unique(rows, return_inverse=True)
+        at = at.reshape(-1)
+        total = np.zeros(reduced.size, dtype=np.int64)
+        np.add.at(total, at, o.remaining[idx])
         groups = book.group[rows]
         members = book.rows_of_groups(distinct(groups))
-        left = members[~book.isolated[members] & (book.contracts[members] > reducing[members])]
-        closing = (reducing[rows] >= book.contracts[rows]) & (
+        found = np.searchsorted(reduced, members).clip(max=reduced.size - 1)
+        of_members = np.where(reduced[found] == members, total[found], 0)
+        left = members[~book.isolated[members] & (book.contracts[members] > of_members)]
+        reducing = total[at]
+        closing = (reducing >= book.contracts[rows]) & (
             book.isolated[rows] | ~np.isin(groups, book.group[left])
         )
         slope = book.upnl_a[rows] / np.maximum(book.contracts[rows], 1)  # upnl per contract per x
         # Closing q at x instead of the mark costs q*slope*(x_mark - x): solvent while <= spare.
         with np.errstate(divide="ignore", invalid="ignore"):
-            x_limit = engine.x_marks[k] - spare / (reducing[rows] * slope)
+            x_limit = engine.x_marks[k] - spare / (reducing * slope)
             if book.inst_inverse[k]:
                 price = np.where(x_limit > 0, 1.0 / x_limit, np.nan if sell else np.inf)
             else:
