@@ -695,7 +695,7 @@ class Session:
         which no snapshot, close or replay should wait for."""
         if self._account_state_tick == self.engine.tick:
             return False
-        assert self.store is not None and not self.store.read_only
+        assert self.store is not None and not self.store.read_only and self.live
         with self.store.transaction():
             self._write_account_state()
         return True
