@@ -29,7 +29,7 @@ from core.engine.liquidation_orders import (
 from core.market.depth import band_limit
 from core.model.arrays import distinct
 from core.model.events import LiquidationFilled, LiquidationStarted
-from core.model.records import build, maker
+from core.model.records import maker
 from core.risk.margin import bankruptcy_prices
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ class LiquidationDesk(DeskAdl):
         policy = engine.scenario.policy
         if policy.fund_reservation or policy.deficit == "adl":
             self._reserve(new)
-        events = build(
+        events = map(
             _started_event,
             repeat(engine.now),
             names_at(book.account_ids, book.account[rows]),
@@ -430,7 +430,7 @@ class LiquidationDesk(DeskAdl):
             self.reserved[self._currency[k]] -= int(o.reserved[idx[o.instrument[idx] == k]].sum())
         report = idx[(o.kind[idx] == TAKEOVER) | (o.fills[idx] > 0)]
         k = o.instrument[report]
-        events = build(
+        events = map(
             _filled_event,
             repeat(engine.now),
             self._start_times(o.started[report]),

@@ -3,8 +3,7 @@ events and the records a snapshot reads back."""
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -15,7 +14,7 @@ def maker(cls: type[R]) -> Callable[..., R]:
     """A constructor of the frozen slots dataclass `cls` from all its fields, positionally, equal
     to `cls(...)` at about half its cost: it sets each slot through its descriptor, once, where the
     frozen `__init__` looks up and calls `object.__setattr__` per field. A cascade makes 750,000
-    events; the engine and the snapshot reader build them through this (and `build`). It runs no
+    events; the engine and the snapshot reader build them through this. It runs no
     `__post_init__`: it is for values the engine made or a reader has checked."""
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     if not getattr(cls, "__slots__", None) or list(cls.__slots__) != names:
@@ -30,16 +29,3 @@ def maker(cls: type[R]) -> Callable[..., R]:
     made: Callable[..., R] = scope["make"]
     made.__qualname__ = made.__name__ = f"make_{cls.__name__}"
     return made
-
-
-def build(make: Callable[..., R], *columns: Iterable[Any]) -> list[R]:
-    """`make` over the columns, with the cyclic collector paused: records hold no cycles, and
-    a collection every 700 new objects otherwise walks the young ones, a tenth of a cascade's
-    engine time in measured runs."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return list(map(make, *columns))
-    finally:
-        if was_enabled:
-            gc.enable()

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.model.errors import SnapshotFormatError
-from core.model.records import build, maker
+from core.model.records import maker
 from core.store.state_classes import FIELDS_SINCE, KINDS, Kind, kind_by_tag
 
 ROWS_FROM = 64  # shorter lists are written as lists
@@ -150,7 +150,7 @@ def _records(reader: _Reader, entry: Any, count: int) -> list[Any]:
                 + " or ".join(sorted({t.__name__ for t in allowed}))
             )
         values.append(column)
-    return build(_maker(kind), *values) if values else []
+    return list(map(_maker(kind), *values)) if values else []
 
 
 @cache
