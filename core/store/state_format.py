@@ -28,7 +28,8 @@ from core.store.state_classes import (
 )
 from core.store.state_rows import INT_JSON, are_records, read_rows, write_rows
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: a list of records' numeric columns as arrays, its texts coded
+READS = frozenset({2, FORMAT_VERSION})
 MAGIC = b"RCSNAP\x00" + bytes([FORMAT_VERSION])
 _HEADER = struct.Struct("<cQ")  # b"Z" (zlib) or b"R" (raw), then the JSON part's length
 # A zlib body can claim any size: what a snapshot of the biggest supported book can need.
@@ -377,14 +378,15 @@ def load(blob: bytes) -> Any:
     if blob[: len(MAGIC) - 1] != MAGIC[:-1]:
         raise SnapshotFormatError(
             "is not in a format this version reads (stores written before snapshot format "
-            f"{FORMAT_VERSION} are not read: run the scenario again into a new store)"
+            f"{min(READS)} are not read: run the scenario again into a new store)"
         )
     start = len(MAGIC) + _HEADER.size
     if len(blob) < start:
         raise SnapshotFormatError("is truncated")
-    if blob[len(MAGIC) - 1] != FORMAT_VERSION:
+    if blob[len(MAGIC) - 1] not in READS:
         raise SnapshotFormatError(
-            f"is in format {blob[len(MAGIC) - 1]}; this version reads format {FORMAT_VERSION}"
+            f"is in format {blob[len(MAGIC) - 1]}; this version reads formats "
+            + " and ".join(map(str, sorted(READS)))
         )
     mode, tree_length = _HEADER.unpack_from(blob, len(MAGIC))
     body: bytes | memoryview = memoryview(blob)[start:]

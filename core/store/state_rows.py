@@ -21,6 +21,11 @@ from core.store.state_classes import FIELDS_SINCE, KINDS, Kind, kind_by_tag
 ROWS_FROM = 64  # shorter lists are written as lists
 INT_JSON = range(-(2**63), 2**63)
 _PLAIN = frozenset({str, bool, int, float, type(None)})
+# Columns of one of these types are written as one array (a JSON list of 190,000 numbers held
+# the interpreter lock for most of a 1M-account snapshot's chunk).
+_ARRAY_TYPES: dict[type, type] = {int: np.int64, float: np.float64, bool: np.bool_}
+_ARRAY_TAGS = {np.dtype(np.int64), np.dtype(np.float64), np.dtype(np.bool_)}
+_CODE_TYPES = {np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)}
 
 
 class _Writer(Protocol):
@@ -60,39 +65,69 @@ def are_records(value: list[Any]) -> bool:
 def write_rows(writer: _Writer, value: list[Any]) -> list[Any]:
     """[order array, [[tag, {field: column}], ...]]: which class each record is, then each
     class's records by column."""
-    position: dict[type, int] = {}
-    groups: list[list[Any]] = []
-    order = []
-    for record in value:
-        at = position.get(type(record))
-        if at is None:
-            at = position[type(record)] = len(groups)
-            groups.append([])
-        groups[at].append(record)
-        order.append(at)
+    kinds = list(map(type, value))
+    position = {cls: at for at, cls in enumerate(dict.fromkeys(kinds))}
+    order = np.fromiter(map(position.__getitem__, kinds), np.uint16, count=len(kinds))
     classes = []
-    for cls, records in zip(position, groups, strict=True):
+    for cls, at in position.items():
+        records = list(map(value.__getitem__, np.flatnonzero(order == at).tolist()))
         kind = KINDS[cls]
         columns = {
             name: _column(writer, list(map(attrgetter(name), records))) for name in kind.fields
         }
         classes.append([kind.tag, columns])
-    return [writer.array(np.asarray(order, dtype=np.uint16)), classes]
+    return [writer.array(order), classes]
 
 
 def _column(writer: _Writer, values: list[Any]) -> list[Any]:
     types = set(map(type, values))
+    if len(types) == 1 and (kind := next(iter(types))) in _ARRAY_TYPES:
+        try:
+            return ["ca", writer.array(np.array(values, dtype=_ARRAY_TYPES[kind]))]
+        except OverflowError:  # an int beyond int64 is written as a tagged value below
+            pass
+    if types == {float, type(None)}:
+        nones = [v is None for v in values]
+        numbers = [0.0 if v is None else v for v in values]
+        floats = writer.array(np.array(numbers, dtype=np.float64))
+        return ["caN", floats, writer.array(np.array(nones, dtype=bool))]
+    if (
+        types == {str}
+        and _repeats(values)
+        and len(texts := dict.fromkeys(values)) * 2 <= len(values)
+    ):
+        return ["cs", *_coded(writer, values, texts, str)]
+    if types == {Decimal}:
+        return ["csD", *_coded(writer, values, dict.fromkeys(values), str)]
+    if types == {datetime}:
+        moments = dict.fromkeys(values)
+        if all(v.tzinfo is UTC for v in moments):
+            return ["csT", *_coded(writer, values, moments, _utc_text)]
     if types <= _PLAIN and _json_safe(values, types):
         return ["c", values]
-    if types == {Decimal}:
-        return ["cD", [str(v) for v in values]]
-    if types == {datetime} and all(v.tzinfo is UTC for v in values):
-        texts: dict[datetime, str] = {}
-        for v in values:
-            if v not in texts:
-                texts[v] = v.replace(tzinfo=None).isoformat()
-        return ["cT", [texts[v] for v in values]]
     return ["c*", [writer.node(v) for v in values]]
+
+
+def _coded(
+    writer: _Writer, values: list[Any], distinct: dict[Any, None], text: Callable[[Any], str]
+) -> tuple[list[str], int]:
+    """Each distinct value once as text and the values as numbers into them: a cascade's
+    symbols, sides, times and prices repeat, and parsing or dumping each one cost seconds."""
+    number = dict(zip(distinct, range(len(distinct)), strict=True))
+    dtype = np.uint8 if len(number) <= 256 else np.uint16 if len(number) <= 65536 else np.uint32
+    codes = np.fromiter(map(number.__getitem__, values), dtype, count=len(values))
+    return list(map(text, distinct)), writer.array(codes)
+
+
+def _repeats(texts: list[str]) -> bool:
+    """Whether the first values repeat: an account column rarely does, and a million distinct
+    texts are not worth coding."""
+    head = texts[:1024]
+    return len(set(head)) * 2 <= len(head)
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.replace(tzinfo=None).isoformat()
 
 
 def _json_safe(values: list[Any], types: set[type]) -> bool:
@@ -159,27 +194,65 @@ def _maker(kind: Kind) -> Callable[..., Any]:
 
 
 def _read_column(reader: _Reader, column: Any, count: int, kind: Kind, name: str) -> list[Any]:
-    if type(column) is not list or len(column) != 2 or type(column[1]) is not list:
-        raise SnapshotFormatError(f"holds a malformed column {kind.tag}.{name}")
-    tag, values = column
+    where = f"{kind.tag}.{name}"
+    if type(column) is not list or not column or type(column[0]) is not str:
+        raise SnapshotFormatError(f"holds a malformed column {where}")
+    tag = column[0]
+    if tag == "ca" and len(column) == 2:
+        return _array(reader, column[1], count, where, _ARRAY_TAGS).tolist()
+    if tag == "caN" and len(column) == 3:
+        numbers = _array(reader, column[1], count, where, {np.dtype(np.float64)}).tolist()
+        nones = _array(reader, column[2], count, where, {np.dtype(np.bool_)})
+        for i in np.flatnonzero(nones).tolist():
+            numbers[i] = None
+        return numbers
+    if tag in ("cs", "csD", "csT") and len(column) == 3:
+        return _decoded(reader, tag, column[1], column[2], count, where)
+    if len(column) != 2 or type(column[1]) is not list:
+        raise SnapshotFormatError(f"holds a malformed column {where}")
+    values = column[1]
     if len(values) != count:
-        raise SnapshotFormatError(f"holds {len(values)} values of {kind.tag}.{name}, not {count}")
+        raise SnapshotFormatError(f"holds {len(values)} values of {where}, not {count}")
     if tag == "c" and {type(v) for v in values} <= _PLAIN:
         return values
     if tag == "c*":
         return [reader.node(v) for v in values]
-    if tag in ("cD", "cT") and all(type(v) is str and len(v) <= 100 for v in values):
-        try:
-            moments: list[Any] = (
-                [Decimal(v) for v in values]
-                if tag == "cD"
-                else [datetime.fromisoformat(v) for v in values]
-            )
-        except (InvalidOperation, ValueError):
-            raise SnapshotFormatError(f"holds an unreadable {kind.tag}.{name}") from None
-        if tag == "cD":
-            return moments
-        if any(m.tzinfo is not None for m in moments):
-            raise SnapshotFormatError(f"holds a time with an offset as {kind.tag}.{name}")
-        return [m.replace(tzinfo=UTC) for m in moments]
-    raise SnapshotFormatError(f"holds a malformed column {kind.tag}.{name}")
+    if tag in ("cD", "cT"):  # texts one per value: the format's version 2
+        return _decoded(reader, "csD" if tag == "cD" else "csT", values, None, count, where)
+    raise SnapshotFormatError(f"holds a malformed column {where}")
+
+
+def _array(reader: _Reader, index: Any, count: int, where: str, dtypes: set[Any]) -> np.ndarray:
+    values = reader.take_array(index)
+    if values.ndim != 1 or values.dtype not in dtypes or len(values) != count:
+        raise SnapshotFormatError(f"holds a malformed column {where}")
+    return values
+
+
+def _decoded(
+    reader: _Reader, tag: str, texts: Any, codes: Any, count: int, where: str
+) -> list[Any]:
+    longest = 10_000 if tag == "cs" else 100
+    if type(texts) is not list or not all(type(v) is str and len(v) <= longest for v in texts):
+        raise SnapshotFormatError(f"holds a malformed column {where}")
+    if codes is not None:
+        numbers = _array(reader, codes, count, where, _CODE_TYPES)
+        if numbers.size and int(numbers.max()) >= len(texts):
+            raise SnapshotFormatError(f"holds a value of {where} it does not name")
+    try:
+        values: list[Any] = (
+            texts
+            if tag == "cs"
+            else [Decimal(v) for v in texts]
+            if tag == "csD"
+            else [datetime.fromisoformat(v) for v in texts]
+        )
+    except (InvalidOperation, ValueError):
+        raise SnapshotFormatError(f"holds an unreadable {where}") from None
+    if tag == "csT":
+        if any(m.tzinfo is not None for m in values):
+            raise SnapshotFormatError(f"holds a time with an offset as {where}")
+        values = [m.replace(tzinfo=UTC) for m in values]
+    if codes is None:
+        return values
+    return [values[k] for k in numbers.tolist()]

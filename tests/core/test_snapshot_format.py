@@ -467,3 +467,42 @@ def test_a_store_written_before_the_packages_still_opens(
     assert BEFORE_PACKAGES_STATE in capsys.readouterr().out
     assert main(["audit", "verify", str(path)]) == 0
     assert "sound" in capsys.readouterr().out
+
+
+# A cascade's first 271 events as snapshot format 2 wrote them (numbers and texts one per value),
+# written by the code before format 3 from the same scenario and ticks as _cascade_events().
+EVENTS_FORMAT_2 = Path(__file__).parent / "data" / "events_format2.snap"
+
+
+def test_an_event_chunk_of_format_2_still_reads_to_the_same_events() -> None:
+    blob = EVENTS_FORMAT_2.read_bytes()
+    assert blob[len(MAGIC) - 1] == 2
+    assert load(blob) == _cascade_events()
+
+
+def test_an_event_chunks_numbers_are_arrays_and_its_repeated_texts_are_coded() -> None:
+    events = _cascade_events()
+    document, arrays = _unpack(dump(events, compress=False))
+    tags = {
+        name: column[0] for _, columns in document["root"][3] for name, column in columns.items()
+    }
+    assert tags["contracts"] == "ca" and tags["partial"] == "ca" and tags["symbol"] == "cs"
+    assert tags["time"] == "csT" and tags["fill_price"] == "csD"
+    contracts = [c["contracts"] for _, c in document["root"][3] if "contracts" in c]
+    assert all(len(c) == 2 and arrays[c[1]].dtype == np.int64 for c in contracts)
+
+
+def test_edits_of_an_event_chunks_arrays_give_a_refusal_never_a_traceback() -> None:
+    events = _cascade_events(300)
+    document, arrays = _unpack(dump(events, compress=False))
+    refused = 0
+    for k in range(1, len(arrays)):  # array 0 is the order of the records
+        kept = arrays[k]
+        for odd in (kept[:-1], kept.astype(np.int32), np.full_like(kept, 255)):
+            arrays[k] = odd
+            try:
+                load(_pack(document, arrays))
+            except SnapshotFormatError:
+                refused += 1
+        arrays[k] = kept
+    assert len(arrays) > 10 and refused >= 2 * (len(arrays) - 1)
