@@ -97,8 +97,9 @@ def _column(writer: _Writer, values: list[Any]) -> list[Any]:
         and len(texts := dict.fromkeys(values)) * 2 <= len(values)
     ):
         return ["cs", *_coded(writer, values, texts, str)]
-    if types == {Decimal}:
-        return ["csD", *_coded(writer, values, dict.fromkeys(values), str)]
+    if types == {Decimal}:  # by text: 1.0 and 1.00 are equal, and each must come back as it was
+        texts = list(map(str, values))
+        return ["csD", *_coded(writer, texts, dict.fromkeys(texts), str)]
     if types == {datetime}:
         moments = dict.fromkeys(values)
         if all(v.tzinfo is UTC for v in moments):

@@ -4,6 +4,7 @@ back the same state (replay, resume, seek reach the recorded state hashes)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -506,3 +507,13 @@ def test_edits_of_an_event_chunks_arrays_give_a_refusal_never_a_traceback() -> N
                 refused += 1
         arrays[k] = kept
     assert len(arrays) > 10 and refused >= 2 * (len(arrays) - 1)
+
+
+def test_equal_decimals_of_other_exponents_come_back_each_as_it_was() -> None:
+    events = _cascade_events()
+    filled = [i for i, e in enumerate(events) if type(e).__name__ == "LiquidationFilled"]
+    assert len(filled) >= 2
+    for i, price in zip(filled[:2], (Decimal("6000.0"), Decimal("6000.00")), strict=True):
+        events[i] = dataclasses.replace(events[i], fill_price=price)
+    back = load(dump(events, compress=False))
+    assert [str(back[i].fill_price) for i in filled[:2]] == ["6000.0", "6000.00"]
