@@ -517,3 +517,11 @@ def test_equal_decimals_of_other_exponents_come_back_each_as_it_was() -> None:
         events[i] = dataclasses.replace(events[i], fill_price=price)
     back = load(dump(events, compress=False))
     assert [str(back[i].fill_price) for i in filled[:2]] == ["6000.0", "6000.00"]
+
+
+def test_an_int_column_beyond_int64_is_written_as_tagged_values_and_comes_back() -> None:
+    events = _cascade_events()
+    i = next(k for k, e in enumerate(events) if type(e).__name__ == "LiquidationFilled")
+    events[i] = dataclasses.replace(events[i], surplus=2**70)
+    back = load(dump(events, compress=False))
+    assert back[i].surplus == 2**70 and back == events
