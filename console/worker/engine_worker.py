@@ -30,6 +30,7 @@ from console.worker.pacing import (
     SILENT_SECONDS,
     STEP_BUDGET_SECONDS,
     UI_WAIT_SECONDS,
+    averaged_build_cost,
 )
 from console.worker.readers import action_context
 from core.desk.alerts import AlertDesk
@@ -77,7 +78,7 @@ class EngineWorker(FeedSide, QObject):
         self._dirty = False
         self._fresh = False
         self._last_publish = 0.0
-        self._build_seconds = 0.0  # what the last snapshot took to build
+        self._build_seconds = 0.0  # what recent snapshots took to build, on average
         self._frozen_at = 0.0
         self._play_origin = (0.0, 0)
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
@@ -492,7 +493,7 @@ class EngineWorker(FeedSide, QObject):
             return
         now = time.perf_counter()
         # A snapshot of a million positions costs a tenth of a second or more to build: space
-        # them so that building takes at most a third of the engine thread's time.
+        # them so that building takes at most a third of the engine thread's time (on average).
         interval = max(PUBLISH_SECONDS, 3 * self._build_seconds)
         if not force and (self.awaiting_ui or now - self._last_publish < interval):
             return
@@ -509,7 +510,7 @@ class EngineWorker(FeedSide, QObject):
         self._fresh = False
         self._dirty = False
         self._last_publish = now
-        self._build_seconds = time.perf_counter() - now
+        self._build_seconds = averaged_build_cost(self._build_seconds, time.perf_counter() - now)
         self.awaiting_ui = True
         # Cleared here, not when the UI thread gets to it: the next tick would otherwise start
         # first and contend with the UI's paint for the interpreter lock (each of the paint's

@@ -2,6 +2,7 @@
 before it looks for commands, how long it waits for the UI, and how it watches a live feed."""
 
 PUBLISH_SECONDS = 0.1  # at most ten snapshots a second
+BUILD_AVERAGING = 0.25  # the weight of the newest build in the cost that spaces snapshots
 STEP_BUDGET_SECONDS = 0.04  # the worker yields to its event loop this often to take commands
 UI_WAIT_SECONDS = 0.25  # the longest the engine waits for the UI to finish a snapshot
 STAGED_ROWS = 100_000  # a book this large is shown a group of views per event-loop turn
@@ -13,3 +14,11 @@ OPERATIONS_SECONDS = 1.0  # while playing, the operations docks' state at most o
 FEED_PULL_MS = 20  # how often a live feed's arrivals are looked at
 SILENT_SECONDS = 15.0  # a feed's producer silent this long raises an alert
 FREEZE_SECONDS = 1.0  # at most this often, every object alive is frozen out of the collector
+
+
+def averaged_build_cost(average: float, cost: float) -> float:
+    """The build cost that spaces snapshots (three times it apart), after a build of `cost`
+    seconds: recent builds averaged, so that one which also redid the self-paced columns (risk
+    prices, the stress ladder: over half a second at 1M positions) does not hold the screen on
+    one tick for three times as long while the engine plays on."""
+    return average + BUILD_AVERAGING * (cost - average)
