@@ -240,3 +240,5 @@ def test_adl_order_is_a_stable_descending_permutation(
         assert [int(quintiles[i]) for i in queue] == [
             5 - 5 * d // len(queue) for d in range(len(queue))
         ]
+    # Group numbers beyond what sorts by radix (or below zero) queue the same way.
+    assert adl_quintiles(scores, groups * 40_000 - 5).tolist() == quintiles.tolist()
