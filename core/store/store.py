@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ from core.model.events import (
     iso,
 )
 from core.store import state_classes, state_format
+from core.store.checkpoint import Checkpointer
 from core.store.schema import (
     ACCOUNT_STATE_INDEXES,
     ACCOUNTS_INDEX,
@@ -98,6 +100,8 @@ class Store:
         self.path = path
         self.conn = db.conn
         self._seq: dict[str, int] = {}
+        self._insert_sql: dict[str, str] = {}
+        self._checkpointer: Checkpointer | None = None
         self._held: dict[str, list[tuple[Any, ...]]] | None = None  # see `transaction`
         self._creating: Path | None = None
         self.read_only = False
@@ -146,6 +150,16 @@ class Store:
         publish_store(temp, self.path)
         self.db = connect(self.path)
         self.conn = self.db.conn
+        self._checkpoint_aside()
+
+    def _checkpoint_aside(self) -> None:
+        """WAL checkpoints on their own thread (core/store/checkpoint.py), not inside this
+        connection's commits; and a transaction's pages kept in memory until its commit rather
+        than spilled to the WAL half-written (a big snapshot's blob is inserted as zeros and then
+        filled: spilled, each of its pages went to the WAL twice)."""
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+        self.conn.execute("PRAGMA cache_spill=OFF")
+        self._checkpointer = Checkpointer(self.path)
 
     def discard(self) -> None:
         """Drop a new store that was never published; nothing is left at its path."""
@@ -165,12 +179,17 @@ class Store:
             raise InputError("STORE", f"{path} holds no run (it was never written to)")
         store = cls(db, path)
         store.read_only = read_only
+        if not read_only:
+            store._checkpoint_aside()
         return store
 
     def close(self) -> None:
         if self._creating is not None:
             self.discard()
             return
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
         self.conn.close()
 
     def meta(self, key: str) -> str | None:
@@ -393,16 +412,18 @@ class Store:
         self._insert("settlements", settlements)
 
     def _insert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        """Rows without their `seq`, numbered here in one go."""
+        """Rows without their `seq`: SQLite numbers them on (one above the highest, as `_next`
+        would), which spares copying every row into a tuple that has it."""
         if not rows:
             return
-        first = self._next(table)
-        self._seq[table] = first + len(rows) - 1
-        marks = ", ".join("?" * (len(rows[0]) + 1))
-        self._many(
-            f"INSERT INTO {table} VALUES ({marks})",
-            [(first + n, *row) for n, row in enumerate(rows)],
-        )
+        sql = self._insert_sql.get(table)
+        if sql is None:
+            columns = [c for c in self.db[table].columns_dict if c != "seq"]
+            marks = ", ".join("?" * len(columns))
+            sql = self._insert_sql[table] = (
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+            )
+        self._many(sql, rows)
 
     def _write_clawback(self, tick: int, event: ClawbackComputed) -> None:
         seq = self._next("clawbacks")
@@ -658,6 +679,9 @@ class _Transaction:
         self.grouped = grouped
 
     def __enter__(self) -> None:
+        checkpointer = self.store._checkpointer
+        if checkpointer is not None and checkpointer.error is not None:
+            raise checkpointer.error
         self.store.conn.execute("BEGIN IMMEDIATE")
         if self.grouped:
             self.store._held = {}
@@ -670,6 +694,8 @@ class _Transaction:
                 for sql, rows in (held or {}).items():
                     conn.executemany(sql, rows)
                 conn.execute("COMMIT")
+                if store._checkpointer is not None:
+                    store._checkpointer.committed()
                 return
         except BaseException:
             # A COMMIT the disk refused (full, I/O) may leave the transaction open.
@@ -699,4 +725,4 @@ def _measured(parts: Sequence[bytes | memoryview]) -> tuple[int, str]:
 
 def finite_or_none(value: float | None) -> float | None:
     """A float for a REAL column: NULL where it is missing, NaN or infinite."""
-    return value if value is not None and np.isfinite(value) else None
+    return value if value is not None and math.isfinite(value) else None
