@@ -203,6 +203,7 @@ def _xrp(crowd: int | None = None) -> dict:
     return doc
 
 
+@pytest.mark.slow  # a week of ticks (9 s); the path's order is checked without a run above
 def test_the_real_week_runs_to_its_end_through_every_high_and_low() -> None:
     engine = Engine(parse_scenario(_xrp(crowd=100)))
     collector = ResultCollector(engine)

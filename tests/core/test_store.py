@@ -469,6 +469,7 @@ def test_a_store_deleted_under_its_wal_leaves_nothing_in_the_next_one_at_that_pa
         assert db.execute("SELECT max(tick) FROM journal").fetchone() == (100,)
 
 
+@pytest.mark.slow  # a book above BIG_BOOK (9 s)
 def test_a_big_books_account_table_is_written_when_exported(tmp_path: Path) -> None:
     """Over BIG_BOOK positions no run or close writes the per-account table; its export brings it
     to the store's last tick."""
