@@ -22,9 +22,10 @@ _LOCKED = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 class Checkpointer:
     """Checkpoints the WAL of the store at `path` (PASSIVE: never waits for or blocks the
-    writer) after a commit leaves it at `threshold` bytes or more, `spacing` seconds apart. A checkpoint that fails for
-    another reason than a lock keeps its error in `error`, for the store to raise at its next
-    transaction; the WAL then holds what was committed, as it would without checkpoints."""
+    writer) after a commit leaves it at `threshold` bytes or more, `spacing` seconds apart. A
+    checkpoint that fails for another reason than a lock keeps its error in `error`, for the
+    store to raise at its next transaction; the WAL then holds what was committed, as it would
+    without checkpoints."""
 
     def __init__(
         self, path: Path, threshold: int = WAL_BYTES, spacing: float = SPACING_SECONDS
