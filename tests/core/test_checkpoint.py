@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,31 @@ def _frames(path: Path) -> tuple[int, int]:
         conn.close()
 
 
+def _started(tmp_path: Path) -> tuple[Path, Session, Store]:
+    """A new store's path, its session and the store (with its checkpointer running)."""
+    path = tmp_path / "run.sqlite"
+    session = Session.start(resolve_scenario("two-traders"), path)
+    store = session.store
+    assert store is not None and store._checkpointer is not None
+    return path, session, store
+
+
+def _within_seconds(done: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Whether `done()` came true within `seconds` (the checkpoint thread works on its own)."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return done()
+
+
+def _filler_rows(path: Path) -> int:
+    conn = connect_read_only(path)
+    try:
+        return conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'filler-%'").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def _write(store: Store, rows: int) -> None:
     with store.transaction():
         for n in range(rows):
@@ -37,34 +63,24 @@ def _write(store: Store, rows: int) -> None:
 def test_the_store_commits_without_checkpointing_and_the_thread_checkpoints(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "run.sqlite"
-    session = Session.start(resolve_scenario("two-traders"), path)
-    store = session.store
-    assert store is not None
+    path, session, store = _started(tmp_path)
     assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     # The store's own checkpointer waits for 64 MB; one that checkpoints at once stands in.
     assert store._checkpointer is not None
     store._checkpointer.close()
-    store._checkpointer = Checkpointer(path, threshold=0, spacing=0.0)
+    eager = store._checkpointer = Checkpointer(path, threshold=0, spacing=0.0)
     _write(store, 200)
-    deadline = time.monotonic() + 10
-    while store._checkpointer.checkpoints == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert store._checkpointer.checkpoints >= 1
+    assert _within_seconds(lambda: eager.checkpoints >= 1)
     log, done = _frames(path)
     assert log > 0 and done == log
     session.close()
     assert not path.with_name(path.name + "-wal").exists()
-    conn = connect_read_only(path)
-    assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'filler-%'").fetchone()[0] == 200
-    conn.close()
+    assert _filler_rows(path) == 200
 
 
 def test_a_small_wal_waits_for_the_threshold(tmp_path: Path) -> None:
-    path = tmp_path / "run.sqlite"
-    session = Session.start(resolve_scenario("two-traders"), path)
-    store = session.store
-    assert store is not None and store._checkpointer is not None
+    path, session, store = _started(tmp_path)
+    assert store._checkpointer is not None
     _write(store, 20)
     time.sleep(0.2)
     log, _copied = _frames(path)  # the WAL holds the commits; the thread copied none
@@ -73,24 +89,17 @@ def test_a_small_wal_waits_for_the_threshold(tmp_path: Path) -> None:
 
 
 def test_a_failed_checkpoint_is_raised_at_the_next_transaction(tmp_path: Path) -> None:
-    path = tmp_path / "run.sqlite"
-    session = Session.start(resolve_scenario("two-traders"), path)
-    store = session.store
-    assert store is not None and store._checkpointer is not None
+    path, session, store = _started(tmp_path)
+    assert store._checkpointer is not None
     store._checkpointer.close()
     broken = Checkpointer(path, threshold=0, spacing=0.0)
     broken._conn.close()  # its connection gone: the next checkpoint fails
     store._checkpointer = broken
     _write(store, 5)
-    deadline = time.monotonic() + 10
-    while broken.error is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert broken.error is not None
+    assert _within_seconds(lambda: broken.error is not None)
     with pytest.raises(sqlite3.Error), store.transaction():
         store.set_meta("after", "1")
     assert store.meta("after") is None
     with pytest.raises(sqlite3.Error):  # closing records the hash in a transaction: refused too
         session.close()
-    conn = connect_read_only(path)  # what was committed before the failure is all there
-    assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'filler-%'").fetchone()[0] == 5
-    conn.close()
+    assert _filler_rows(path) == 5  # what was committed before the failure is all there
