@@ -68,7 +68,9 @@ class DeskAdl(DeskMoney):
         ranked opposite positions `queue` of instrument `k`: each remainder takes from the
         highest-ranked position first, and each position is closed for at most the contracts
         that leave its equity at the mark (its account's for cross, its own for isolated) at or
-        above zero, what earlier remainders took from it counted at their own prices.
+        above zero, what earlier remainders took from it counted at their own prices. An isolated
+        position's realized losses come out of its margin (`close_positions`), which must also
+        stay at or above zero: a margin below zero stays a loss nobody pays when it closes.
         Deleveraging may take a counterparty's profit and collateral, never more (which would
         leave a new deficit). Returns (queue positions, contracts, remainders) per pair."""
         engine, book = self.engine, self.engine.book
@@ -81,6 +83,11 @@ class DeskAdl(DeskMoney):
         # One position per account and symbol: no two rows of the queue share a cross account's
         # equity, so each row's spare is its own to spend.
         spare = self._spare(self._equity_of(queue)[0], k)
+        isolated = book.isolated[queue]
+        margin = np.where(isolated, self._spare(book.iso_margin_major[queue], k), np.inf)
+        # Realized PnL per contract per unit of x is the slope too: closing at x realizes
+        # slope * x + offset a contract, a loss out of an isolated margin where below zero.
+        offset = book.upnl_b[queue] / np.maximum(book.contracts[queue], 1)
         # A position below zero, or short of one contract at the cheapest price, takes nothing.
         cheapest = np.minimum(slope * dx.min(), slope * dx.max())
         floor = np.maximum(cheapest, 0)
@@ -98,9 +105,11 @@ class DeskAdl(DeskMoney):
             while need > 0 and pos < candidates.size:
                 seg = candidates[pos : pos + window]
                 cost = slope[seg] * dx[j]
+                loss = np.maximum(-(slope[seg] * x_prices[j] + offset[seg]), 0.0)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     afford = np.where(cost > 0, np.floor(spare[seg] / cost), np.inf)
-                can = np.clip(afford, 0, left[seg]).astype(np.int64)
+                    from_margin = np.where(loss > 0, np.floor(margin[seg] / loss), np.inf)
+                can = np.clip(np.minimum(afford, from_margin), 0, left[seg]).astype(np.int64)
                 got = np.minimum(np.cumsum(can), need)
                 take = np.diff(got, prepend=0)
                 hit = take > 0
@@ -108,6 +117,7 @@ class DeskAdl(DeskMoney):
                     rows, n = seg[hit], take[hit]
                     left[rows] -= n
                     spare[rows] -= n * cost[hit]
+                    margin[rows] -= n * loss[hit]
                     out_q.append(rows)
                     out_n.append(n)
                     out_j.append(np.full(rows.size, j, dtype=np.int64))
@@ -185,7 +195,8 @@ class DeskAdl(DeskMoney):
         # A remainder closed at a price better than the mark for its counterparty (a gap the
         # other way) adds to that account's room, which remainders matched before it (of this
         # instrument or, for a cross account, of another) may still use: a second pass takes it.
-        # Gains are taken whole in the first pass, so a third would find nothing.
+        # So does an isolated counterparty's realized gain. Gains are taken whole in the first
+        # pass, so a third would find nothing.
         for _ in range(2):
             gained = False
             for key in distinct(keys).tolist():
@@ -211,7 +222,7 @@ class DeskAdl(DeskMoney):
             return False
         rows = queue[at]
         pair_prices = prices[which]
-        self.close_positions(rows, take, pair_prices)
+        pnl = self.close_positions(rows, take, pair_prices)
         per_row = distinct(rows)
         by = np.zeros(per_row.size, dtype=np.int64)
         np.add.at(by, np.searchsorted(per_row, rows), take)
@@ -231,8 +242,11 @@ class DeskAdl(DeskMoney):
             )
         )
         # A long remainder's short counterparty gains below the mark; a short's long, above it.
+        # An isolated counterparty's realized gain nets against the losses its margin was held
+        # back for (one close of the row's fills), which leaves that margin room for more.
         mark_units = engine.marks[k] / float(inst.price_unit)
-        return bool((side * (pair_prices - mark_units) < 0).any())
+        beyond_mark = (side * (pair_prices - mark_units) < 0).any()
+        return bool(beyond_mark or (book.isolated[rows] & (pnl > 0)).any())
 
     def _bankruptcy_units(self, i: int) -> int:
         """The exact price at which order `i`'s remainder loses its remaining collateral, in

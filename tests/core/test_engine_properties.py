@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
@@ -423,9 +424,16 @@ def no_room_opposite(engine: Engine, k: int, tick_events: list[Event]) -> bool:
         move = 1 / mark - 1 / price if inst.inverse else price - mark
         loss = side * cv * move
         rows = (book.instrument == k) & (book.contracts > 0) & (book.side == -side)
+        # An isolated position also pays a realized loss (price against its entry) out of its
+        # margin, which must stay above zero.
+        entry = book.entry_units * float(inst.price_unit)
+        with np.errstate(divide="ignore"):
+            against_entry = 1 / entry - 1 / price if inst.inverse else price - entry
+        realized_loss = np.maximum(side * cv * against_entry, 0.0)
+        margin = np.where(book.isolated, book.iso_margin_major - realized_loss, np.inf)
         # A position already below zero at the mark is not deleveraged at all (it is itself
         # being liquidated).
-        if ((equity[rows] >= 0) & (equity[rows] - loss > slack)).any():
+        if ((equity[rows] >= 0) & (equity[rows] - loss > slack) & (margin[rows] > slack)).any():
             return False
     return True
 
@@ -675,8 +683,10 @@ def test_an_adl_counterparty_is_not_closed_beyond_its_equity() -> None:
 # mark at 2563.37 and an empty fund. Their only counterparty, acct-2's isolated short of 4869 on
 # 7.567 BTC, was given room for what it could take at the worse of the two prices (1632 in all),
 # so it took 836 of acct-5's remainder and 188 went to the book, leaving 0.83 BTC uncovered while
-# acct-2 could still bear 129 more. Each remainder now counts at its own price: acct-2 takes 965
-# of it, which leaves it just above zero.
+# acct-2 could still bear 129 more. Each remainder now counts at its own price. acct-2 pays each
+# contract's realized loss against its entry (2573.81) out of its isolated margin: 796 at 2949.56
+# and 850 of acct-5's at 2891.22 leave that margin just above zero (965, the most its equity at the
+# mark could bear, would have left it 0.49 BTC below zero, a loss nobody pays once it closes).
 ADL_TWO_BANKRUPTCY_PRICES = Path(__file__).parent / "data" / "adl_two_bankruptcy_prices.json"
 
 
@@ -691,7 +701,7 @@ def test_adl_counts_each_remainder_at_its_own_bankruptcy_price() -> None:
     ]
     assert adl == [
         ("acct-2", 796, Decimal("2949.56325"), "acct-0"),
-        ("acct-2", 965, Decimal("2891.22395"), "acct-5"),
+        ("acct-2", 850, Decimal("2891.22395"), "acct-5"),
     ]
     k = [inst.symbol for inst in engine.instruments].index("I1")
     book = engine.book
@@ -700,10 +710,11 @@ def test_adl_counts_each_remainder_at_its_own_bankruptcy_price() -> None:
         for r in range(len(book))
         if book.instrument[r] == k and book.account_ids[book.account[r]] == "acct-2"
     ]
-    equity = float(engine.valuation.equity[row])
-    # One more contract at acct-5's bankruptcy price would cost more than what is left.
-    one_more = 100 * (1 / float(engine.marks[k]) - 1 / 2891.22395)
-    assert 0 <= equity < one_more
+    margin = int(book.iso_margin[row]) / 10**8
+    # One more contract at acct-5's bankruptcy price would realize more loss than is left.
+    one_more = 100 * (1 / 2573.81 - 1 / 2891.22395)
+    assert 0 <= margin < one_more
+    assert float(engine.valuation.equity[row]) > one_more
     _, _, unexplained = run_checked(doc)
     assert unexplained == []
 
