@@ -29,6 +29,7 @@ from core.engine.ledger import CLEARING, INSURANCE_FUND, OUTSIDE, Ledger, Reason
 from core.model.events import AdlFill, LiquidationFilled, LiquidationStarted
 from core.risk.pnl import realized_pnl_minor
 from core.scenario.parse import parse_scenario
+from core.session.collection import pace_for_runs
 from core.session.session import Session
 
 SCENARIO = Path(__file__).resolve().parents[1] / "assets" / "scenarios" / "cascade-2025.json"
@@ -183,6 +184,7 @@ def replay_with_journal(doc: dict[str, Any]) -> tuple[float, str]:
 
 
 def main() -> int:
+    pace_for_runs()  # the collector's pace of the console and the command line
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument(

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.engine.facade import Engine
 from core.model.events import Event, FundPosting, LiquidationFilled, LiquidationStarted
 from core.scenario.parse import load_scenario
+from core.session.collection import pace_for_runs
 from core.session.session import Session
 from core.store import queries
 from core.store.store import Store
@@ -176,6 +177,7 @@ def bench_queries(path: Path) -> None:
 
 
 def main() -> int:
+    pace_for_runs()  # the collector's pace of the console and the command line
     quick = "--quick" in sys.argv
     ok = True
     with tempfile.TemporaryDirectory() as tmp:

@@ -120,6 +120,9 @@ def _no_display() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from core.session.collection import pace_for_runs
+
+    pace_for_runs()
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
     except SystemExit as done:  # a usage error (said on stderr) or --help

@@ -24,6 +24,7 @@ from core.model.errors import InputError, WriteError
 from core.model.events import ActionRecorded, ActionRefused
 from core.model.operations import Refusal, refusal_text
 from core.scenario.builtin import builtin_scenarios, resolve_scenario
+from core.session.collection import pace_for_runs
 from core.store.schema import store_write_error
 
 if TYPE_CHECKING:
@@ -279,6 +280,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    pace_for_runs()
     arguments = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     code = launch_if_gui(arguments, parser.commands)
