@@ -88,6 +88,7 @@ class DeskAdl(DeskMoney):
         # Realized PnL per contract per unit of x is the slope too: closing at x realizes
         # slope * x + offset a contract, a loss out of an isolated margin where below zero.
         offset = book.upnl_b[queue] / np.maximum(book.contracts[queue], 1)
+        unit = 10.0 ** -engine.decimals(k)
         # A position below zero, or short of one contract at the cheapest price, takes nothing.
         cheapest = np.minimum(slope * dx.min(), slope * dx.max())
         floor = np.maximum(cheapest, 0)
@@ -105,7 +106,9 @@ class DeskAdl(DeskMoney):
             while need > 0 and pos < candidates.size:
                 seg = candidates[pos : pos + window]
                 cost = slope[seg] * dx[j]
-                loss = np.maximum(-(slope[seg] * x_prices[j] + offset[seg]), 0.0)
+                # What closing one contract realizes against the entry: a loss (> 0) out of an
+                # isolated margin; a gain refills it, as the row's fills net in one close.
+                loss = -(slope[seg] * x_prices[j] + offset[seg])
                 with np.errstate(divide="ignore", invalid="ignore"):
                     afford = np.where(cost > 0, np.floor(spare[seg] / cost), np.inf)
                     from_margin = np.where(loss > 0, np.floor(margin[seg] / loss), np.inf)
@@ -117,7 +120,8 @@ class DeskAdl(DeskMoney):
                     rows, n = seg[hit], take[hit]
                     left[rows] -= n
                     spare[rows] -= n * cost[hit]
-                    margin[rows] -= n * loss[hit]
+                    # Each fill's PnL is floored apart: a minor unit more per fill.
+                    margin[rows] -= n * loss[hit] + unit
                     out_q.append(rows)
                     out_n.append(n)
                     out_j.append(np.full(rows.size, j, dtype=np.int64))
@@ -210,7 +214,8 @@ class DeskAdl(DeskMoney):
         self, key: int, orders: np.ndarray, prices: np.ndarray, scores: np.ndarray
     ) -> bool:
         """Close remainders `orders` (one instrument and side, `key`) against the ranked opposite
-        positions at their bankruptcy `prices`; whether any counterparty gained against the mark."""
+        positions at their bankruptcy `prices`; whether a second pass may find more room (a
+        counterparty gained against the mark, or an isolated one still open realized a gain)."""
         engine, book, o = self.engine, self.engine.book, self.o
         k, side = key // 2, 1 if key % 2 else -1
         opposite = (book.instrument == k) & (book.side == -side) & (book.contracts > 0)
@@ -246,7 +251,8 @@ class DeskAdl(DeskMoney):
         # back for (one close of the row's fills), which leaves that margin room for more.
         mark_units = engine.marks[k] / float(inst.price_unit)
         beyond_mark = (side * (pair_prices - mark_units) < 0).any()
-        return bool(beyond_mark or (book.isolated[rows] & (pnl > 0)).any())
+        refilled = book.isolated[rows] & (pnl > 0) & (book.contracts[rows] > 0)
+        return bool(beyond_mark or refilled.any())
 
     def _bankruptcy_units(self, i: int) -> int:
         """The exact price at which order `i`'s remainder loses its remaining collateral, in

@@ -65,8 +65,10 @@ def test_positions_model_passes_the_model_tester(qtmodeltester: Any, snaps: Any)
     model.set_table(snaps[0].table)
     assert 0 < model.rowCount() < len(snaps[0].table)
     qtmodeltester.check(model, force_py=True)
+    before = model.rowCount()
     model.set_spec(replace(model.spec, max_margin_ratio=2.0))  # rows come: inserted at the end
     model.set_table(snaps[1].table)
+    assert model.rowCount() > before
     model.sort(KEYS.index("notional"), Qt.SortOrder.DescendingOrder)
     model.set_spec(replace(model.spec, open_only=False))
     assert model.rowCount() < len(snaps[1].table)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,8 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets" / "scenarios"
 
 
 @pytest.fixture
-def default_pace() -> Iterator[None]:
-    before = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)
-    yield
-    gc.set_threshold(*before)
+def default_pace() -> None:
+    gc.set_threshold(700, 10, 10)  # put back after the test by tests/conftest.py
 
 
 @pytest.mark.usefixtures("default_pace")

@@ -349,6 +349,7 @@ def run_checked(doc: dict[str, Any]) -> tuple[Engine, list[Event], list[str]]:
     unexplained: list[str] = []
     for tick_events in engine.run():
         check_tick(engine)
+        check_adl_counterparties(engine, tick_events)
         events.extend(tick_events)
         for event in tick_events:
             if (
@@ -358,6 +359,17 @@ def run_checked(doc: dict[str, Any]) -> tuple[Engine, list[Event], list[str]]:
             ):
                 unexplained.append(f"tick {engine.tick}: {event}")
     return engine, events, unexplained
+
+
+def check_adl_counterparties(engine: Engine, tick_events: list[Event]) -> None:
+    """ADL takes a counterparty's profit and collateral, never more: an isolated position it closed
+    part of is left with its margin at or above zero."""
+    book = engine.book
+    for fill in (e for e in tick_events if isinstance(e, AdlFill)):
+        account = book.account_ids.index(fill.account)
+        k = [inst.symbol for inst in engine.instruments].index(fill.symbol)
+        rows = (book.account == account) & (book.instrument == k) & book.isolated
+        assert (book.iso_margin[rows] >= 0).all(), f"{fill} left an isolated margin below zero"
 
 
 def adl_could_not_help(
@@ -391,7 +403,8 @@ def no_room_opposite(engine: Engine, k: int, tick_events: list[Event]) -> bool:
     """A takeover of instrument `k` left a deficit beyond the fund (finished this tick, or still
     working with part of it filled in the book), and every open position opposite it would end
     below zero at the mark (with a few minor units of slack) by closing one more contract at the
-    takeover's bankruptcy price. A takeover with no uncovered deficit (deleveraged or filled within
+    takeover's bankruptcy price, or (isolated) would realize a loss there beyond its margin. A
+    takeover with no uncovered deficit (deleveraged or filled within
     its collateral and the fund, or started after this tick's deleveraging) explains nothing: a
     position short of room at one takeover's price may still take a cheaper one."""
     book, inst = engine.book, engine.instruments[k]
@@ -430,7 +443,9 @@ def no_room_opposite(engine: Engine, k: int, tick_events: list[Event]) -> bool:
         with np.errstate(divide="ignore"):
             against_entry = 1 / entry - 1 / price if inst.inverse else price - entry
         realized_loss = np.maximum(side * cv * against_entry, 0.0)
-        margin = np.where(book.isolated, book.iso_margin_major - realized_loss, np.inf)
+        margin = np.where(
+            book.isolated & (realized_loss > 0), book.iso_margin_major - realized_loss, np.inf
+        )
         # A position already below zero at the mark is not deleveraged at all (it is itself
         # being liquidated).
         if ((equity[rows] >= 0) & (equity[rows] - loss > slack) & (margin[rows] > slack)).any():
@@ -710,7 +725,7 @@ def test_adl_counts_each_remainder_at_its_own_bankruptcy_price() -> None:
         for r in range(len(book))
         if book.instrument[r] == k and book.account_ids[book.account[r]] == "acct-2"
     ]
-    margin = int(book.iso_margin[row]) / 10**8
+    margin = int(book.iso_margin[row]) / 10 ** engine.decimals(k)
     # One more contract at acct-5's bankruptcy price would realize more loss than is left.
     one_more = 100 * (1 / 2573.81 - 1 / 2891.22395)
     assert 0 <= margin < one_more
