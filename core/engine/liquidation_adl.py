@@ -83,8 +83,9 @@ class DeskAdl(DeskMoney):
         # One position per account and symbol: no two rows of the queue share a cross account's
         # equity, so each row's spare is its own to spend.
         spare = self._spare(self._equity_of(queue)[0], k)
-        isolated = book.isolated[queue]
-        margin = np.where(isolated, self._spare(book.iso_margin_major[queue], k), np.inf)
+        margin = np.where(
+            book.isolated[queue], self._spare(book.iso_margin_major[queue], k), np.inf
+        )
         # Realized PnL per contract per unit of x is the slope too: closing at x realizes
         # slope * x + offset a contract, a loss out of an isolated margin where below zero.
         offset = book.upnl_b[queue] / np.maximum(book.contracts[queue], 1)

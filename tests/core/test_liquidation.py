@@ -492,6 +492,14 @@ def test_adl_takes_a_counterparty_down_to_zero_at_most_and_reports_the_rest_unco
     assert engine.ledger.balance(trader(row_of(engine, "C")), "USDT") == 0
 
 
+def gap_against_isolated_short(*others: dict[str, Any]) -> dict[str, Any]:
+    """A: long 10 at 100 on 10 isolated, C: short 10 at 98.5 on 3 isolated, and `others`; the mark
+    gaps from 100 to 95 with the fund empty, under ADL."""
+    accounts = [position("A", "long", 10, "100", margin="10"), *others]
+    accounts.append(position("C", "short", 10, "98.5", margin="3"))
+    return scenario(accounts, [(0, "100"), (1, "95"), (3, "95")], policy={"deficit": "adl"})
+
+
 def test_adl_keeps_an_isolated_counterpartys_margin_at_or_above_zero() -> None:
     # A: long 10 at 100 with 10 isolated (bankruptcy 99); the mark gaps to 95, the fund is empty.
     # C: short 10 at 98.5 with 3 isolated, well in profit at the mark (equity 3 + 35 = 38, room
@@ -499,14 +507,7 @@ def test_adl_keeps_an_isolated_counterpartys_margin_at_or_above_zero() -> None:
     # against C's entry, paid out of its margin: 5 contracts at most (6 with no headroom), not 9,
     # which would leave the margin at -1.5, a loss nobody pays once C closes. A's other 5 go to
     # the book at the mark, 95: 5*(99 - 95) = 20 beyond A's collateral, uncovered.
-    doc = scenario(
-        [
-            position("A", "long", 10, "100", margin="10"),
-            position("C", "short", 10, "98.5", margin="3"),
-        ],
-        [(0, "100"), (1, "95"), (3, "95")],
-        policy={"deficit": "adl"},
-    )
+    doc = gap_against_isolated_short()
     _, result, _, margins = run(doc, lambda e: int(e.book.iso_margin[row_of(e, "C")]))
     assert [(r["account"], r["contracts"], r["price"]) for r in result["adl"]] == [("C", 5, "99")]
     assert margins == {1: USDT // 2, 2: USDT // 2, 3: USDT // 2}
@@ -519,15 +520,7 @@ def test_adl_takes_more_from_an_isolated_counterparty_once_its_gain_nets_its_los
     # together they net +1 to C's cash, its margin untouched. A second pass finds that room:
     # C's last 4 at 99 (-2, margin 3 -> 1). A: 9 at 99 and 1 at the mark, 14 lost on 10 of
     # collateral, 4 uncovered. C closes with 1 + 1 = 2.
-    doc = scenario(
-        [
-            position("A", "long", 10, "100", margin="10"),
-            position("B", "long", 1, "100", margin="5"),
-            position("C", "short", 10, "98.5", margin="3"),
-        ],
-        [(0, "100"), (1, "95"), (3, "95")],
-        policy={"deficit": "adl"},
-    )
+    doc = gap_against_isolated_short(position("B", "long", 1, "100", margin="5"))
     _, result, _, _ = run(doc)
     adl = [(r["account"], r["contracts"], r["price"], r["against"]) for r in result["adl"]]
     assert adl == [("C", 5, "99", "A"), ("C", 1, "95", "B"), ("C", 4, "99", "A")]

@@ -71,7 +71,7 @@ def test_a_feed_store_branch_without_changes_ends_with_the_parents_state_hash(
     session.close()
 
 
-# In the slow tier (9-15 s) to keep the suite within its 10 minutes; the branch without changes
+# In the slow tier (8.7-14.5 s) to keep the suite within its 10 minutes; the branch without changes
 # above still checks a feed store's branch against its parent in the main suite.
 @pytest.mark.slow
 def test_a_feed_store_branch_gives_the_outcome_of_a_branch_of_the_scenarios_store(
